@@ -1,0 +1,314 @@
+//! `pgbak`: parses the command line, builds the parts from the configuration and calls
+//! `pgbak-core`. Exit codes: 0 success, 1 failure, 2 usage or configuration error.
+
+mod cli;
+mod output;
+mod progress;
+
+use clap::Parser;
+use cli::{Cli, Command, Format};
+use output::{human_size, print_kv, print_json};
+use pgbak_core::backup::{backup, BackupOptions};
+use pgbak_core::config::Config;
+use pgbak_core::recover::{recover, RecoverOptions, RecoveryTarget};
+use pgbak_core::server::Server;
+use pgbak_core::wal_archive::ArchiveOutcome;
+use pgbak_core::{maintenance, Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            if cli.debug {
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    eprintln!("  caused by: {s}");
+                    src = s.source();
+                }
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.debug { "debug".to_string() } else { cli.log_level.clone().unwrap_or_else(|| "warn".into()) };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn load(cli: &Cli) -> Result<Config> {
+    let config = Config::load(cli.config.as_deref())?;
+    if !cli.quiet {
+        for w in &config.warnings {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    Ok(config)
+}
+
+fn run(cli: &Cli) -> Result<u8> {
+    match &cli.command {
+        Command::ArchiveWal { server, path } => {
+            // The hot path of archive_command: read the configuration, store the file, nothing else.
+            let config = load(cli)?;
+            let server = Server::new(&config, server)?;
+            match server.wal_archive()?.archive_file(path, server.locks())? {
+                ArchiveOutcome::Stored { .. } => {}
+                ArchiveOutcome::AlreadyArchived { name } => {
+                    if !cli.quiet {
+                        eprintln!("{name} was already archived with identical content");
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::GetWal { server, wal_name, dest } => {
+            let config = load(cli)?;
+            let server = Server::new(&config, server)?;
+            server.wal_archive()?.fetch(wal_name, dest)?;
+            Ok(0)
+        }
+        Command::Backup(a) => {
+            let config = load(cli)?;
+            let server = Server::new(&config, &a.server)?;
+            let opts = BackupOptions {
+                immediate_checkpoint: if a.immediate_checkpoint {
+                    Some(true)
+                } else if a.no_immediate_checkpoint {
+                    Some(false)
+                } else {
+                    None
+                },
+                wait: a.wait,
+                wait_timeout: (a.wait_timeout > 0).then(|| Duration::from_secs(a.wait_timeout)),
+                label: None,
+            };
+            if !cli.quiet && cli.format == Format::Console {
+                eprintln!("Starting backup of server '{}'", server.name());
+            }
+            let mut progress = progress::Progress::new(cli.quiet);
+            let result = backup(&server, &opts, &mut progress);
+            progress.finish();
+            let info = result?;
+            match cli.format {
+                Format::Json => print_json(&info),
+                Format::Console => {
+                    if !cli.quiet {
+                        let secs = info.copy_seconds.unwrap_or(0.0);
+                        println!(
+                            "Backup {} of server '{}': {} ({} received in {:.1}s, {:.0} MB/s; {} stored; WAL {} to {})",
+                            info.backup_id,
+                            info.server_name,
+                            info.status.as_str(),
+                            human_size(info.data_size),
+                            secs,
+                            info.data_size as f64 / 1e6 / secs.max(0.001),
+                            human_size(info.size),
+                            info.begin_wal.as_deref().unwrap_or("-"),
+                            info.end_wal.as_deref().unwrap_or("-"),
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Cron => {
+            let config = load(cli)?;
+            let reports = maintenance::cron(&config);
+            let mut failed = false;
+            for r in &reports {
+                failed |= !r.errors.is_empty();
+                if cli.format == Format::Console && !cli.quiet {
+                    if r.skipped {
+                        println!("{}: another cron is running, skipped", r.server);
+                    }
+                    for n in &r.archived {
+                        println!("{}: archived {n} from incoming", r.server);
+                    }
+                    for b in &r.completed_backups {
+                        println!("{}: backup {b} is DONE", r.server);
+                    }
+                    for b in &r.failed_backups {
+                        println!("{}: backup {b} was interrupted and is now FAILED", r.server);
+                    }
+                }
+                for e in &r.errors {
+                    eprintln!("ERROR: {}: {e}", r.server);
+                }
+            }
+            if cli.format == Format::Json {
+                print_json(&serde_json::Value::Array(
+                    reports
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({"server": r.server, "skipped": r.skipped, "archived": r.archived,
+                                "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors})
+                        })
+                        .collect(),
+                ));
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        Command::Recover(a) => {
+            let config = load(cli)?;
+            let server = Server::new(&config, &a.server)?;
+            let mut tablespaces = Vec::new();
+            for t in &a.tablespace {
+                let (name, loc) = t.split_once(':').ok_or_else(|| Error::Usage(format!("--tablespace '{t}' is not NAME:LOCATION")))?;
+                tablespaces.push((name.to_string(), PathBuf::from(loc)));
+            }
+            let get_wal = a.get_wal || (!a.no_get_wal && server.config.recovery_options.iter().any(|o| o == "get-wal"));
+            let opts = RecoverOptions {
+                backup_id: a.backup_id.clone(),
+                dest: absolute(&a.destination_directory)?,
+                target: RecoveryTarget {
+                    time: a.target_time.clone(),
+                    xid: a.target_xid.clone(),
+                    lsn: a.target_lsn.clone(),
+                    name: a.target_name.clone(),
+                    immediate: a.target_immediate,
+                    tli: a.target_tli.clone(),
+                    exclusive: a.exclusive,
+                    action: a.target_action.clone(),
+                },
+                tablespaces,
+                standby_mode: a.standby_mode,
+                get_wal,
+                force: a.force,
+                pgbak_exe: std::env::current_exe().map_err(|e| Error::io("locate", "pgbak", e))?,
+                config_file: config.source.first().map(|p| absolute(p)).transpose()?,
+            };
+            let s = recover(&server, &opts)?;
+            match cli.format {
+                Format::Json => print_json(&serde_json::json!({
+                    "backup_id": s.backup.backup_id, "destination": s.dest, "wal_files_copied": s.wal_files_copied,
+                    "restore_command": s.restore_command, "settings": s.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                })),
+                Format::Console => {
+                    if !cli.quiet {
+                        println!("Restored backup {} of server '{}' into {}", s.backup.backup_id, server.name(), s.dest.display());
+                        if s.wal_files_copied > 0 {
+                            println!("Copied {} WAL files into {}", s.wal_files_copied, s.dest.join(pgbak_core::recover::WAL_SPOOL_DIR).display());
+                        }
+                        println!("Recovery settings written to postgresql.auto.conf:");
+                        for (k, v) in &s.settings {
+                            println!("  {k} = '{v}'");
+                        }
+                        println!("Start the server on {} to recover.", s.dest.display());
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::ListServers => {
+            let config = load(cli)?;
+            match cli.format {
+                Format::Json => print_json(&serde_json::Value::Object(
+                    config
+                        .servers
+                        .iter()
+                        .map(|(n, s)| (n.clone(), serde_json::json!({"description": s.description, "active": s.active})))
+                        .collect(),
+                )),
+                Format::Console => {
+                    for (n, s) in &config.servers {
+                        let inactive = if s.active { "" } else { " (inactive)" };
+                        println!("{n} - {}{inactive}", s.description.as_deref().unwrap_or(""));
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::ListBackups { server } => {
+            let config = load(cli)?;
+            let server = Server::new(&config, server)?;
+            let mut backups = server.backups()?;
+            backups.reverse();
+            match cli.format {
+                Format::Json => print_json(&backups),
+                Format::Console => {
+                    for b in &backups {
+                        println!(
+                            "{} {} - {} - Size: {} - {} - {}",
+                            b.server_name,
+                            b.backup_id,
+                            b.end_time.unwrap_or(b.begin_time).format("%Y-%m-%d %H:%M:%S UTC"),
+                            human_size(b.size),
+                            if b.backup_format == "plain" { "plain".to_string() } else { format!("tar/{}", b.compression) },
+                            b.status.as_str()
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::ShowBackup { server, backup_id } => {
+            let config = load(cli)?;
+            let server = Server::new(&config, server)?;
+            let cat = server.catalogue();
+            let id = if pgbak_core::catalogue::is_backup_id(backup_id) { backup_id.clone() } else { cat.resolve(backup_id)?.backup_id };
+            let info = server.backups()?.into_iter().find(|b| b.backup_id == id).map(Ok).unwrap_or_else(|| cat.read(&id))?;
+            match cli.format {
+                Format::Json => print_json(&info),
+                Format::Console => {
+                    let v = serde_json::to_value(&info).map_err(|e| Error::Other(e.to_string()))?;
+                    let mut rows = Vec::new();
+                    if let serde_json::Value::Object(m) = v {
+                        for (k, v) in m {
+                            let text = match v {
+                                serde_json::Value::String(s) => s,
+                                serde_json::Value::Null => "-".into(),
+                                other => other.to_string(),
+                            };
+                            rows.push((k, text));
+                        }
+                    }
+                    println!("Backup {}:", info.backup_id);
+                    print_kv(&rows);
+                }
+            }
+            Ok(0)
+        }
+        Command::Status { server } => {
+            let config = load(cli)?;
+            let server = Server::new(&config, server)?;
+            let rows = maintenance::status(&server)?;
+            match cli.format {
+                Format::Json => print_json(&serde_json::Value::Object(rows.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect())),
+                Format::Console => {
+                    println!("Server {}:", server.name());
+                    print_kv(&rows);
+                }
+            }
+            Ok(0)
+        }
+        Command::SwitchWal(a) | Command::SwitchXlog(a) => {
+            let config = load(cli)?;
+            let server = Server::new(&config, &a.server)?;
+            let r = maintenance::switch_wal(&server, a.force, a.archive, Duration::from_secs(a.archive_timeout))?;
+            match cli.format {
+                Format::Json => print_json(&serde_json::json!({"switch_lsn": r.switch_lsn, "segment": r.segment, "archived": r.archived})),
+                Format::Console => {
+                    if !cli.quiet {
+                        println!("Switched WAL of server '{}' at {} (segment {})", server.name(), r.switch_lsn, r.segment);
+                        if r.archived == Some(true) {
+                            println!("Segment {} is archived", r.segment);
+                        }
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))
+}

@@ -1,0 +1,50 @@
+//! How backup bytes arrive: the [`CopyStrategy`] seam and its streaming implementation
+//! ([`StreamingCopy`], BASE_BACKUP over a replication connection), tar parsing ([`tar`]) and safe
+//! extraction ([`extract_tar`], [`TarExtractor`]), used both to write plain-format backups and to
+//! restore tar-format ones, and [`copy_tree`] to restore plain-format backups.
+//!
+//! ```no_run
+//! use pgbak_copy::{BackupDestination, CopyStrategy, NoProgress, StreamingCopy};
+//! use pgbak_wal::{BaseBackupOptions, ConnParams};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let conninfo = ConnParams::resolve("host=db1 user=backup")?;
+//! let options = BaseBackupOptions {
+//!     label: "pgbak 20260101T000000".into(),
+//!     progress: true,
+//!     fast_checkpoint: true,
+//!     manifest: true,
+//!     manifest_checksums: None,
+//!     tablespace_map: true,
+//!     max_rate_kbps: None,
+//!     verify_checksums: true,
+//!     wait_for_wal_archive: false,
+//! };
+//! let dest = BackupDestination::Plain {
+//!     data_dir: "/var/lib/pgbak/db1/base/20260101T000000/data".into(),
+//!     tablespaces_root: "/var/lib/pgbak/db1/base/20260101T000000/tablespaces".into(),
+//! };
+//! let outcome = StreamingCopy::new(conninfo, options).copy(&dest, &mut NoProgress)?;
+//! println!("backup from {} to {}", outcome.start_lsn, outcome.end_lsn);
+//! # Ok(())
+//! # }
+//! ```
+
+mod durable;
+mod error;
+pub mod extract;
+mod strategy;
+mod streaming;
+pub mod tar;
+mod writer;
+
+pub use durable::SyncMethod;
+pub use error::{Error, Result};
+pub use extract::{
+    copy_tree, copy_tree_with, extract_tar, ExtractOptions, ExtractStats, TarExtractor,
+};
+pub use strategy::{
+    BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, NoProgress, OutputFile,
+};
+pub use streaming::StreamingCopy;
+pub use tar::{EntryKind, TarEntry, TarHeader, TarStreamParser, TarVisitor};

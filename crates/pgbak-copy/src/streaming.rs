@@ -1,0 +1,348 @@
+//! [`StreamingCopy`]: a backup taken with the replication protocol's BASE_BACKUP, as
+//! `pg_basebackup` does, with nothing installed on the database host.
+//!
+//! The socket is read on a current-thread tokio runtime (the calling thread); every chunk goes
+//! through a bounded channel to a writer thread that compresses or extracts it, so receiving and
+//! compressing overlap and memory stays at a few megabytes whatever the database size.
+
+use crate::durable::SyncMethod;
+use crate::strategy::{BackupDestination, CopyOutcome, CopyProgress, CopyStrategy};
+use crate::writer::{self, Job, Target, WriterOutput};
+use crate::{Error, Result};
+use pgbak_wal::{
+    BaseBackupEnd, BaseBackupOptions, BaseBackupSink, ConnParams, Lsn, ReplicationClient,
+    TablespaceInfo,
+};
+use std::io;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Bytes gathered from the server's CopyData messages before they go to the writer thread.
+const CHUNK_SIZE: usize = 1 << 20;
+
+/// Chunks in flight between the receiving and the writing thread (so at most about
+/// `CHANNEL_DEPTH + 2` MiB of backup data are in memory at once).
+const CHANNEL_DEPTH: usize = 8;
+
+/// Takes a backup with BASE_BACKUP over a replication connection.
+#[derive(Debug, Clone)]
+pub struct StreamingCopy {
+    /// Where the server is.
+    pub conninfo: ConnParams,
+    /// The BASE_BACKUP options (label, fast checkpoint, manifest, ...).
+    pub options: BaseBackupOptions,
+}
+
+impl StreamingCopy {
+    /// A strategy that connects with `conninfo` and runs BASE_BACKUP with `options`.
+    pub fn new(conninfo: ConnParams, options: BaseBackupOptions) -> Self {
+        StreamingCopy { conninfo, options }
+    }
+}
+
+impl CopyStrategy for StreamingCopy {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Runs the backup on the calling thread. It builds its own tokio runtime, so it must not be
+    /// called from inside one (use `spawn_blocking`); doing so is an error, not a panic.
+    fn copy(
+        &self,
+        dest: &BackupDestination,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<CopyOutcome> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Aborted(
+                "StreamingCopy::copy was called from inside an async runtime; call it from a blocking thread".into(),
+            ));
+        }
+        let target = match dest {
+            BackupDestination::Plain {
+                data_dir,
+                tablespaces_root,
+            } => {
+                // Fail before connecting rather than after a checkpoint.
+                if let Ok(mut entries) = std::fs::read_dir(data_dir) {
+                    if entries.next().is_some() {
+                        return Err(Error::DestinationNotEmpty {
+                            path: data_dir.clone(),
+                        });
+                    }
+                }
+                Target::Plain {
+                    data_dir: data_dir.clone(),
+                    tablespaces_root: tablespaces_root.clone(),
+                    sync: SyncMethod::default(),
+                }
+            }
+            BackupDestination::Tar {
+                storage,
+                prefix,
+                compressor,
+            } => Target::Tar {
+                storage: storage.clone(),
+                prefix: prefix.clone(),
+                compressor: compressor.clone(),
+            },
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::stream("start", "async runtime", e))?;
+        runtime.block_on(self.run(target, progress))
+    }
+}
+
+impl StreamingCopy {
+    async fn run(&self, target: Target, progress: &mut dyn CopyProgress) -> Result<CopyOutcome> {
+        let mut client = ReplicationClient::connect(&self.conninfo).await?;
+        let server_version_num = client.server_version_num();
+        let system = client.identify_system().await?;
+        let wal_segment_size = client.wal_segment_size().await?;
+
+        let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+        let (recycle_tx, recycle_rx) = sync_channel(CHANNEL_DEPTH + 2);
+        let worker = std::thread::Builder::new()
+            .name("pgbak-copy-writer".into())
+            .spawn(move || writer::run(target, rx, recycle_tx))
+            .map_err(|e| Error::stream("start", "backup writer thread", e))?;
+
+        let mut sink = Sink::new(tx, recycle_rx, progress, server_version_num);
+        let streamed = client.base_backup(&self.options, &mut sink).await;
+        let finished = match streamed {
+            Ok(_) => sink.finish(),
+            Err(_) => Ok(()),
+        };
+        let Sink {
+            tx,
+            failure,
+            tablespaces,
+            bytes_received,
+            ..
+        } = sink;
+        // Closing the channel tells a writer still waiting for data that the backup is over.
+        drop(tx);
+        let written = worker
+            .join()
+            .unwrap_or_else(|_| Err(Error::Aborted("the backup writer thread panicked".into())));
+        let (end, out) = pick_outcome(streamed, finished, failure, written)?;
+        // The backup is complete; a failure to say goodbye changes nothing about it.
+        let _ = client.close().await;
+        let bytes_written = out.files.iter().map(|f| f.size).sum();
+        Ok(CopyOutcome {
+            start_lsn: end.start_lsn,
+            start_tli: end.start_tli,
+            end_lsn: end.end_lsn,
+            end_tli: end.end_tli,
+            tablespaces: tablespaces
+                .into_iter()
+                .filter(|t| t.oid.is_some())
+                .collect(),
+            backup_label: out.backup_label,
+            tablespace_map: out.tablespace_map,
+            bytes_received,
+            bytes_written,
+            files: out.files,
+            has_manifest: out.has_manifest,
+            server_version_num,
+            systemid: system.systemid,
+            wal_segment_size,
+        })
+    }
+}
+
+/// The result of a backup from what each side reports. The most specific error wins: the
+/// writer's own failure (disk full, corrupt tar), then what the sink refused, then the protocol.
+fn pick_outcome(
+    streamed: pgbak_wal::Result<BaseBackupEnd>,
+    finished: io::Result<()>,
+    failure: Option<Error>,
+    written: Result<Option<WriterOutput>>,
+) -> Result<(BaseBackupEnd, WriterOutput)> {
+    let written = written?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let end = streamed?;
+    finished.map_err(|e| Error::Aborted(format!("the backup writer stopped: {e}")))?;
+    let out =
+        written.ok_or_else(|| Error::Aborted("the backup writer stopped before the end".into()))?;
+    Ok((end, out))
+}
+
+/// The archive name's tablespace: `None` for `base.tar`, the oid for `<oid>.tar`.
+fn archive_oid(name: &str) -> Option<Option<u32>> {
+    if name == "base.tar" {
+        return Some(None);
+    }
+    let digits = name.strip_suffix(".tar")?;
+    // Only plain digits: the name becomes part of a file name and an object key.
+    if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Some)
+}
+
+/// Receives BASE_BACKUP's streams on the runtime thread and hands them to the writer thread in
+/// chunks of up to [`CHUNK_SIZE`]. Blocks when the writer is behind, which in turn stops reading
+/// the socket: the server waits instead of memory growing.
+struct Sink<'p> {
+    tx: SyncSender<Job>,
+    recycle: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    progress: &'p mut dyn CopyProgress,
+    server_version_num: u32,
+    tablespaces: Vec<TablespaceInfo>,
+    bytes_received: u64,
+    in_manifest: bool,
+    /// Why the sink refused the stream, when it did (reported instead of the protocol error).
+    failure: Option<Error>,
+}
+
+fn writer_gone() -> io::Error {
+    io::Error::other("the backup writer stopped")
+}
+
+impl<'p> Sink<'p> {
+    fn new(
+        tx: SyncSender<Job>,
+        recycle: Receiver<Vec<u8>>,
+        progress: &'p mut dyn CopyProgress,
+        version: u32,
+    ) -> Self {
+        Sink {
+            tx,
+            recycle,
+            buf: Vec::with_capacity(CHUNK_SIZE),
+            progress,
+            server_version_num: version,
+            tablespaces: Vec::new(),
+            bytes_received: 0,
+            in_manifest: false,
+            failure: None,
+        }
+    }
+
+    fn send(&self, job: Job) -> io::Result<()> {
+        self.tx.send(job).map_err(|_| writer_gone())
+    }
+
+    fn refuse(&mut self, error: Error) -> io::Error {
+        let e = io::Error::other(error.to_string());
+        self.failure = Some(error);
+        e
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = match self.recycle.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v
+            }
+            Err(_) => Vec::with_capacity(CHUNK_SIZE),
+        };
+        let full = std::mem::replace(&mut self.buf, next);
+        self.send(Job::Data(full))
+    }
+
+    fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        self.bytes_received += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_SIZE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Everything arrived: end the manifest, if any, and ask the writer to commit.
+    fn finish(&mut self) -> io::Result<()> {
+        if self.in_manifest {
+            self.flush()?;
+            self.send(Job::End)?;
+            self.in_manifest = false;
+        }
+        self.send(Job::Commit)
+    }
+}
+
+impl BaseBackupSink for Sink<'_> {
+    fn begin(&mut self, _start: Lsn, _tli: u32, tablespaces: &[TablespaceInfo]) -> io::Result<()> {
+        self.tablespaces = tablespaces.to_vec();
+        let total = tablespaces
+            .iter()
+            .map(|t| {
+                t.size_kb
+                    .and_then(|kb| u64::try_from(kb).ok())
+                    .map(|kb| kb.saturating_mul(1024))
+            })
+            .sum::<Option<u64>>();
+        self.progress.set_total(total);
+        let tablespace_oids = tablespaces.iter().filter_map(|t| t.oid).collect();
+        self.send(Job::Begin {
+            server_version_num: self.server_version_num,
+            tablespace_oids,
+        })
+    }
+
+    fn archive_start(&mut self, name: &str, _tablespace_location: Option<&str>) -> io::Result<()> {
+        if self.in_manifest {
+            return Err(self.refuse(Error::Server(format!(
+                "archive {name:?} after the manifest"
+            ))));
+        }
+        let Some(oid) = archive_oid(name) else {
+            return Err(self.refuse(Error::Server(format!("unexpected archive name {name:?}"))));
+        };
+        self.send(Job::Archive {
+            name: name.to_string(),
+            oid,
+        })
+    }
+
+    fn archive_data(&mut self, data: &[u8]) -> io::Result<()> {
+        self.push(data)
+    }
+
+    fn archive_end(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.send(Job::End)
+    }
+
+    fn manifest_data(&mut self, data: &[u8]) -> io::Result<()> {
+        if !self.in_manifest {
+            self.send(Job::Manifest)?;
+            self.in_manifest = true;
+        }
+        self.push(data)
+    }
+
+    fn progress(&mut self, bytes_done: u64) -> io::Result<()> {
+        self.progress.set_done(bytes_done);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names() {
+        assert_eq!(archive_oid("base.tar"), Some(None));
+        assert_eq!(archive_oid("16384.tar"), Some(Some(16384)));
+        for bad in [
+            "../x.tar",
+            "+1.tar",
+            ".tar",
+            "base.tar.gz",
+            "99999999999.tar",
+            "1 .tar",
+            "pg_wal.tar",
+        ] {
+            assert_eq!(archive_oid(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `pgbak backup`: take a base backup into the catalogue.
+//!
+//! The metadata goes STARTED -> WAITING_FOR_WALS -> DONE (or FAILED). A backup is DONE only once
+//! its files are durable and every WAL segment from its begin to its end LSN is in the archive.
+
+use crate::catalogue::{new_backup_id, BackupFile, BackupInfo, BackupStatus, TablespaceRecord};
+use crate::config::{BackupFormat, BackupMethod};
+use crate::locks::LockName;
+use crate::server::Server;
+use crate::{Error, Result};
+use pgbak_compress::{Codec, Compression, Level};
+use pgbak_copy::{BackupDestination, CopyProgress, CopyStrategy, StreamingCopy};
+use pgbak_storage::LocalStorage;
+use pgbak_wal::{segments_between, BaseBackupOptions, ConnParams, Lsn, SegmentName};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of one backup run.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    /// Ask for an immediate checkpoint (overrides `immediate_checkpoint`).
+    pub immediate_checkpoint: Option<bool>,
+    /// Wait for the required WAL to be archived, up to `wait_timeout` (None = forever).
+    pub wait: bool,
+    pub wait_timeout: Option<Duration>,
+    /// A label for BASE_BACKUP (default `pgbak backup <id>`).
+    pub label: Option<String>,
+}
+
+/// Runs a backup of `server`. Returns the final metadata (DONE or WAITING_FOR_WALS); a failure
+/// leaves the backup FAILED with the reason recorded, and returns the error.
+pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProgress) -> Result<BackupInfo> {
+    let cfg = &server.config;
+    if !cfg.active {
+        return Err(Error::Usage(format!("server '{}' is not active", cfg.name)));
+    }
+    if cfg.backup_method != BackupMethod::Postgres {
+        return Err(Error::Usage(format!(
+            "server '{}': backup_method {:?} is not supported by this version; use backup_method = postgres",
+            cfg.name, cfg.backup_method
+        )));
+    }
+    let _lock = server.locks().try_lock(&LockName::ServerBackup(cfg.name.clone()))?;
+    server.fail_interrupted_backups()?;
+
+    // Fail fast, before anything is written, when the server cannot be reached or cannot archive.
+    let conn = server.connect()?;
+    let archive_mode = conn.setting("archive_mode")?;
+    if archive_mode == "off" && !cfg.streaming_archiver {
+        return Err(Error::Other(format!(
+            "server '{}': archive_mode is off and streaming_archiver is off, so the WAL this backup needs would never reach the archive",
+            cfg.name
+        )));
+    }
+    let tablespace_names = conn.tablespaces()?;
+    let pgdata = conn.setting("data_directory").ok();
+    let params = ConnParams::resolve(&cfg.streaming_conninfo)?;
+
+    let cat = server.catalogue();
+    let mut id = new_backup_id(chrono::Utc::now());
+    while cat.backup_dir(&id).exists() {
+        std::thread::sleep(Duration::from_millis(200));
+        id = new_backup_id(chrono::Utc::now());
+    }
+    let dir = cat.backup_dir(&id);
+    let (format, compression) = match cfg.backup_compression_format {
+        BackupFormat::Plain if cfg.backup_compression != Compression::None => {
+            return Err(Error::Usage(format!(
+                "server '{}': backup_compression_format = plain cannot be combined with backup_compression = {}",
+                cfg.name,
+                cfg.backup_compression.name()
+            )))
+        }
+        BackupFormat::Plain => ("plain", Compression::None),
+        BackupFormat::Tar => ("tar", cfg.backup_compression),
+    };
+    let mut info = BackupInfo::new(&cfg.name, &id, "postgres", format, compression.name());
+    info.pgdata = pgdata;
+    cat.write(&info)?;
+
+    let result = (|| -> Result<()> {
+        let dest = if format == "plain" {
+            BackupDestination::Plain { data_dir: dir.join("data"), tablespaces_root: dir.clone() }
+        } else {
+            let level = cfg.backup_compression_level.map(Level::Value).or(Some(Level::Low));
+            let codec = Codec::new(compression, level).map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
+            BackupDestination::Tar { storage: Arc::new(LocalStorage::new(&dir)), prefix: "data".into(), compressor: Arc::new(codec) }
+        };
+        let strategy = StreamingCopy {
+            conninfo: params.clone(),
+            options: BaseBackupOptions {
+                label: opts.label.clone().unwrap_or_else(|| format!("pgbak backup {id}")),
+                progress: true,
+                fast_checkpoint: opts.immediate_checkpoint.unwrap_or(cfg.immediate_checkpoint),
+                manifest: true,
+                manifest_checksums: None,
+                tablespace_map: true,
+                max_rate_kbps: cfg.bandwidth_limit.map(|b| b as u32),
+                verify_checksums: true,
+                wait_for_wal_archive: true,
+            },
+        };
+        let started = Instant::now();
+        let outcome = strategy.copy(&dest, progress)?;
+        info.copy_seconds = Some(started.elapsed().as_secs_f64());
+        info.end_time = Some(chrono::Utc::now());
+        let seg_size = outcome.wal_segment_size;
+        info.begin_lsn = Some(outcome.start_lsn.to_string());
+        info.end_lsn = Some(outcome.end_lsn.to_string());
+        info.timeline = Some(outcome.start_tli);
+        info.end_timeline = Some(outcome.end_tli);
+        info.begin_wal = Some(SegmentName::from_lsn(outcome.start_tli, outcome.start_lsn, seg_size).file_name(seg_size));
+        info.end_wal = Some(last_segment(outcome.end_tli, outcome.start_lsn, outcome.end_lsn, seg_size).file_name(seg_size));
+        info.systemid = Some(outcome.systemid.clone());
+        info.version = Some(outcome.server_version_num);
+        info.wal_segment_size = Some(seg_size);
+        info.backup_label = outcome.backup_label.clone();
+        info.has_manifest = outcome.has_manifest;
+        info.data_size = outcome.bytes_received;
+        info.files = outcome.files.iter().map(|f| BackupFile { name: f.name.clone(), size: f.size }).collect();
+        info.size = outcome.files.iter().map(|f| f.size).sum();
+        info.tablespaces = outcome
+            .tablespaces
+            .iter()
+            .filter_map(|t| {
+                let oid = t.oid?;
+                let location = t.location.clone().unwrap_or_default();
+                let name = tablespace_names.iter().find(|(_, o, _)| *o == oid).map(|(n, _, _)| n.clone()).unwrap_or_else(|| oid.to_string());
+                Some(TablespaceRecord { name, oid, location })
+            })
+            .collect();
+        info.status = BackupStatus::WaitingForWals;
+        cat.write(&info)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        info.status = BackupStatus::Failed;
+        info.error = Some(e.to_string());
+        info.end_time = Some(chrono::Utc::now());
+        // The failure itself is what the caller must see; a failure to record it is secondary.
+        let _ = cat.write(&info);
+        return Err(e);
+    }
+
+    let deadline = opts.wait_timeout.map(|t| Instant::now() + t);
+    loop {
+        if complete_if_wal_archived(server, &mut info)? {
+            break;
+        }
+        if !opts.wait || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(info)
+}
+
+/// The segment holding the last byte before `end` (PostgreSQL's XLByteToPrevSeg), or the begin
+/// segment for an empty range.
+fn last_segment(tli: u32, begin: Lsn, end: Lsn, seg_size: u64) -> SegmentName {
+    segments_between(tli, begin, end, seg_size)
+        .last()
+        .map(|s| SegmentName { tli, segno: s.segno })
+        .unwrap_or_else(|| SegmentName::from_lsn(tli, begin, seg_size))
+}
+
+/// The WAL segment names a backup needs, from its begin to its end.
+pub fn required_segments(info: &BackupInfo) -> Result<Vec<String>> {
+    let (Some(b), Some(e), Some(tli), Some(seg)) = (&info.begin_lsn, &info.end_lsn, info.timeline, info.wal_segment_size) else {
+        return Ok(Vec::new());
+    };
+    let begin: Lsn = b.parse()?;
+    let end: Lsn = e.parse()?;
+    Ok(segments_between(tli, begin, end, seg).into_iter().map(|s| s.file_name(seg)).collect())
+}
+
+/// Turns a WAITING_FOR_WALS backup into DONE when all its WAL is archived. Returns whether it is DONE.
+pub fn complete_if_wal_archived(server: &Server, info: &mut BackupInfo) -> Result<bool> {
+    if info.status == BackupStatus::Done {
+        return Ok(true);
+    }
+    if info.status != BackupStatus::WaitingForWals {
+        return Ok(false);
+    }
+    let archive = server.wal_archive()?;
+    for name in required_segments(info)? {
+        if !archive.contains(&name)? {
+            return Ok(false);
+        }
+    }
+    info.status = BackupStatus::Done;
+    server.catalogue().write(info)?;
+    Ok(true)
+}

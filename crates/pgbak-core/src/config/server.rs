@@ -1,0 +1,620 @@
+//! One PostgreSQL server's section: how to reach it, how to back it up, where its catalogue
+//! lives. Every option has Barman's meaning and default unless its doc says otherwise.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pgbak_compress::{Compression, Level};
+
+use super::choices::{
+    backup_method_value, compression_value, level_value, BackupFormat, BackupMethod,
+    CompressionLocation, CreateSlot,
+};
+use super::error::ConfigError;
+use super::keys::{self, Kind};
+use super::raw::RawSection;
+use super::reader::Reader;
+use super::values;
+
+/// The settings of one server, after inheritance from the global section and defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// The section name.
+    pub name: String,
+    /// `description`.
+    pub description: Option<String>,
+    /// `active` (true): an inactive server is kept but skipped by cron and refused by commands.
+    pub active: bool,
+    /// `conninfo` (required): libpq connection string for ordinary SQL.
+    pub conninfo: String,
+    /// `streaming_conninfo` (default: `conninfo`): connection string for replication.
+    pub streaming_conninfo: String,
+    /// `backup_method` (default `postgres`, unlike Barman's `rsync`; see [`BackupMethod`]).
+    pub backup_method: BackupMethod,
+    /// `backup_options`, normalised comma-separated list (default `concurrent_backup`).
+    pub backup_options: String,
+    /// `compression` of archived WAL (default none). Barman's `pigz`/`pygzip` read as gzip and
+    /// `pybzip2` as bzip2; `custom` filters are refused.
+    pub compression: Compression,
+    /// `compression_level` of archived WAL (unset: the codec's default).
+    pub compression_level: Option<Level>,
+    /// `backup_compression` of base backups (default none).
+    pub backup_compression: Compression,
+    /// `backup_compression_format`: `tar` by default when a backup compression is set, `plain`
+    /// when none is (an explicit `tar` without compression is ignored with a warning, as in
+    /// Barman). `plain` with a compression needs `backup_compression_location = server`.
+    pub backup_compression_format: BackupFormat,
+    /// `backup_compression_level`.
+    pub backup_compression_level: Option<i32>,
+    /// `backup_compression_location` (default client).
+    pub backup_compression_location: CompressionLocation,
+    /// `backup_compression_workers` (zstd only).
+    pub backup_compression_workers: Option<u32>,
+    /// `retention_policy`, validated and normalised (`REDUNDANCY 3`,
+    /// `RECOVERY WINDOW OF 4 WEEKS`).
+    pub retention_policy: Option<String>,
+    /// `wal_retention_policy` (`main`, the only value Barman has).
+    pub wal_retention_policy: String,
+    /// `minimum_redundancy` (0).
+    pub minimum_redundancy: u32,
+    /// `parallel_jobs` (1, at least 1).
+    pub parallel_jobs: u32,
+    /// `path_prefix`: directories (colon-separated in the file) put before `PATH` for external
+    /// programs.
+    pub path_prefix: Vec<PathBuf>,
+    /// `immediate_checkpoint` (false).
+    pub immediate_checkpoint: bool,
+    /// `backup_directory` (default `<home>/<name>`).
+    pub backup_directory: PathBuf,
+    /// `basebackups_directory` (default `<backup_directory>/base`).
+    pub basebackups_directory: PathBuf,
+    /// `wals_directory` (default `<backup_directory>/wals`).
+    pub wals_directory: PathBuf,
+    /// `incoming_wals_directory` (default `<backup_directory>/incoming`).
+    pub incoming_wals_directory: PathBuf,
+    /// `streaming_wals_directory` (default `<backup_directory>/streaming`).
+    pub streaming_wals_directory: PathBuf,
+    /// `errors_directory` (default `<backup_directory>/errors`).
+    pub errors_directory: PathBuf,
+    /// `archiver`: WAL arrive through `archive_command` into `incoming/`.
+    ///
+    /// Default: on, unless `streaming_archiver` is on (then off, as in Barman). Set off
+    /// explicitly together with `streaming_archiver` off, it is forced on with a warning, as
+    /// Barman does, since a server without any WAL archiving cannot be recovered.
+    pub archiver: bool,
+    /// `streaming_archiver` (false): WAL are streamed by `receive-wal`.
+    pub streaming_archiver: bool,
+    /// `slot_name`, lower-cased and checked (`[0-9a-z_]+`, at most 63 characters).
+    pub slot_name: Option<String>,
+    /// `create_slot` (manual); `auto` needs `slot_name`.
+    pub create_slot: CreateSlot,
+    /// `ssh_command` (required by `backup_method = rsync`).
+    pub ssh_command: Option<String>,
+    /// `bandwidth_limit` in kB/s (unset or 0: no limit).
+    pub bandwidth_limit: Option<u64>,
+    /// `network_compression` (false; rsync `-z`).
+    pub network_compression: bool,
+    /// `reuse_backup`: `copy` or `link` (`off` reads as unset).
+    pub reuse_backup: Option<String>,
+    /// `basebackup_retry_times` (0).
+    pub basebackup_retry_times: u32,
+    /// `basebackup_retry_sleep` in seconds (30).
+    pub basebackup_retry_sleep: u64,
+    /// `check_timeout` in seconds (30).
+    pub check_timeout: u64,
+    /// `last_backup_maximum_age`, as written (checked with [`super::parse_interval`]).
+    pub last_backup_maximum_age: Option<String>,
+    /// `max_incoming_wals_queue`.
+    pub max_incoming_wals_queue: Option<u32>,
+    /// `recovery_options`: `get-wal`, `delta-restore`.
+    pub recovery_options: Vec<String>,
+    /// `streaming_backup_name` (`pgbak_streaming_backup`): application_name of backup connections.
+    pub streaming_backup_name: String,
+    /// `keepalive_interval` in seconds (60; 0 disables).
+    pub keepalive_interval: u64,
+    /// Every effective option of this server after inheritance: pgbak's options with their final
+    /// values (defaults included) and the Barman options pgbak keeps as text; unknown options
+    /// are left out. For `show-servers`.
+    pub raw: BTreeMap<String, String>,
+}
+
+fn path_list_value(value: &str) -> Result<Vec<PathBuf>, String> {
+    value
+        .split(':')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(values::path_value)
+        .collect()
+}
+
+/// Reads and checks server `name` from its section, inheriting from `global`.
+pub(crate) fn build(
+    section: &RawSection,
+    global: Option<&RawSection>,
+    home: &std::path::Path,
+    warnings: &mut Vec<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let r = Reader::server(section, global, Some(home));
+    let name = r.name().to_string();
+    warn_about_keys(section, warnings);
+
+    let bool_or = |key: &str, default: bool| -> Result<bool, ConfigError> {
+        Ok(r.parse(key, values::bool_value)?.unwrap_or(default))
+    };
+
+    let active = bool_or("active", true)?;
+    let description = r.string("description")?;
+    let conninfo = r.string("conninfo")?.ok_or_else(|| {
+        r.error(
+            "conninfo",
+            None,
+            "required option is missing (a libpq connection string, e.g. 'host=pg1 user=pgbak dbname=postgres')",
+        )
+    })?;
+    let streaming_conninfo = r
+        .string("streaming_conninfo")?
+        .unwrap_or_else(|| conninfo.clone());
+    let backup_method_set = r.get("backup_method")?;
+    let backup_method = match &backup_method_set {
+        None => BackupMethod::default(),
+        Some(v) => {
+            backup_method_value(&v.text).map_err(|m| r.error("backup_method", Some(v), m))?
+        }
+    };
+    let backup_options = r
+        .parse("backup_options", |v| {
+            values::csv_value(
+                v,
+                &[
+                    "concurrent_backup",
+                    "exclusive_backup",
+                    "external_configuration",
+                ],
+            )
+        })?
+        .unwrap_or_else(|| vec!["concurrent_backup".to_string()]);
+    if backup_options.iter().any(|o| o == "concurrent_backup")
+        && backup_options.iter().any(|o| o == "exclusive_backup")
+    {
+        let v = r.get("backup_options")?;
+        return Err(r.error(
+            "backup_options",
+            v.as_ref(),
+            "concurrent_backup and exclusive_backup cannot both be set",
+        ));
+    }
+    let backup_options = backup_options.join(",");
+
+    let compression = match r.get("compression")? {
+        None => Compression::None,
+        Some(v) => {
+            let c = compression_value(&v.text).map_err(|m| r.error("compression", Some(&v), m))?;
+            let written = v.text.trim().to_ascii_lowercase();
+            if written == "pygzip" || written == "pybzip2" {
+                warnings.push(r.warning(
+                    "compression",
+                    Some(&v),
+                    &format!(
+                        "'{written}' is a deprecated Barman name; read as '{}'",
+                        c.name()
+                    ),
+                ));
+            }
+            c
+        }
+    };
+    let level_set = r.get("compression_level")?;
+    let compression_level = match &level_set {
+        None => None,
+        Some(v) => {
+            let level =
+                level_value(&v.text).map_err(|m| r.error("compression_level", Some(v), m))?;
+            // An out-of-range level would otherwise surface only when a WAL is archived.
+            level
+                .value_for(compression)
+                .map_err(|e| r.error("compression_level", Some(v), e.to_string()))?;
+            Some(level)
+        }
+    };
+
+    let backup_compression_set = r.get("backup_compression")?;
+    let backup_compression = match &backup_compression_set {
+        None => Compression::None,
+        Some(v) => {
+            compression_value(&v.text).map_err(|m| r.error("backup_compression", Some(v), m))?
+        }
+    };
+    let backup_compression_location = r
+        .parse("backup_compression_location", |v| {
+            values::choice_value(v, "backup_compression_location", &["client", "server"])
+        })?
+        .map(|c| match c {
+            "server" => CompressionLocation::Server,
+            _ => CompressionLocation::Client,
+        })
+        .unwrap_or_default();
+    if backup_compression != Compression::None {
+        if backup_method != BackupMethod::Postgres {
+            return Err(r.error(
+                "backup_compression",
+                backup_compression_set.as_ref(),
+                format!(
+                    "backup compression needs backup_method = postgres (this server uses {backup_method})"
+                ),
+            ));
+        }
+        if backup_compression_location == CompressionLocation::Server
+            && !matches!(
+                backup_compression,
+                Compression::Gzip | Compression::Lz4 | Compression::Zstd
+            )
+        {
+            return Err(r.error(
+                "backup_compression",
+                backup_compression_set.as_ref(),
+                format!(
+                    "PostgreSQL compresses on the server only with gzip, lz4 or zstd, not {}",
+                    backup_compression.name()
+                ),
+            ));
+        }
+    }
+    let format_set = r.get("backup_compression_format")?;
+    let backup_compression_format = match &format_set {
+        None if backup_compression == Compression::None => BackupFormat::Plain,
+        None => BackupFormat::Tar,
+        Some(v) => {
+            let word =
+                values::choice_value(&v.text, "backup_compression_format", &["plain", "tar"])
+                    .map_err(|m| r.error("backup_compression_format", Some(v), m))?;
+            if backup_compression == Compression::None {
+                if word == "tar" {
+                    warnings.push(r.warning(
+                        "backup_compression_format",
+                        Some(v),
+                        "has no effect without backup_compression; backups are plain",
+                    ));
+                }
+                BackupFormat::Plain
+            } else if word == "plain" {
+                if backup_compression_location != CompressionLocation::Server {
+                    return Err(r.error(
+                        "backup_compression_format",
+                        Some(v),
+                        "plain needs backup_compression_location = server (the server compresses, pgbak decompresses on arrival)",
+                    ));
+                }
+                BackupFormat::Plain
+            } else {
+                BackupFormat::Tar
+            }
+        }
+    };
+    let backup_level_set = r.get("backup_compression_level")?;
+    let backup_compression_level = match &backup_level_set {
+        None => None,
+        Some(v) => {
+            let level = values::signed_value(&v.text)
+                .map_err(|m| r.error("backup_compression_level", Some(v), m))?;
+            Level::Value(level)
+                .value_for(backup_compression)
+                .map_err(|e| r.error("backup_compression_level", Some(v), e.to_string()))?;
+            Some(level)
+        }
+    };
+    let workers_set = r.get("backup_compression_workers")?;
+    let backup_compression_workers = match &workers_set {
+        None => None,
+        Some(v) => {
+            let n = values::unsigned_value::<u32>(&v.text)
+                .map_err(|m| r.error("backup_compression_workers", Some(v), m))?;
+            if backup_compression != Compression::Zstd {
+                return Err(r.error(
+                    "backup_compression_workers",
+                    Some(v),
+                    "is only supported with backup_compression = zstd",
+                ));
+            }
+            Some(n)
+        }
+    };
+
+    let retention_policy = r.parse("retention_policy", values::retention_policy_value)?;
+    let wal_retention_policy = r
+        .parse("wal_retention_policy", |v| {
+            values::choice_value(v, "wal_retention_policy", &["main"])
+        })?
+        .unwrap_or("main")
+        .to_string();
+    let minimum_redundancy = r
+        .parse("minimum_redundancy", values::unsigned_value::<u32>)?
+        .unwrap_or(0);
+    if let Some(redundancy) = retention_policy.as_deref().and_then(values::redundancy_of) {
+        if redundancy < minimum_redundancy {
+            let v = r.get("retention_policy")?;
+            warnings.push(r.warning(
+                "retention_policy",
+                v.as_ref(),
+                &format!(
+                    "keeps {redundancy} backups, fewer than minimum_redundancy = {minimum_redundancy}: minimum_redundancy wins"
+                ),
+            ));
+        }
+    }
+    let parallel_jobs_set = r.get("parallel_jobs")?;
+    let parallel_jobs = match &parallel_jobs_set {
+        None => 1,
+        Some(v) => match values::unsigned_value::<u32>(&v.text) {
+            Ok(0) => return Err(r.error("parallel_jobs", Some(v), "must be at least 1")),
+            Ok(n) => n,
+            Err(m) => return Err(r.error("parallel_jobs", Some(v), m)),
+        },
+    };
+    let path_prefix = r.parse("path_prefix", path_list_value)?.unwrap_or_default();
+    let immediate_checkpoint = bool_or("immediate_checkpoint", false)?;
+
+    let backup_directory = r
+        .parse("backup_directory", values::path_value)?
+        .unwrap_or_else(|| home.join(&name));
+    let dir = |key: &str, leaf: &str| -> Result<PathBuf, ConfigError> {
+        Ok(r.parse(key, values::path_value)?
+            .unwrap_or_else(|| backup_directory.join(leaf)))
+    };
+    let basebackups_directory = dir("basebackups_directory", "base")?;
+    let wals_directory = dir("wals_directory", "wals")?;
+    let incoming_wals_directory = dir("incoming_wals_directory", "incoming")?;
+    let streaming_wals_directory = dir("streaming_wals_directory", "streaming")?;
+    let errors_directory = dir("errors_directory", "errors")?;
+
+    let streaming_archiver = bool_or("streaming_archiver", false)?;
+    let archiver_set = r.get("archiver")?;
+    let archiver = match &archiver_set {
+        None => !streaming_archiver,
+        Some(v) => {
+            let on = values::bool_value(&v.text).map_err(|m| r.error("archiver", Some(v), m))?;
+            if !on && !streaming_archiver {
+                warnings.push(r.warning(
+                    "archiver",
+                    Some(v),
+                    "archiver and streaming_archiver are both off; archiver forced on, as WAL archiving is required for recovery",
+                ));
+                true
+            } else {
+                on
+            }
+        }
+    };
+    let slot_name = r.parse("slot_name", values::slot_name_value)?;
+    let create_slot_set = r.get("create_slot")?;
+    let create_slot = match &create_slot_set {
+        None => CreateSlot::default(),
+        Some(v) => match values::choice_value(&v.text, "create_slot", &["manual", "auto"]) {
+            Ok("auto") => CreateSlot::Auto,
+            Ok(_) => CreateSlot::Manual,
+            Err(m) => return Err(r.error("create_slot", Some(v), m)),
+        },
+    };
+    if create_slot == CreateSlot::Auto && slot_name.is_none() {
+        return Err(r.error(
+            "create_slot",
+            create_slot_set.as_ref(),
+            "auto needs slot_name to be set",
+        ));
+    }
+    let ssh_command = r.string("ssh_command")?;
+    if backup_method == BackupMethod::Rsync && ssh_command.is_none() {
+        return Err(r.error(
+            "backup_method",
+            backup_method_set.as_ref(),
+            "rsync needs ssh_command (e.g. 'ssh postgres@pg1'); use local-rsync for a server on this host",
+        ));
+    }
+    let bandwidth_limit = r
+        .parse("bandwidth_limit", values::unsigned_value::<u64>)?
+        .filter(|limit| *limit > 0);
+    let network_compression = bool_or("network_compression", false)?;
+    let reuse_backup = r
+        .parse("reuse_backup", |v| {
+            values::choice_value(v, "reuse_backup", &["off", "copy", "link"])
+        })?
+        .filter(|mode| *mode != "off")
+        .map(str::to_string);
+    let basebackup_retry_times = r
+        .parse("basebackup_retry_times", values::unsigned_value::<u32>)?
+        .unwrap_or(0);
+    let basebackup_retry_sleep = r
+        .parse("basebackup_retry_sleep", values::unsigned_value::<u64>)?
+        .unwrap_or(30);
+    let check_timeout = r
+        .parse("check_timeout", values::unsigned_value::<u64>)?
+        .unwrap_or(30);
+    let last_backup_maximum_age = r.parse("last_backup_maximum_age", |v| {
+        values::interval_value(v).map(|_| v.trim().to_string())
+    })?;
+    let max_incoming_wals_queue =
+        r.parse("max_incoming_wals_queue", values::unsigned_value::<u32>)?;
+    let recovery_options = r
+        .parse("recovery_options", |v| {
+            values::csv_value(v, &["get-wal", "delta-restore"])
+        })?
+        .unwrap_or_default();
+    let streaming_backup_name = r
+        .string("streaming_backup_name")?
+        .unwrap_or_else(|| "pgbak_streaming_backup".to_string());
+    let keepalive_interval = r
+        .parse("keepalive_interval", values::unsigned_value::<u64>)?
+        .unwrap_or(60);
+
+    let mut config = ServerConfig {
+        name,
+        description,
+        active,
+        conninfo,
+        streaming_conninfo,
+        backup_method,
+        backup_options,
+        compression,
+        compression_level,
+        backup_compression,
+        backup_compression_format,
+        backup_compression_level,
+        backup_compression_location,
+        backup_compression_workers,
+        retention_policy,
+        wal_retention_policy,
+        minimum_redundancy,
+        parallel_jobs,
+        path_prefix,
+        immediate_checkpoint,
+        backup_directory,
+        basebackups_directory,
+        wals_directory,
+        incoming_wals_directory,
+        streaming_wals_directory,
+        errors_directory,
+        archiver,
+        streaming_archiver,
+        slot_name,
+        create_slot,
+        ssh_command,
+        bandwidth_limit,
+        network_compression,
+        reuse_backup,
+        basebackup_retry_times,
+        basebackup_retry_sleep,
+        check_timeout,
+        last_backup_maximum_age,
+        max_incoming_wals_queue,
+        recovery_options,
+        streaming_backup_name,
+        keepalive_interval,
+        raw: BTreeMap::new(),
+    };
+    let mut raw = BTreeMap::new();
+    for key in r.keys() {
+        if keys::kind(key) == Kind::BarmanServer {
+            if let Some(text) = r.string(key)? {
+                raw.insert(key.to_string(), text);
+            }
+        }
+    }
+    raw.extend(effective_values(&config));
+    config.raw = raw;
+    Ok(config)
+}
+
+/// pgbak's options of `config` as text, in the words the file uses; unset options are left out.
+fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
+    let path = |p: &PathBuf| Some(p.display().to_string());
+    let flag = |b: bool| Some(b.to_string());
+    let pairs: Vec<(&str, Option<String>)> = vec![
+        ("active", flag(c.active)),
+        ("description", c.description.clone()),
+        ("conninfo", Some(c.conninfo.clone())),
+        ("streaming_conninfo", Some(c.streaming_conninfo.clone())),
+        ("backup_method", Some(c.backup_method.to_string())),
+        ("backup_options", Some(c.backup_options.clone())),
+        ("compression", Some(c.compression.to_string())),
+        (
+            "compression_level",
+            c.compression_level.map(|l| l.to_string()),
+        ),
+        ("backup_compression", Some(c.backup_compression.to_string())),
+        (
+            "backup_compression_format",
+            Some(c.backup_compression_format.to_string()),
+        ),
+        (
+            "backup_compression_level",
+            c.backup_compression_level.map(|n| n.to_string()),
+        ),
+        (
+            "backup_compression_location",
+            Some(c.backup_compression_location.to_string()),
+        ),
+        (
+            "backup_compression_workers",
+            c.backup_compression_workers.map(|n| n.to_string()),
+        ),
+        ("retention_policy", c.retention_policy.clone()),
+        ("wal_retention_policy", Some(c.wal_retention_policy.clone())),
+        ("minimum_redundancy", Some(c.minimum_redundancy.to_string())),
+        ("parallel_jobs", Some(c.parallel_jobs.to_string())),
+        (
+            "path_prefix",
+            (!c.path_prefix.is_empty()).then(|| {
+                c.path_prefix
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            }),
+        ),
+        ("immediate_checkpoint", flag(c.immediate_checkpoint)),
+        ("backup_directory", path(&c.backup_directory)),
+        ("basebackups_directory", path(&c.basebackups_directory)),
+        ("wals_directory", path(&c.wals_directory)),
+        ("incoming_wals_directory", path(&c.incoming_wals_directory)),
+        (
+            "streaming_wals_directory",
+            path(&c.streaming_wals_directory),
+        ),
+        ("errors_directory", path(&c.errors_directory)),
+        ("archiver", flag(c.archiver)),
+        ("streaming_archiver", flag(c.streaming_archiver)),
+        ("slot_name", c.slot_name.clone()),
+        ("create_slot", Some(c.create_slot.to_string())),
+        ("ssh_command", c.ssh_command.clone()),
+        ("bandwidth_limit", c.bandwidth_limit.map(|n| n.to_string())),
+        ("network_compression", flag(c.network_compression)),
+        ("reuse_backup", c.reuse_backup.clone()),
+        (
+            "basebackup_retry_times",
+            Some(c.basebackup_retry_times.to_string()),
+        ),
+        (
+            "basebackup_retry_sleep",
+            Some(c.basebackup_retry_sleep.to_string()),
+        ),
+        ("check_timeout", Some(c.check_timeout.to_string())),
+        ("last_backup_maximum_age", c.last_backup_maximum_age.clone()),
+        (
+            "max_incoming_wals_queue",
+            c.max_incoming_wals_queue.map(|n| n.to_string()),
+        ),
+        (
+            "recovery_options",
+            (!c.recovery_options.is_empty()).then(|| c.recovery_options.join(",")),
+        ),
+        (
+            "streaming_backup_name",
+            Some(c.streaming_backup_name.clone()),
+        ),
+        ("keepalive_interval", Some(c.keepalive_interval.to_string())),
+    ];
+    debug_assert_eq!(pairs.len(), keys::SERVER.len());
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+/// Unknown options and global options in a server section are warnings.
+fn warn_about_keys(section: &RawSection, warnings: &mut Vec<String>) {
+    for (key, entry) in &section.entries {
+        let message = match keys::kind(key) {
+            Kind::Server | Kind::BarmanServer => continue,
+            Kind::Global | Kind::BarmanGlobal => {
+                "global option: only the [pgbak] section can set it; ignored here"
+            }
+            Kind::Unknown => "unknown option; ignored",
+        };
+        warnings.push(
+            ConfigError::new(message)
+                .at(&entry.at.path, Some(entry.at.line))
+                .in_section(&section.name)
+                .for_option(key)
+                .to_string(),
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! The error type of pgbak's workflows. Front ends map it to one clear line and an exit code.
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What can go wrong in a pgbak workflow.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The command line asked for something impossible or contradictory.
+    #[error("{0}")]
+    Usage(String),
+    /// Another process holds a lock this command needs.
+    #[error(transparent)]
+    Lock(#[from] crate::locks::LockError),
+    /// WAL names, LSNs or the replication protocol.
+    #[error(transparent)]
+    Wal(#[from] pgbak_wal::Error),
+    /// Copying a backup.
+    #[error(transparent)]
+    Copy(#[from] pgbak_copy::Error),
+    /// Storing or reading objects.
+    #[error(transparent)]
+    Storage(#[from] pgbak_storage::Error),
+    /// A SQL connection or query failed.
+    #[error("PostgreSQL server '{server}': {message}")]
+    Sql { server: String, message: String },
+    /// A filesystem operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The requested backup does not exist (or is not usable).
+    #[error("server '{server}': {message}")]
+    Backup { server: String, message: String },
+    /// A WAL file is not in the archive.
+    #[error("WAL file {name} not found in the archive of server '{server}'")]
+    WalNotFound { server: String, name: String },
+    /// The same WAL name was archived with different content; both copies are kept.
+    #[error("WAL file {name} is already archived with different content; the new copy was kept as {}", kept.display())]
+    WalConflict { name: String, kept: PathBuf },
+    /// Stored data failed a check (checksum, size, header).
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and where.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// The process exit code for this error: 2 for usage and configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}

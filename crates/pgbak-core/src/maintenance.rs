@@ -1,0 +1,190 @@
+//! Periodic and operational work: `cron`, `switch-wal` and `status`.
+//!
+//! What needs `pgbak cron`: files dropped into `incoming/` are archived, backups WAITING_FOR_WALS
+//! become DONE once their WAL is archived, and backups whose process died are marked FAILED.
+//! Nothing else depends on it: `archive-wal` writes straight into the archive.
+
+use crate::backup::complete_if_wal_archived;
+use crate::catalogue::BackupStatus;
+use crate::config::Config;
+use crate::locks::LockName;
+use crate::server::Server;
+use crate::wal_archive::WalArchive;
+use crate::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// What one server's cron run did.
+#[derive(Clone, Debug, Default)]
+pub struct CronReport {
+    pub server: String,
+    pub archived: Vec<String>,
+    pub completed_backups: Vec<String>,
+    pub failed_backups: Vec<String>,
+    pub errors: Vec<String>,
+    /// Another cron was working on this server; it was left alone.
+    pub skipped: bool,
+}
+
+/// Runs the periodic work of every active server; one failing server does not stop the others.
+pub fn cron(config: &Config) -> Vec<CronReport> {
+    let mut out = Vec::new();
+    for (name, cfg) in &config.servers {
+        if !cfg.active {
+            continue;
+        }
+        let mut report = CronReport { server: name.clone(), ..Default::default() };
+        match Server::new(config, name) {
+            Ok(server) => {
+                if let Err(e) = cron_server(&server, &mut report) {
+                    report.errors.push(e.to_string());
+                }
+            }
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        out.push(report);
+    }
+    out
+}
+
+fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
+    let _lock = match server.locks().try_lock(&LockName::ServerCron(server.name().to_string())) {
+        Ok(l) => l,
+        Err(crate::locks::LockError::Busy { .. }) => {
+            report.skipped = true;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let archive = server.wal_archive()?;
+    archive_incoming(server, &archive, report)?;
+    if let Ok(_backup_lock) = server.locks().try_lock(&LockName::ServerBackup(server.name().to_string())) {
+        report.failed_backups = server.fail_interrupted_backups()?;
+    }
+    let (all, _) = server.catalogue().list()?;
+    for mut b in all.into_iter().filter(|b| b.status == BackupStatus::WaitingForWals) {
+        if complete_if_wal_archived(server, &mut b)? {
+            report.completed_backups.push(b.backup_id.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Archives every file waiting in `incoming/`, oldest name first; each file is removed from
+/// `incoming/` only once it is safe in the archive (or kept in `errors/` on a clash).
+fn archive_incoming(server: &Server, archive: &WalArchive, report: &mut CronReport) -> Result<()> {
+    let dir = &server.config.incoming_wals_directory;
+    let mut names: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", dir, e)),
+    };
+    names.sort();
+    for path in names {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        match archive.archive_file(&path, server.locks()) {
+            Ok(_) => {
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                report.archived.push(name);
+            }
+            Err(Error::WalConflict { .. }) => {
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+                report.errors.push(format!("{name}: clashes with the archived copy; kept in errors/"));
+            }
+            Err(e) => report.errors.push(format!("{name}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Result of `switch-wal`.
+#[derive(Clone, Debug)]
+pub struct SwitchReport {
+    pub switch_lsn: String,
+    pub segment: String,
+    pub archived: Option<bool>,
+}
+
+/// `pg_switch_wal()`, after a CHECKPOINT when `force`; with `wait_archive`, waits (up to
+/// `timeout`) until the closed segment is in the archive.
+pub fn switch_wal(server: &Server, force: bool, wait_archive: bool, timeout: Duration) -> Result<SwitchReport> {
+    let conn = server.connect()?;
+    if conn.is_in_recovery()? {
+        return Err(Error::Other(format!("server '{}' is a standby; switch WAL on its primary", server.name())));
+    }
+    if force {
+        conn.checkpoint()?;
+    }
+    let (lsn, _) = conn.switch_wal()?;
+    let segment = conn.walfile_name(lsn)?;
+    let mut archived = None;
+    if wait_archive {
+        let archive = server.wal_archive()?;
+        let start = Instant::now();
+        loop {
+            if archive.contains(&segment)? {
+                archived = Some(true);
+                break;
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::Other(format!(
+                    "WAL segment {segment} of server '{}' was not archived within {}s",
+                    server.name(),
+                    timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(SwitchReport { switch_lsn: lsn.to_string(), segment, archived })
+}
+
+/// `status`: one (label, value) pair per line, in display order.
+pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
+    let cfg = &server.config;
+    let mut s: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| s.push((k.to_string(), v));
+    put("description", cfg.description.clone().unwrap_or_default());
+    put("active", cfg.active.to_string());
+    put("backup_method", format!("{:?}", cfg.backup_method).to_lowercase());
+    put("wal_compression", cfg.compression.name().to_string());
+    put("backup_compression", cfg.backup_compression.name().to_string());
+    match server.connect() {
+        Ok(conn) => {
+            put("postgresql", "OK".into());
+            put("server_version", conn.setting("server_version").unwrap_or_default());
+            put("data_directory", conn.setting("data_directory").unwrap_or_default());
+            put("archive_mode", conn.setting("archive_mode").unwrap_or_default());
+            put("archive_command", conn.setting("archive_command").unwrap_or_default());
+            if let Ok(rows) = conn.query_text(
+                "SELECT coalesce(last_archived_wal,''), coalesce(last_archived_time::text,''), failed_count::text, \
+                 coalesce(last_failed_wal,''), coalesce(last_failed_time::text,'') FROM pg_stat_archiver",
+            ) {
+                if let Some(r) = rows.first() {
+                    let g = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                    put("last_archived_wal", format!("{} {}", g(0), g(1)).trim().to_string());
+                    put("failed_archive_count", g(2));
+                    put("last_failed_wal", format!("{} {}", g(3), g(4)).trim().to_string());
+                }
+            }
+            if let Ok(lsn) = conn.current_wal_lsn() {
+                put("current_lsn", lsn.to_string());
+                put("current_wal", conn.walfile_name(lsn).unwrap_or_default());
+            }
+        }
+        Err(e) => put("postgresql", format!("FAILED ({e})")),
+    }
+    let backups = server.backups()?;
+    let done: Vec<_> = backups.iter().filter(|b| b.status == BackupStatus::Done).collect();
+    put("backups", format!("{} ({} DONE)", backups.len(), done.len()));
+    put("first_backup", done.first().map(|b| b.backup_id.clone()).unwrap_or_else(|| "-".into()));
+    put("last_backup", done.last().map(|b| b.backup_id.clone()).unwrap_or_else(|| "-".into()));
+    let archive = server.wal_archive()?;
+    let segs = archive.segment_names()?;
+    put("archived_wal_segments", segs.len().to_string());
+    put("last_archived_in_catalogue", segs.last().cloned().unwrap_or_else(|| "-".into()));
+    put("backup_directory", cfg.backup_directory.display().to_string());
+    Ok(s)
+}

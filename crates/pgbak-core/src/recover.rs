@@ -1,0 +1,468 @@
+//! `pgbak recover`: restore a backup into a directory and prepare it for point-in-time recovery.
+//!
+//! The data files come back from the catalogue (a plain tree or tar streams), tablespaces to their
+//! original or relocated places, and the WAL either through `pgbak get-wal` as `restore_command`
+//! or copied (checked and decompressed) into `pgbak_wal/` inside the destination. The recovery
+//! settings go into `postgresql.auto.conf` with a `recovery.signal` (or `standby.signal`).
+
+use crate::catalogue::BackupInfo;
+use crate::server::Server;
+use crate::{Error, Result};
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use pgbak_copy::{copy_tree, extract_tar, ExtractOptions};
+use pgbak_wal::{Lsn, SegmentName, WalFileName};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Folder inside the destination that holds copied WAL when `--get-wal` is not used.
+pub const WAL_SPOOL_DIR: &str = "pgbak_wal";
+
+/// Where recovery should stop.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryTarget {
+    pub time: Option<String>,
+    pub xid: Option<String>,
+    pub lsn: Option<String>,
+    pub name: Option<String>,
+    pub immediate: bool,
+    /// `current`, `latest` or a timeline number.
+    pub tli: Option<String>,
+    /// Stop just before the target instead of just after.
+    pub exclusive: bool,
+    /// `pause`, `promote` or `shutdown`.
+    pub action: Option<String>,
+}
+
+/// Everything `recover` needs to know.
+#[derive(Clone, Debug, Default)]
+pub struct RecoverOptions {
+    /// A backup id or `latest`/`last`/`oldest`/`first`.
+    pub backup_id: String,
+    pub dest: PathBuf,
+    pub target: RecoveryTarget,
+    /// Tablespace relocations: name -> new location.
+    pub tablespaces: Vec<(String, PathBuf)>,
+    pub standby_mode: bool,
+    /// Use `pgbak get-wal` as restore_command instead of copying the WAL.
+    pub get_wal: bool,
+    /// Restore into a destination that is not empty.
+    pub force: bool,
+    /// The pgbak binary and configuration file that restore_command should call.
+    pub pgbak_exe: PathBuf,
+    pub config_file: Option<PathBuf>,
+}
+
+/// What was done.
+#[derive(Clone, Debug)]
+pub struct RecoverySummary {
+    pub backup: BackupInfo,
+    pub dest: PathBuf,
+    pub wal_files_copied: usize,
+    pub restore_command: String,
+    pub settings: Vec<(String, String)>,
+}
+
+/// Parses a recovery target time the way an operator writes it. A time without a zone is local
+/// time of this host.
+pub fn parse_target_time(s: &str) -> Result<DateTime<FixedOffset>> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d);
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f %#z"] {
+        if let Ok(d) = DateTime::parse_from_str(t, f) {
+            return Ok(d);
+        }
+    }
+    let t_utc = t.strip_suffix(" UTC").or_else(|| t.strip_suffix("Z"));
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+        if let Some(u) = t_utc {
+            if let Ok(n) = NaiveDateTime::parse_from_str(u, f) {
+                return Ok(Utc.from_utc_datetime(&n).fixed_offset());
+            }
+        }
+        if let Ok(n) = NaiveDateTime::parse_from_str(t, f) {
+            return Local.from_local_datetime(&n).single().map(|d| d.fixed_offset()).ok_or_else(|| bad_time(s));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let n = d.and_hms_opt(0, 0, 0).ok_or_else(|| bad_time(s))?;
+        return Local.from_local_datetime(&n).single().map(|d| d.fixed_offset()).ok_or_else(|| bad_time(s));
+    }
+    Err(bad_time(s))
+}
+
+fn bad_time(s: &str) -> Error {
+    Error::Usage(format!("invalid target time '{s}' (expected e.g. '2024-05-01 12:00:00+00')"))
+}
+
+/// Quotes a value for postgresql.conf.
+fn conf_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Checks the target against itself and against the backup; returns the recovery settings.
+pub fn recovery_settings(target: &RecoveryTarget, backup: &BackupInfo) -> Result<Vec<(String, String)>> {
+    let given = [target.time.is_some(), target.xid.is_some(), target.lsn.is_some(), target.name.is_some(), target.immediate]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if given > 1 {
+        return Err(Error::Usage("give at most one of --target-time, --target-xid, --target-lsn, --target-name, --target-immediate".into()));
+    }
+    let mut s = Vec::new();
+    if let Some(t) = &target.time {
+        let when = parse_target_time(t)?;
+        if let Some(end) = backup.end_time {
+            if when.with_timezone(&Utc) < end {
+                return Err(Error::Usage(format!(
+                    "target time {} is before the end of backup {} ({}); choose a later time or an older backup",
+                    when.to_rfc3339(),
+                    backup.backup_id,
+                    end.to_rfc3339()
+                )));
+            }
+        }
+        s.push(("recovery_target_time".into(), when.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()));
+    }
+    if let Some(x) = &target.xid {
+        if x.parse::<u64>().is_err() {
+            return Err(Error::Usage(format!("invalid target xid '{x}'")));
+        }
+        s.push(("recovery_target_xid".into(), x.clone()));
+    }
+    if let Some(l) = &target.lsn {
+        let lsn: Lsn = l.parse().map_err(|_| Error::Usage(format!("invalid target LSN '{l}'")))?;
+        if let Some(end) = &backup.end_lsn {
+            let end: Lsn = end.parse()?;
+            if lsn < end {
+                return Err(Error::Usage(format!("target LSN {lsn} is before the end of backup {} ({end})", backup.backup_id)));
+            }
+        }
+        s.push(("recovery_target_lsn".into(), lsn.to_string()));
+    }
+    if let Some(n) = &target.name {
+        s.push(("recovery_target_name".into(), n.clone()));
+    }
+    if target.immediate {
+        s.push(("recovery_target".into(), "immediate".into()));
+    }
+    if target.exclusive {
+        if given == 0 || target.immediate {
+            return Err(Error::Usage("--exclusive needs --target-time, --target-xid, --target-lsn or --target-name".into()));
+        }
+        s.push(("recovery_target_inclusive".into(), "false".into()));
+    }
+    if let Some(tli) = &target.tli {
+        if !(tli == "current" || tli == "latest" || tli.parse::<u32>().is_ok_and(|n| n > 0)) {
+            return Err(Error::Usage(format!("invalid target timeline '{tli}' (a number, 'current' or 'latest')")));
+        }
+        s.push(("recovery_target_timeline".into(), tli.clone()));
+    }
+    if let Some(a) = &target.action {
+        if !["pause", "promote", "shutdown"].contains(&a.as_str()) {
+            return Err(Error::Usage(format!("invalid target action '{a}' (pause, promote or shutdown)")));
+        }
+        if given == 0 {
+            return Err(Error::Usage("--target-action needs a recovery target".into()));
+        }
+        s.push(("recovery_target_action".into(), a.clone()));
+    }
+    Ok(s)
+}
+
+/// Bytes available to an unprivileged user on the filesystem holding `path` (or its nearest
+/// existing parent).
+pub fn available_space(path: &Path) -> Result<u64> {
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            break;
+        }
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Error::Usage(format!("bad path {}", p.display())))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(Error::io("statvfs", &p, std::io::Error::last_os_error()));
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn ensure_empty_or_missing(path: &Path, force: bool, what: &str) -> Result<()> {
+    match fs::read_dir(path) {
+        Ok(mut rd) => {
+            if rd.next().is_some() && !force {
+                return Err(Error::Usage(format!("{what} {} is not empty (use --force to restore into it anyway)", path.display())));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Error::Usage(format!("{what} {} is not a directory", path.display()))),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| Error::io("create", path, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", path, e))
+}
+
+/// Restores a backup and writes the recovery configuration.
+pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary> {
+    let backup = server.catalogue().resolve(&opts.backup_id)?;
+    let mut settings = recovery_settings(&opts.target, &backup)?;
+
+    // Where each tablespace goes.
+    let mut locations: BTreeMap<u32, PathBuf> = BTreeMap::new();
+    for t in &backup.tablespaces {
+        locations.insert(t.oid, PathBuf::from(&t.location));
+    }
+    for (name, loc) in &opts.tablespaces {
+        let t = backup.tablespaces.iter().find(|t| &t.name == name).ok_or_else(|| {
+            let known: Vec<_> = backup.tablespaces.iter().map(|t| t.name.as_str()).collect();
+            Error::Usage(format!("backup {} has no tablespace '{name}' (it has: {})", backup.backup_id, known.join(", ")))
+        })?;
+        if !loc.is_absolute() {
+            return Err(Error::Usage(format!("tablespace location {} must be an absolute path", loc.display())));
+        }
+        locations.insert(t.oid, loc.clone());
+    }
+
+    // Check everything before writing anything.
+    ensure_empty_or_missing(&opts.dest, opts.force, "destination")?;
+    for loc in locations.values() {
+        ensure_empty_or_missing(loc, opts.force, "tablespace location")?;
+    }
+    let needed = backup.data_size;
+    let avail = available_space(&opts.dest)?;
+    if avail < needed {
+        return Err(Error::Other(format!(
+            "not enough free space in {}: the backup needs {needed} bytes, {avail} are available",
+            opts.dest.display()
+        )));
+    }
+
+    create_private_dir(&opts.dest)?;
+    let bdir = server.catalogue().backup_dir(&backup.backup_id);
+    let xopts = ExtractOptions {
+        tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        replace_existing: opts.force,
+        ..Default::default()
+    };
+    if backup.backup_format == "plain" {
+        copy_tree(&bdir.join("data"), &opts.dest)?;
+        for (oid, loc) in &locations {
+            create_private_dir(loc)?;
+            copy_tree(&bdir.join(oid.to_string()), loc)?;
+        }
+    } else {
+        let data = bdir.join("data");
+        let base = find_archive(&data, "base.tar")?;
+        extract_archive(&base, &opts.dest, &xopts)?;
+        for (oid, loc) in &locations {
+            create_private_dir(loc)?;
+            let a = find_archive(&data, &format!("{oid}.tar"))?;
+            extract_archive(&a, loc, &ExtractOptions { replace_existing: opts.force, ..Default::default() })?;
+        }
+    }
+    relink_tablespaces(&opts.dest, &locations)?;
+
+    // WAL.
+    let archive = server.wal_archive()?;
+    let (restore_command, copied) = if opts.get_wal {
+        let mut cmd = format!("'{}'", opts.pgbak_exe.display());
+        if let Some(c) = &opts.config_file {
+            cmd.push_str(&format!(" -c '{}'", c.display()));
+        }
+        cmd.push_str(&format!(" get-wal {} %f %p", server.name()));
+        (cmd, 0)
+    } else {
+        let spool = opts.dest.join(WAL_SPOOL_DIR);
+        create_private_dir(&spool)?;
+        let n = copy_needed_wal(&archive, &backup, &spool)?;
+        (format!("cp {WAL_SPOOL_DIR}/%f %p"), n)
+    };
+    settings.insert(0, ("restore_command".into(), restore_command.clone()));
+    // Like Barman: the restored server must not archive into the catalogue it came from.
+    settings.push(("archive_command".into(), "false".into()));
+    write_auto_conf(&opts.dest, &backup, &settings)?;
+    let signal = if opts.standby_mode { "standby.signal" } else { "recovery.signal" };
+    fs::write(opts.dest.join(signal), b"").map_err(|e| Error::io("write", opts.dest.join(signal), e))?;
+    for stale in ["postmaster.pid", "postmaster.opts"] {
+        let _ = fs::remove_file(opts.dest.join(stale));
+    }
+    Ok(RecoverySummary { backup, dest: opts.dest.clone(), wal_files_copied: copied, restore_command, settings })
+}
+
+fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io("read", dir, e))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == stem || name.starts_with(&format!("{stem}.")) {
+            return Ok(e.path());
+        }
+    }
+    Err(Error::Corrupt { what: format!("backup folder {}", dir.display()), detail: format!("{stem} is missing") })
+}
+
+fn extract_archive(path: &Path, dest: &Path, opts: &ExtractOptions) -> Result<()> {
+    let f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let (_, reader) = pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+        .map_err(|e| Error::io("read", path, e))?;
+    extract_tar(reader, dest, opts)?;
+    Ok(())
+}
+
+/// Points `pg_tblspc/<oid>` at each tablespace's location, and rewrites `tablespace_map` (which
+/// PostgreSQL uses to create those links when the backup has one).
+fn relink_tablespaces(dest: &Path, locations: &BTreeMap<u32, PathBuf>) -> Result<()> {
+    if locations.is_empty() {
+        return Ok(());
+    }
+    let map = dest.join("tablespace_map");
+    if map.exists() {
+        let mut text = String::new();
+        for (oid, loc) in locations {
+            text.push_str(&format!("{oid} {}\n", loc.display()));
+        }
+        fs::write(&map, text).map_err(|e| Error::io("write", &map, e))?;
+    }
+    let tblspc = dest.join("pg_tblspc");
+    for (oid, loc) in locations {
+        let link = tblspc.join(oid.to_string());
+        if fs::symlink_metadata(&link).is_ok() {
+            fs::remove_file(&link).map_err(|e| Error::io("remove", &link, e))?;
+            std::os::unix::fs::symlink(loc, &link).map_err(|e| Error::io("symlink", &link, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies (decompressed and checked) every archived WAL file a recovery from `backup` may need:
+/// history files, and segments from the backup's first one on, on its timeline and later ones.
+fn copy_needed_wal(archive: &crate::wal_archive::WalArchive, backup: &BackupInfo, spool: &Path) -> Result<usize> {
+    let seg_size = backup.wal_segment_size.unwrap_or(pgbak_wal::DEFAULT_SEGMENT_SIZE);
+    let first = match &backup.begin_wal {
+        Some(w) => SegmentName::parse(w, seg_size)?,
+        None => return Ok(0),
+    };
+    let mut n = 0;
+    for h in archive.history_names()? {
+        archive.fetch(&h, &spool.join(&h))?;
+        n += 1;
+    }
+    for name in archive.segment_names()? {
+        let Ok(WalFileName::Segment { .. }) = WalFileName::parse(&name) else { continue };
+        let seg = SegmentName::parse(&name, seg_size)?;
+        if seg.tli >= first.tli && seg.segno >= first.segno {
+            archive.fetch(&name, &spool.join(&name))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+const MANAGED_KEYS: &[&str] = &[
+    "restore_command",
+    "recovery_target",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+    "recovery_target_action",
+    "archive_command",
+    "primary_conninfo",
+    "primary_slot_name",
+];
+
+/// Appends the settings to postgresql.auto.conf, dropping earlier lines for the same keys.
+fn write_auto_conf(dest: &Path, backup: &BackupInfo, settings: &[(String, String)]) -> Result<()> {
+    let path = dest.join("postgresql.auto.conf");
+    let old = fs::read_to_string(&path).unwrap_or_default();
+    let mut out = String::new();
+    for line in old.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if MANAGED_KEYS.contains(&key) {
+            out.push_str("# ");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&format!("# Written by pgbak recover of backup {} on {}\n", backup.backup_id, Utc::now().to_rfc3339()));
+    for (k, v) in settings {
+        out.push_str(&format!("{k} = {}\n", conf_quote(v)));
+    }
+    fs::write(&path, out).map_err(|e| Error::io("write", &path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::BackupInfo;
+
+    fn backup() -> BackupInfo {
+        let mut b = BackupInfo::new("main", "20240101T000000", "postgres", "plain", "none");
+        b.end_time = Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 10).unwrap());
+        b.end_lsn = Some("0/5000100".into());
+        b
+    }
+
+    #[test]
+    fn target_time_formats() {
+        let t = parse_target_time("2024-01-01 00:00:20+00").unwrap();
+        assert_eq!(t.with_timezone(&Utc), Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap());
+        let t = parse_target_time("2024-01-01T02:00:20+02:00").unwrap();
+        assert_eq!(t.with_timezone(&Utc), Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap());
+        let t = parse_target_time("2024-01-01 00:00:20.5 UTC").unwrap();
+        assert_eq!(t.timestamp_millis() % 1000, 500);
+        assert!(parse_target_time("yesterday").is_err());
+        assert!(parse_target_time("2024-13-01 00:00:00").is_err());
+    }
+
+    #[test]
+    fn settings_and_refusals() {
+        let b = backup();
+        let t = RecoveryTarget { time: Some("2024-01-01 00:00:20+00".into()), action: Some("promote".into()), exclusive: true, ..Default::default() };
+        let s = recovery_settings(&t, &b).unwrap();
+        assert!(s.contains(&("recovery_target_time".into(), "2024-01-01 00:00:20.000000+00:00".into())));
+        assert!(s.contains(&("recovery_target_inclusive".into(), "false".into())));
+        assert!(s.contains(&("recovery_target_action".into(), "promote".into())));
+
+        let before = RecoveryTarget { time: Some("2024-01-01 00:00:05+00".into()), ..Default::default() };
+        assert!(recovery_settings(&before, &b).unwrap_err().to_string().contains("before the end of backup"));
+        let lsn_before = RecoveryTarget { lsn: Some("0/5000000".into()), ..Default::default() };
+        assert!(recovery_settings(&lsn_before, &b).is_err());
+        let two = RecoveryTarget { lsn: Some("0/6000000".into()), name: Some("x".into()), ..Default::default() };
+        assert!(recovery_settings(&two, &b).is_err());
+        let action_alone = RecoveryTarget { action: Some("promote".into()), ..Default::default() };
+        assert!(recovery_settings(&action_alone, &b).is_err());
+        let bad_tli = RecoveryTarget { tli: Some("zero".into()), ..Default::default() };
+        assert!(recovery_settings(&bad_tli, &b).is_err());
+        let ok_tli = RecoveryTarget { tli: Some("latest".into()), ..Default::default() };
+        assert_eq!(recovery_settings(&ok_tli, &b).unwrap(), vec![("recovery_target_timeline".to_string(), "latest".to_string())]);
+    }
+
+    #[test]
+    fn conf_values_are_quoted() {
+        assert_eq!(conf_quote("cp a/%f %p"), "'cp a/%f %p'");
+        assert_eq!(conf_quote("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn non_empty_destination_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        ensure_empty_or_missing(&d.path().join("missing"), false, "destination").unwrap();
+        ensure_empty_or_missing(d.path(), false, "destination").unwrap();
+        fs::write(d.path().join("f"), b"x").unwrap();
+        assert!(ensure_empty_or_missing(d.path(), false, "destination").is_err());
+        ensure_empty_or_missing(d.path(), true, "destination").unwrap();
+    }
+}

@@ -1,0 +1,314 @@
+//! The local filesystem backend. An object is written to a temporary name in its final folder,
+//! fsynced, then renamed (or hard-linked, when it must not replace anything) into place, and the
+//! folder is fsynced, so a crash never leaves a partial object under a final name.
+
+use crate::{validate_key, CommitMode, Error, ObjectMeta, ObjectWriter, Result, StorageBackend};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Objects stored as files below a root directory.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// A backend rooted at `root` (created on first write if missing).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    /// The directory objects live under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file path of `key`.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// Fsyncs a directory so that entries created or renamed in it survive a crash.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent whose entries changed.
+pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() {
+            create_dir_all_durable(parent)?;
+        }
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary file next to `dest`, unique within this host.
+fn temp_path_for(dest: &Path) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// Writes `dest` durably from a closure that fills the file: temp file, fsync, rename or link,
+/// fsync of the folder. Used by the backend and by callers that write files outside it.
+pub struct DurableFile {
+    temp: PathBuf,
+    dest: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl DurableFile {
+    /// Starts writing `dest` (its folder is created if missing).
+    pub fn create(dest: &Path) -> io::Result<Self> {
+        if let Some(parent) = dest.parent() {
+            create_dir_all_durable(parent)?;
+        }
+        let temp = temp_path_for(dest);
+        let file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        Ok(DurableFile { temp, dest: dest.to_path_buf(), file: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    /// Makes the file durable under its final name.
+    pub fn commit(mut self, mode: CommitMode) -> io::Result<()> {
+        let file = self.file.take().expect("file present until commit");
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        match mode {
+            CommitMode::Replace => fs::rename(&self.temp, &self.dest)?,
+            CommitMode::CreateNew => {
+                // link(2) never replaces an existing name, unlike rename(2).
+                let linked = fs::hard_link(&self.temp, &self.dest);
+                let _ = fs::remove_file(&self.temp);
+                linked?;
+            }
+        }
+        if let Some(parent) = self.dest.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for DurableFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("open").write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.as_mut().expect("open").write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open").flush()
+    }
+}
+
+impl Drop for DurableFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.file = None;
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+struct LocalWriter {
+    key: String,
+    inner: DurableFile,
+}
+
+impl Write for LocalWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl ObjectWriter for LocalWriter {
+    fn commit(self: Box<Self>, mode: CommitMode) -> Result<()> {
+        let key = self.key;
+        self.inner.commit(mode).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists(key.clone())
+            } else {
+                Error::io("commit", key.clone(), e)
+            }
+        })
+    }
+}
+
+impl StorageBackend for LocalStorage {
+    fn put(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let path = self.path_of(key)?;
+        let inner = DurableFile::create(&path).map_err(|e| Error::io("create", key, e))?;
+        Ok(Box::new(LocalWriter { key: key.to_string(), inner }))
+    }
+
+    fn get(&self, key: &str) -> Result<Box<dyn Read + Send>> {
+        let path = self.path_of(key)?;
+        match File::open(&path) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(key.to_string())),
+            Err(e) => Err(Error::io("open", key, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        // Walk only the deepest folder the prefix names, not the whole root.
+        let (dir_part, _) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        if !dir_part.is_empty() {
+            validate_key(dir_part)?;
+        }
+        let start = if dir_part.is_empty() { self.root.clone() } else { self.root.join(dir_part) };
+        let mut out = Vec::new();
+        let mut stack = vec![(start, dir_part.to_string())];
+        while let Some((dir, rel)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("list", dir.display().to_string(), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("list", dir.display().to_string(), e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue; // temporary files of uploads in progress
+                }
+                let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                let meta = entry.metadata().map_err(|e| Error::io("stat", key.clone(), e))?;
+                if meta.is_dir() {
+                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                        stack.push((entry.path(), key));
+                    }
+                } else if key.starts_with(prefix) {
+                    out.push(ObjectMeta { key, size: meta.len(), modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH) });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path_of(key)?;
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
+                key: key.to_string(),
+                size: m.len(),
+                modified: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("stat", key, e)),
+        }
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(parent) = path.parent() {
+                    fsync_dir(parent).map_err(|e| Error::io("fsync", key, e))?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete", key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, LocalStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path().join("repo"));
+        (dir, s)
+    }
+
+    fn put(s: &LocalStorage, key: &str, data: &[u8], mode: CommitMode) -> Result<()> {
+        let mut w = s.put(key)?;
+        w.write_all(data).unwrap();
+        w.commit(mode)
+    }
+
+    #[test]
+    fn round_trip_and_list() {
+        let (_d, s) = store();
+        put(&s, "a/b/c", b"hello", CommitMode::Replace).unwrap();
+        put(&s, "a/d", b"xy", CommitMode::Replace).unwrap();
+        put(&s, "z", b"", CommitMode::Replace).unwrap();
+        let mut buf = Vec::new();
+        s.get("a/b/c").unwrap().read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"hello");
+        let keys: Vec<_> = s.list("a/").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["a/b/c", "a/d"]);
+        let keys: Vec<_> = s.list("").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["a/b/c", "a/d", "z"]);
+        assert_eq!(s.stat("a/d").unwrap().unwrap().size, 2);
+        assert!(s.stat("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn create_new_never_overwrites() {
+        let (_d, s) = store();
+        put(&s, "w/seg", b"one", CommitMode::CreateNew).unwrap();
+        let err = put(&s, "w/seg", b"two", CommitMode::CreateNew).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(_)));
+        let mut buf = Vec::new();
+        s.get("w/seg").unwrap().read_to_end(&mut buf).unwrap();
+        assert_eq!(buf, b"one");
+        // no temporary file left behind
+        let names: Vec<_> = fs::read_dir(s.root().join("w")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn uncommitted_upload_is_invisible_and_cleaned() {
+        let (_d, s) = store();
+        {
+            let mut w = s.put("x/y").unwrap();
+            w.write_all(b"partial").unwrap();
+        }
+        assert!(s.stat("x/y").unwrap().is_none());
+        assert_eq!(fs::read_dir(s.root().join("x")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn bad_keys_are_refused() {
+        let (_d, s) = store();
+        assert!(matches!(s.put("../escape"), Err(Error::InvalidKey { .. })));
+        assert!(matches!(s.get("/etc/passwd"), Err(Error::InvalidKey { .. })));
+        assert!(matches!(s.get("missing"), Err(Error::NotFound(_))));
+        s.delete("missing").unwrap();
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs pgbak's whole test suite: unit tests, property tests and
+# the end-to-end tests against real PostgreSQL clusters.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+# The end-to-end tests call the pgbak binary (as archive_command, restore_command and directly).
+cargo build --locked -p pgbak-cli
+cargo test --locked --workspace --no-fail-fast -- --test-threads=2

@@ -1,0 +1,349 @@
+//! The test bed: throwaway PostgreSQL clusters and the pgbak binary, set up so that end-to-end
+//! tests run against real parts.
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root every server process and every
+//! pgbak call that the server would make (`archive_command`, `restore_command`) runs as the
+//! `postgres` user, in temporary directories that user owns. Clusters are stopped when dropped, even
+//! when a test fails.
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The unprivileged account that owns clusters when the tests run as root.
+pub const PG_USER: &str = "postgres";
+
+/// True when this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A command that runs as the cluster owner: through `runuser` when we are root, directly otherwise.
+pub fn command_as_owner(program: impl AsRef<OsStr>) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.arg("-u").arg(PG_USER).arg("--").arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Runs a command and panics with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Changes the owner of `path` (recursively) to the cluster owner, when we are root.
+pub fn give_to_owner(path: &Path) {
+    if is_root() {
+        run_ok(Command::new("chown").arg("-R").arg(format!("{PG_USER}:")).arg(path));
+    }
+}
+
+/// A temporary directory the cluster owner can write into (under /tmp, never under a home dir
+/// the owner cannot traverse).
+pub fn postgres_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("pgbak-test-").tempdir_in("/tmp").expect("temp dir");
+    give_to_owner(dir.path());
+    dir
+}
+
+/// The directory holding PostgreSQL server binaries: `$PGBAK_PG_BINDIR`, else the newest
+/// `/usr/lib/postgresql/<major>/bin`, else `pg_config --bindir`.
+pub fn pg_bindir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("PGBAK_PG_BINDIR") {
+            return PathBuf::from(d);
+        }
+        let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        majors.sort();
+        if let Some(m) = majors.last() {
+            return PathBuf::from(format!("/usr/lib/postgresql/{m}/bin"));
+        }
+        let out = run_ok(Command::new("pg_config").arg("--bindir"));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// Path of a PostgreSQL program such as `initdb`.
+pub fn pg_bin(name: &str) -> PathBuf {
+    pg_bindir().join(name)
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The pgbak binary under test, copied to a place the cluster owner can execute.
+///
+/// Found from `$PGBAK_BIN`, else next to the test executable's target directory
+/// (`target/<profile>/pgbak`; build it first with `cargo build -p pgbak-cli`).
+pub fn pgbak_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = match std::env::var_os("PGBAK_BIN") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let exe = std::env::current_exe().expect("current exe");
+                // target/<profile>/deps/<test> -> target/<profile>/pgbak
+                let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+                profile_dir.join("pgbak")
+            }
+        };
+        assert!(src.is_file(), "pgbak binary not found at {} (run `cargo build -p pgbak-cli` first or set PGBAK_BIN)", src.display());
+        let dir = std::env::temp_dir().join(format!("pgbak-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        let dest = dir.join("pgbak");
+        std::fs::copy(&src, &dest).expect("copy pgbak binary");
+        run_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(&dir));
+        dest
+    })
+    .clone()
+}
+
+/// How to set up a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// `archive_command`; archiving is off when `None`.
+    pub archive_command: Option<String>,
+    /// Extra lines for postgresql.conf.
+    pub extra_conf: Vec<String>,
+    /// Extra lines placed first in pg_hba.conf.
+    pub hba: Vec<String>,
+    /// Data checksums at initdb.
+    pub data_checksums: bool,
+}
+
+/// A running throwaway PostgreSQL cluster, stopped (immediately) on drop.
+pub struct Cluster {
+    /// Owns every file of the cluster; removed on drop.
+    pub root: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    log: PathBuf,
+    running: bool,
+}
+
+impl Cluster {
+    /// initdb and start a new cluster.
+    pub fn start(opts: ClusterOptions) -> Cluster {
+        let mut c = Cluster::init(opts);
+        c.start_now();
+        c
+    }
+
+    /// initdb a new cluster and choose its port, without starting it (so that files that need
+    /// the port, such as a pgbak configuration, can be written first).
+    pub fn init(opts: ClusterOptions) -> Cluster {
+        let root = postgres_tempdir();
+        let data_dir = root.path().join("data");
+        let socket_dir = root.path().join("sock");
+        std::fs::create_dir(&socket_dir).expect("socket dir");
+        give_to_owner(&socket_dir);
+        let mut initdb = command_as_owner(pg_bin("initdb"));
+        initdb.arg("-D").arg(&data_dir).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        if opts.data_checksums {
+            initdb.arg("--data-checksums");
+        }
+        run_ok(&mut initdb);
+        let mut conf = vec![
+            "listen_addresses = '127.0.0.1'".to_string(),
+            format!("unix_socket_directories = '{}'", socket_dir.display()),
+            "wal_level = replica".into(),
+            "max_wal_senders = 10".into(),
+            "max_replication_slots = 10".into(),
+            "fsync = off".into(),
+            "shared_buffers = 32MB".into(),
+            "log_min_messages = warning".into(),
+            "log_line_prefix = '%m [%p] '".into(),
+        ];
+        match &opts.archive_command {
+            Some(cmd) => {
+                conf.push("archive_mode = on".into());
+                conf.push(format!("archive_command = '{}'", cmd.replace('\'', "''")));
+            }
+            None => conf.push("archive_mode = off".into()),
+        }
+        conf.extend(opts.extra_conf.iter().cloned());
+        append(&data_dir.join("postgresql.conf"), &conf.join("\n"));
+        let mut hba = opts.hba.clone();
+        hba.push("local all all trust".into());
+        hba.push("local replication all trust".into());
+        hba.push("host all all 127.0.0.1/32 trust".into());
+        hba.push("host replication all 127.0.0.1/32 trust".into());
+        std::fs::write(data_dir.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba");
+        give_to_owner(&data_dir.join("pg_hba.conf"));
+        Cluster { log: root.path().join("server.log"), root, data_dir, socket_dir, port: free_port(), running: false }
+    }
+
+    /// Starts the server of a cluster made by [`Cluster::init`] (or stopped).
+    pub fn start_now(&mut self) {
+        let port = self.port;
+        self.start_on(port, &[]);
+    }
+
+    /// Starts a server on an existing data directory (a restored backup), on a new free port and
+    /// its own socket dir, with `extra` settings passed on the command line. The data directory
+    /// must belong to the cluster owner.
+    pub fn start_existing(data_dir: &Path, extra: &[&str]) -> Cluster {
+        let root = postgres_tempdir();
+        let socket_dir = root.path().join("sock");
+        std::fs::create_dir(&socket_dir).expect("socket dir");
+        give_to_owner(&socket_dir);
+        let mut c = Cluster {
+            log: root.path().join("server.log"),
+            root,
+            data_dir: data_dir.to_path_buf(),
+            socket_dir,
+            port: 0,
+            running: false,
+        };
+        for _ in 0..5 {
+            if c.start_on(free_port(), extra) {
+                return c;
+            }
+        }
+        panic!("cannot start PostgreSQL on {}:\n{}", data_dir.display(), c.server_log());
+    }
+
+    /// Starts the server on `port`; false when the port was taken, panics on other failures.
+    fn start_on(&mut self, port: u16, extra: &[&str]) -> bool {
+        {
+            let mut opts = format!("-c port={port} -c unix_socket_directories='{}'", self.socket_dir.display());
+            for e in extra {
+                opts.push_str(" -c ");
+                opts.push_str(e);
+            }
+            let out = command_as_owner(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data_dir)
+                .arg("-l")
+                .arg(&self.log)
+                .args(["-w", "-t", "120", "-o", &opts, "start"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("pg_ctl");
+            if out.status.success() {
+                self.running = true;
+                self.port = port;
+                return true;
+            }
+            let err = format!("{}\n{}", String::from_utf8_lossy(&out.stderr), self.server_log());
+            if err.contains("could not bind") || err.contains("in use") {
+                return false;
+            }
+            panic!("cannot start PostgreSQL on {}: {err}", self.data_dir.display());
+        }
+    }
+
+    /// The server log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A libpq conninfo string for TCP as the `postgres` superuser.
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+
+    /// Runs SQL through psql; returns its unaligned, tuples-only output, trimmed. Panics on error.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = self.try_psql(sql).unwrap_or_else(|e| panic!("psql {sql:?}: {e}\nserver log:\n{}", self.server_log()));
+        out
+    }
+
+    /// Runs SQL through psql and returns stdout or the error text.
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Waits until `sql` returns `expected`, up to `timeout`.
+    pub fn wait_for(&self, sql: &str, expected: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(v) = self.try_psql(sql) {
+                if v == expected {
+                    return;
+                }
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out waiting for {sql:?} = {expected:?}\nserver log:\n{}", self.server_log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (fast shutdown).
+    pub fn stop(&mut self) {
+        if self.running {
+            let _ = command_as_owner(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data_dir)
+                .args(["-w", "-m", "fast", "stop"])
+                .stdin(Stdio::null())
+                .output();
+            self.running = false;
+        }
+    }
+
+    /// Stops the server without a checkpoint (like a crash).
+    pub fn stop_immediate(&mut self) {
+        if self.running {
+            let _ = command_as_owner(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data_dir)
+                .args(["-w", "-m", "immediate", "stop"])
+                .stdin(Stdio::null())
+                .output();
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_immediate();
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open for append");
+    writeln!(f, "\n{text}").expect("append");
+}
+
+mod pgbak;
+pub use pgbak::{read_tree, recover_and_start, PgbakEnv, PgbakOutput};

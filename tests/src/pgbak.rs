@@ -1,0 +1,157 @@
+//! A pgbak home and configuration for one test, with helpers to call the pgbak binary as the
+//! cluster owner (as `archive_command` does).
+
+use crate::{command_as_owner, give_to_owner, pgbak_bin, postgres_tempdir, Cluster, ClusterOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Output of one pgbak call.
+#[derive(Debug)]
+pub struct PgbakOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl PgbakOutput {
+    /// Panics with the output unless the call succeeded.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "pgbak failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// A pgbak home directory and configuration file for a server called `main`.
+pub struct PgbakEnv {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub config: PathBuf,
+}
+
+impl PgbakEnv {
+    /// An empty home; call [`PgbakEnv::write_config`] before use.
+    pub fn new() -> PgbakEnv {
+        let dir = postgres_tempdir();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).expect("home");
+        give_to_owner(&home);
+        let config = dir.path().join("pgbak.conf");
+        PgbakEnv { dir, home, config }
+    }
+
+    /// The archive_command that sends WAL of server `main` to this home.
+    pub fn archive_command(&self) -> String {
+        format!("{} -q -c {} archive-wal main %p", pgbak_bin().display(), self.config.display())
+    }
+
+    /// A cluster (initialised, not started) archiving into this home, with the configuration
+    /// written for it: `server_extra` lines are added to the `[main]` section.
+    pub fn cluster(&self, server_extra: &str, opts: ClusterOptions) -> Cluster {
+        let opts = ClusterOptions { archive_command: Some(self.archive_command()), ..opts };
+        let mut cluster = Cluster::init(opts);
+        self.write_config(&cluster, server_extra);
+        cluster.start_now();
+        cluster
+    }
+
+    /// Writes the configuration for `cluster`.
+    pub fn write_config(&self, cluster: &Cluster, server_extra: &str) {
+        let text = format!(
+            "[pgbak]\nhome = {}\nlog_level = INFO\n\n[main]\ndescription = test server\nconninfo = {}\nbackup_method = postgres\n{}\n",
+            self.home.display(),
+            cluster.conninfo(),
+            server_extra
+        );
+        std::fs::write(&self.config, text).expect("write config");
+        give_to_owner(&self.config);
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = command_as_owner(pgbak_bin());
+        c.arg("-c").arg(&self.config).args(args).stdin(Stdio::null());
+        c
+    }
+
+    /// Runs pgbak with `args` (after `-c CONFIG`) as the cluster owner.
+    pub fn run(&self, args: &[&str]) -> PgbakOutput {
+        let out = self.command(args).output().expect("run pgbak");
+        PgbakOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts pgbak in the background.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn pgbak")
+    }
+
+    /// The catalogue folder of server `main`.
+    pub fn server_dir(&self) -> PathBuf {
+        self.home.join("main")
+    }
+
+    /// Ids of the backups of `main`, oldest first, with their status, from `list-backups`.
+    pub fn backups(&self) -> Vec<(String, String)> {
+        let out = self.run(&["-f", "json", "list-backups", "main"]).ok();
+        let mut v: Vec<(String, String)> = out
+            .json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|b| (b["backup_id"].as_str().unwrap().to_string(), b["status"].as_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A directory the cluster owner may restore into (does not exist yet).
+    pub fn restore_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Default for PgbakEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reads every regular file below `dir` as (relative path, bytes) pairs, sorted.
+pub fn read_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("entry");
+            let ft = e.file_type().expect("type");
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let rel = e.path().strip_prefix(dir).expect("prefix").display().to_string();
+                out.push((rel, std::fs::read(e.path()).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Recovers the latest backup of `main` into a new folder with `args` (targets...), starts it,
+/// waits until it is promoted, and returns the restored cluster.
+pub fn recover_and_start(env: &PgbakEnv, folder: &str, args: &[&str]) -> Cluster {
+    let dest = env.restore_dir(folder);
+    let dest_s = dest.display().to_string();
+    let mut all = vec!["recover", "main", "latest", dest_s.as_str()];
+    all.extend_from_slice(args);
+    env.run(&all).ok();
+    let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);
+    restored.wait_for("SELECT pg_is_in_recovery()", "f", std::time::Duration::from_secs(180));
+    restored
+}
