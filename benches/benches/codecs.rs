@@ -6,6 +6,7 @@
 
 use std::hint::black_box;
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use pgbak_compress::{Codec, Compression, Compressor, Level};
@@ -16,12 +17,27 @@ const SLOW_CODEC_DATA_SIZE: usize = 16 << 20;
 /// Reads are made in pieces this large, as a restore writing files would.
 const READ_CHUNK: usize = 1 << 20;
 
-/// The codecs and levels a base backup would use: the fastest level of each.
-fn backup_codecs() -> Vec<Codec> {
-    Compression::ALL
+/// The codecs and levels a base backup would use (the fastest level of each), with a name for
+/// the report; zstd also on two background threads.
+fn backup_codecs() -> Vec<(String, Codec)> {
+    let mut codecs: Vec<(String, Codec)> = Compression::ALL
         .into_iter()
-        .map(|c| Codec::new(c, Some(Level::Low)).expect("low is valid for every codec"))
-        .collect()
+        .map(|c| {
+            let codec = Codec::new(c, Some(Level::Low)).expect("low is valid for every codec");
+            (c.name().to_string(), codec)
+        })
+        .collect();
+    let zstd = Codec::new(Compression::Zstd, Some(Level::Low)).expect("zstd low");
+    codecs.push(("zstd-2-workers".to_string(), zstd.with_workers(2)));
+    codecs
+}
+
+/// Long enough for ten samples of the slow codecs, short for the others.
+fn measurement_time(codec: &Codec) -> Duration {
+    match codec.compression() {
+        Compression::Bzip2 | Compression::Xz => Duration::from_secs(14),
+        _ => Duration::from_secs(4),
+    }
 }
 
 fn input_for(codec: &Codec, data: &[u8]) -> usize {
@@ -56,19 +72,19 @@ fn codecs(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("compress");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
-    for codec in backup_codecs() {
+    for (name, codec) in backup_codecs() {
         let input = &data[..input_for(&codec, &data)];
         compress(&codec, input, &mut out);
         eprintln!(
-            "{}: level {}, {} -> {} bytes, ratio {:.2}",
-            codec.compression(),
+            "{name}: level {}, {} -> {} bytes, ratio {:.2}",
             codec.level(),
             input.len(),
             out.len(),
             input.len() as f64 / out.len() as f64
         );
         group.throughput(Throughput::Bytes(input.len() as u64));
-        group.bench_function(codec.compression().name(), |b| {
+        group.measurement_time(measurement_time(&codec));
+        group.bench_function(&name, |b| {
             b.iter(|| compress(&codec, black_box(input), &mut out))
         });
     }
@@ -76,13 +92,14 @@ fn codecs(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("decompress");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
-    for codec in backup_codecs() {
+    for (name, codec) in backup_codecs() {
         let input = &data[..input_for(&codec, &data)];
         let mut stored = Vec::new();
         compress(&codec, input, &mut stored);
         assert_eq!(decompress(&codec, &stored, &mut chunk), input.len());
         group.throughput(Throughput::Bytes(input.len() as u64));
-        group.bench_function(codec.compression().name(), |b| {
+        group.measurement_time(measurement_time(&codec));
+        group.bench_function(&name, |b| {
             b.iter(|| decompress(&codec, black_box(&stored), &mut chunk))
         });
     }
@@ -91,7 +108,7 @@ fn codecs(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().measurement_time(std::time::Duration::from_secs(4)).warm_up_time(std::time::Duration::from_secs(1));
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
     targets = codecs
 }
 criterion_main!(benches);

@@ -347,3 +347,12 @@ fn append(path: &Path, text: &str) {
 
 mod pgbak;
 pub use pgbak::{read_tree, recover_and_start, PgbakEnv, PgbakOutput};
+
+impl Cluster {
+    /// Prints the server log when the PGBAK_TEST_LOG environment variable is set (debugging aid).
+    pub fn dump_log_if_asked(&self) {
+        if std::env::var_os("PGBAK_TEST_LOG").is_some() {
+            eprintln!("---- server log {} ----\n{}", self.data_dir.display(), self.server_log());
+        }
+    }
+}

@@ -62,7 +62,7 @@ impl PgbakEnv {
     /// Writes the configuration for `cluster`.
     pub fn write_config(&self, cluster: &Cluster, server_extra: &str) {
         let text = format!(
-            "[pgbak]\nhome = {}\nlog_level = INFO\n\n[main]\ndescription = test server\nconninfo = {}\nbackup_method = postgres\n{}\n",
+            "[pgbak]\nhome = {}\nlog_level = INFO\n\n[main]\ndescription = test server\nconninfo = {}\nbackup_method = postgres\nimmediate_checkpoint = true\n{}\n",
             self.home.display(),
             cluster.conninfo(),
             server_extra
@@ -79,7 +79,18 @@ impl PgbakEnv {
 
     /// Runs pgbak with `args` (after `-c CONFIG`) as the cluster owner.
     pub fn run(&self, args: &[&str]) -> PgbakOutput {
-        let out = self.command(args).output().expect("run pgbak");
+        Self::output(self.command(args))
+    }
+
+    /// Runs pgbak with exactly `args` (no `-c`) as the cluster owner.
+    pub fn run_raw(&self, args: &[&str]) -> PgbakOutput {
+        let mut c = command_as_owner(pgbak_bin());
+        c.args(args).stdin(Stdio::null()).env_remove("PGBAK_CONFIG");
+        Self::output(c)
+    }
+
+    fn output(mut cmd: Command) -> PgbakOutput {
+        let out = cmd.output().expect("run pgbak");
         PgbakOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

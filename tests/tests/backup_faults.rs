@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 fn slow_setup() -> (PgbakEnv, pgbak_tests::Cluster) {
     let env = PgbakEnv::new();
     // BASE_BACKUP's MAX_RATE (kB/s) makes the copy last long enough to interfere with it.
-    let cluster = env.cluster("bandwidth_limit = 4096\n", ClusterOptions::default());
-    cluster.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 200000) g");
+    let cluster = env.cluster("bandwidth_limit = 8192\n", ClusterOptions::default());
+    cluster.psql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 100000) g");
     (env, cluster)
 }
 
@@ -44,7 +44,11 @@ fn second_concurrent_backup_fails_fast_naming_the_lock() {
     assert!(t.elapsed() < Duration::from_secs(10), "the second backup waited instead of failing fast");
     assert_eq!(second.code, 1, "{second:?}");
     assert!(second.stderr.contains("backup lock"), "the error names the lock: {}", second.stderr);
-    assert!(first.wait().unwrap().success(), "the first backup completes");
+    let t = Instant::now();
+    let status = first.wait().unwrap();
+    eprintln!("first backup finished {:?} after the second", t.elapsed());
+    _cluster.dump_log_if_asked();
+    assert!(status.success(), "the first backup completes");
     let backups = env.backups();
     assert_eq!(backups.len(), 1, "the refused backup left nothing behind: {backups:?}");
 }

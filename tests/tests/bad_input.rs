@@ -6,7 +6,7 @@ use pgbak_tests::{free_port, give_to_owner, ClusterOptions, PgbakEnv};
 fn configuration_errors_exit_2() {
     let env = PgbakEnv::new();
     let missing = env.dir.path().join("nope.conf");
-    let out = env.run(&["-c", missing.to_str().unwrap(), "list-servers"]);
+    let out = env.run_raw(&["-c", missing.to_str().unwrap(), "list-servers"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("nope.conf"), "{}", out.stderr);
 

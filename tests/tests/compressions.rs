@@ -50,12 +50,11 @@ fn every_codec_round_trips() {
             assert!(data.join("PG_VERSION").is_file(), "plain backup has a PGDATA tree");
         } else {
             let suffix = match *backup_c {
-                "gzip" => ".gz",
-                "bzip2" => ".bz2",
-                "zstd" => ".zst",
-                other => &format!(".{other}")[..],
-            }
-            .to_string();
+                "gzip" => ".gz".to_string(),
+                "bzip2" => ".bz2".to_string(),
+                "zstd" => ".zst".to_string(),
+                other => format!(".{other}"),
+            };
             assert!(data.join(format!("base.tar{suffix}")).is_file(), "{backup_c}: base.tar{suffix} missing");
         }
         // Rows written after the backup come back from WAL compressed with `wal_c`.
@@ -63,7 +62,7 @@ fn every_codec_round_trips() {
         next += 10;
         let lsn = cluster.psql("SELECT pg_current_wal_lsn()");
         let expected = cluster.psql("SELECT count(*), sum(id) FROM t");
-        cluster.psql("INSERT INTO t VALUES (-5, 'not wanted')");
+        cluster.psql(&format!("INSERT INTO t VALUES (-{next}, 'not wanted')"));
         let sw = env.run(&["-f", "json", "switch-wal", "main", "--archive", "--archive-timeout", "60"]).ok().json();
         let seg = sw["segment"].as_str().unwrap().to_string();
         let stored = std::fs::read(env.server_dir().join("wals").join(&seg[..16]).join(&seg)).unwrap();

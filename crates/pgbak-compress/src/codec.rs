@@ -214,6 +214,7 @@ impl FromStr for Level {
 pub struct Codec {
     compression: Compression,
     level: i32,
+    workers: u32,
 }
 
 impl Codec {
@@ -222,7 +223,21 @@ impl Codec {
     /// Fails when a numeric level is outside the range of the format.
     pub fn new(compression: Compression, level: Option<Level>) -> Result<Codec, CompressError> {
         let level = level.unwrap_or(Level::Medium).value_for(compression)?;
-        Ok(Codec { compression, level })
+        Ok(Codec {
+            compression,
+            level,
+            workers: 0,
+        })
+    }
+
+    /// The same codec compressing on `workers` background threads (0, the default, compresses on
+    /// the caller's thread).
+    ///
+    /// Only zstd has a multithreaded encoder: it cuts the input into jobs compressed in parallel
+    /// and still writes one standard frame that every zstd decoder reads. The bytes differ from a
+    /// single-threaded run, the format does not. Other formats ignore this setting.
+    pub fn with_workers(self, workers: u32) -> Codec {
+        Codec { workers, ..self }
     }
 
     /// The format this codec writes and reads.
@@ -233,6 +248,11 @@ impl Codec {
     /// The numeric level the encoder uses (0 for formats without levels).
     pub fn level(&self) -> i32 {
         self.level
+    }
+
+    /// Background compression threads (see [`Codec::with_workers`]).
+    pub fn workers(&self) -> u32 {
+        self.workers
     }
 }
 
@@ -245,7 +265,7 @@ impl Compressor for Codec {
         &self,
         inner: Box<dyn Write + Send + 'a>,
     ) -> io::Result<Box<dyn FinishWrite + 'a>> {
-        encode::encoder(self.compression, self.level, inner)
+        encode::encoder(self.compression, self.level, self.workers, inner)
     }
 
     fn decoder<'a>(
@@ -375,6 +395,31 @@ mod tests {
                 other => panic!("{c} {l} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn zstd_on_workers_writes_an_ordinary_frame() {
+        use std::io::{Read, Write};
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i % 253) as u8 ^ (i >> 12) as u8)
+            .collect();
+        let codec = Codec::new(Compression::Zstd, Some(Level::Low))
+            .unwrap()
+            .with_workers(2);
+        assert_eq!(codec.workers(), 2);
+        let mut stored = Vec::new();
+        let mut enc = codec.encoder(Box::new(&mut stored)).unwrap();
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        assert!(stored.len() < data.len() / 4);
+        let (found, mut dec) = crate::auto_decoder(Box::new(&stored[..])).unwrap();
+        assert_eq!(found, Compression::Zstd);
+        let mut back = Vec::new();
+        dec.read_to_end(&mut back).unwrap();
+        assert!(back == data);
+        // Workers change nothing for formats that cannot use them.
+        let gzip = Codec::new(Compression::Gzip, None).unwrap();
+        assert_eq!(gzip.with_workers(4).level(), gzip.level());
     }
 
     #[test]

@@ -391,6 +391,15 @@ mod tests {
     }
 
     #[test]
+    fn unknown_frame_versions_are_refused() {
+        let mut stored = frame(b"data", |_, _| {});
+        stored[4] ^= 0xC0; // FLG version bits 01 -> 10
+        let err = read_all(&stored).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("version"), "{err}");
+    }
+
+    #[test]
     fn skippable_magic_range() {
         assert!(is_skippable(0x184D_2A50));
         assert!(is_skippable(0x184D_2A5F));

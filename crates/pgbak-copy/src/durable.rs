@@ -2,6 +2,7 @@
 //! of one fsync per file while writing (which would wait on the disk once per file).
 
 use crate::{Error, Result};
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,8 @@ pub(crate) struct SyncTracker {
     method: SyncMethod,
     root: PathBuf,
     files: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
+    /// Directories that gained entries; a set because every entry names its parent again.
+    dirs: HashSet<PathBuf>,
 }
 
 impl SyncTracker {
@@ -44,7 +46,7 @@ impl SyncTracker {
             method,
             root: root.to_path_buf(),
             files: Vec::new(),
-            dirs: Vec::new(),
+            dirs: HashSet::new(),
         }
     }
 
@@ -64,8 +66,8 @@ impl SyncTracker {
 
     /// A directory gained (or is) an entry.
     pub(crate) fn dir_touched(&mut self, path: &Path) {
-        if self.method == SyncMethod::Fsync {
-            self.dirs.push(path.to_path_buf());
+        if self.method == SyncMethod::Fsync && !self.dirs.contains(path) {
+            self.dirs.insert(path.to_path_buf());
         }
     }
 
@@ -92,9 +94,7 @@ impl SyncTracker {
                     f.sync_all().map_err(|e| Error::io("fsync", path, e))?;
                 }
                 let mut dirs = self.dirs;
-                dirs.push(self.root.clone());
-                dirs.sort_unstable();
-                dirs.dedup();
+                dirs.insert(self.root.clone());
                 for dir in &dirs {
                     pgbak_storage::local::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
                 }

@@ -112,10 +112,11 @@ impl TarExtractor {
     /// Applies deferred directory modes and makes the tree durable.
     pub fn finish(mut self) -> Result<ExtractStats> {
         if let Some(open) = self.current.take() {
-            return Err(Error::TruncatedTar {
-                offset: open.written,
-                reason: "extraction finished inside a file",
-            });
+            let eof = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ended inside this file",
+            );
+            return Err(Error::io("extract", open.path, eof));
         }
         apply_deferred_modes(&mut self.deferred_modes)?;
         self.sync.finish()?;
@@ -495,7 +496,7 @@ pub fn extract_tar<R: Read>(
         };
         parser.feed(&buf[..n], &mut extractor)?;
     }
-    parser.finish(&mut extractor)?;
+    parser.finish()?;
     extractor.finish()
 }
 
@@ -518,6 +519,16 @@ pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<
     }
     let mut sync = SyncTracker::new(opts.sync, dest);
     prepare_root(dest, &mut sync)?;
+    // A destination inside the source would be copied into itself without end.
+    let src_real = fs::canonicalize(src).map_err(|e| Error::io("resolve", src, e))?;
+    let dest_real = fs::canonicalize(dest).map_err(|e| Error::io("resolve", dest, e))?;
+    if dest_real.starts_with(&src_real) {
+        let nested = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the destination is inside the source",
+        );
+        return Err(Error::io("copy", dest, nested));
+    }
     let mut copier = TreeCopier {
         opts,
         sync,
@@ -985,6 +996,15 @@ mod tests {
         o.replace_existing = true;
         copy_tree_with(&src, &dest, &o).unwrap();
         copy_tree(&src, &tmp.path().join("durable")).unwrap();
+        // Into itself: refused instead of recursing.
+        assert!(matches!(
+            copy_tree_with(&src, &src.join("base/inner"), &opts()),
+            Err(Error::Io { .. })
+        ));
+        assert!(matches!(
+            copy_tree_with(&src, &src, &opts()),
+            Err(Error::Io { .. })
+        ));
     }
 
     /// Times the two durable sync methods on thousands of small files. Run with

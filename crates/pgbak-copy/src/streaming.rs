@@ -62,13 +62,7 @@ impl CopyStrategy for StreamingCopy {
                 tablespaces_root,
             } => {
                 // Fail before connecting rather than after a checkpoint.
-                if let Ok(mut entries) = std::fs::read_dir(data_dir) {
-                    if entries.next().is_some() {
-                        return Err(Error::DestinationNotEmpty {
-                            path: data_dir.clone(),
-                        });
-                    }
-                }
+                writer::ensure_empty_or_missing(data_dir)?;
                 Target::Plain {
                     data_dir: data_dir.clone(),
                     tablespaces_root: tablespaces_root.clone(),

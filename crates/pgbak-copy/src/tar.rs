@@ -368,7 +368,7 @@ impl TarStreamParser {
     }
 
     /// Declares the end of input: an error unless the end-of-archive blocks were seen.
-    pub fn finish<V: TarVisitor + ?Sized>(&mut self, _visitor: &mut V) -> Result<()> {
+    pub fn finish(&mut self) -> Result<()> {
         let reason = match self.state {
             State::Ended => return Ok(()),
             State::Failed => return Err(self.corrupt("the stream already failed")),
@@ -832,7 +832,7 @@ mod tests {
         for c in bytes.chunks(chunk.max(1)) {
             p.feed(c, &mut r)?;
         }
-        p.finish(&mut r)?;
+        p.finish()?;
         Ok(r)
     }
 
@@ -1098,7 +1098,7 @@ mod tests {
         assert!(matches!(p.feed(&t, &mut r), Err(Error::CorruptTar { .. })));
         // The parser stays failed.
         assert!(p.feed(&[0u8; 10], &mut r).is_err());
-        assert!(p.finish(&mut r).is_err());
+        assert!(p.finish().is_err());
     }
 
     #[test]
@@ -1112,7 +1112,7 @@ mod tests {
             let mut r = Recorder::default();
             p.feed(&t[..cut], &mut r).unwrap();
             assert!(
-                matches!(p.finish(&mut r), Err(Error::TruncatedTar { .. })),
+                matches!(p.finish(), Err(Error::TruncatedTar { .. })),
                 "cut at {cut}"
             );
             assert!(!r.ended);
@@ -1136,7 +1136,7 @@ mod tests {
         assert!(r.ended);
         // Record padding after the end is fine, other bytes are not.
         p.feed(&[0u8; 9216], &mut r).unwrap();
-        p.finish(&mut r).unwrap();
+        p.finish().unwrap();
         assert!(p.feed(b"\0\0x", &mut r).is_err());
     }
 
@@ -1266,7 +1266,7 @@ mod tests {
                 p.feed(&t[start..cut], &mut r).unwrap();
                 start = cut;
             }
-            p.finish(&mut r).unwrap();
+            p.finish().unwrap();
             prop_assert_eq!(r, whole);
         }
     }

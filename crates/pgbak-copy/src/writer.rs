@@ -128,9 +128,8 @@ pub(crate) fn run(
             }
             Job::Manifest => {
                 out.has_manifest = true;
-                match w.manifest(&mut pending, &mut out)? {
-                    true => {}
-                    false => return Ok(None),
+                if !w.manifest(&mut pending, &mut out)? {
+                    return Ok(None);
                 }
             }
             Job::Commit => {
@@ -199,7 +198,6 @@ impl Writer {
             } => {
                 let file_name = format!("{name}{}", compressor.compression().tar_suffix());
                 let key = join_key(prefix, &file_name);
-                let (storage, compressor) = (Arc::clone(storage), Arc::clone(compressor));
                 let mut counted = Counting {
                     inner: storage.put(&key)?,
                     bytes: 0,
@@ -389,7 +387,7 @@ fn pump(
                     parser.feed(&trailer, visitor)?;
                     sink(&trailer)?;
                 }
-                parser.finish(visitor)?;
+                parser.finish()?;
                 return Ok(true);
             }
             Ok(other) => {
@@ -403,7 +401,7 @@ fn pump(
 }
 
 /// A missing or empty directory is fine; anything else would mix two backups.
-fn ensure_empty_or_missing(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_empty_or_missing(dir: &Path) -> Result<()> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => match entries.next() {
             None => Ok(()),

@@ -6,7 +6,7 @@ use pgbak_copy::{
     extract_tar, BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, Error, ExtractOptions,
     StreamingCopy,
 };
-use pgbak_storage::{LocalStorage, StorageBackend};
+use pgbak_storage::{CommitMode, LocalStorage, ObjectMeta, ObjectWriter, StorageBackend};
 use pgbak_tests::{pg_bin, postgres_tempdir, Cluster, ClusterOptions};
 use pgbak_wal::{BaseBackupOptions, ConnParams};
 use std::collections::BTreeMap;
@@ -328,6 +328,96 @@ fn tar_backups_extract_to_the_plain_tree() {
         fs::write(restore.join("data/backup_manifest"), manifest).unwrap();
         verify(&restore.join("data"));
     }
+}
+
+/// Storage whose uploads fail once they exceed `limit` bytes, like a full disk.
+struct FullDisk {
+    inner: LocalStorage,
+    limit: u64,
+}
+
+struct FullDiskWriter {
+    inner: Box<dyn ObjectWriter>,
+    left: u64,
+}
+
+impl std::io::Write for FullDiskWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::other("no space left on device (simulated)"));
+        }
+        self.left -= buf.len() as u64;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl ObjectWriter for FullDiskWriter {
+    fn commit(self: Box<Self>, mode: CommitMode) -> pgbak_storage::Result<()> {
+        self.inner.commit(mode)
+    }
+}
+
+impl StorageBackend for FullDisk {
+    fn put(&self, key: &str) -> pgbak_storage::Result<Box<dyn ObjectWriter>> {
+        Ok(Box::new(FullDiskWriter {
+            inner: self.inner.put(key)?,
+            left: self.limit,
+        }))
+    }
+    fn get(&self, key: &str) -> pgbak_storage::Result<Box<dyn std::io::Read + Send>> {
+        self.inner.get(key)
+    }
+    fn list(&self, prefix: &str) -> pgbak_storage::Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn stat(&self, key: &str) -> pgbak_storage::Result<Option<ObjectMeta>> {
+        self.inner.stat(key)
+    }
+    fn delete(&self, key: &str) -> pgbak_storage::Result<()> {
+        self.inner.delete(key)
+    }
+}
+
+#[test]
+fn a_failing_writer_stops_the_backup_and_commits_nothing() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let storage = Arc::new(FullDisk {
+        inner: LocalStorage::new(&repo),
+        limit: 2 << 20,
+    });
+    let dest = BackupDestination::Tar {
+        storage: storage.clone(),
+        prefix: "b".into(),
+        compressor: Arc::new(Codec::new(Compression::None, None).unwrap()),
+    };
+    let err = strategy(&f.cluster, true)
+        .copy(&dest, &mut pgbak_copy::NoProgress)
+        .unwrap_err();
+    // The writer's own error is reported, not the protocol's "sink failed".
+    assert!(matches!(err, Error::Stream { op: "compress", .. }), "{err}");
+    assert!(err.to_string().contains("simulated"), "{err}");
+    assert!(storage.list("").unwrap().is_empty());
+    // Not even temporary files are left behind.
+    let leftovers: Vec<_> = fs::read_dir(repo.join("b"))
+        .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The server is fine and a new backup works.
+    let ok = LocalStorage::new(tmp.path().join("repo2"));
+    let dest = BackupDestination::Tar {
+        storage: Arc::new(ok),
+        prefix: "b".into(),
+        compressor: Arc::new(Codec::new(Compression::Lz4, None).unwrap()),
+    };
+    let o = strategy(&f.cluster, true)
+        .copy(&dest, &mut pgbak_copy::NoProgress)
+        .unwrap();
+    assert_eq!(o.files[1].name, "base.tar.lz4");
 }
 
 #[test]

@@ -94,7 +94,8 @@ pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProg
                 fast_checkpoint: opts.immediate_checkpoint.unwrap_or(cfg.immediate_checkpoint),
                 manifest: true,
                 manifest_checksums: None,
-                tablespace_map: true,
+                // A plain tree keeps pg_tblspc links (as pg_basebackup -Fp does); tar streams carry a map.
+                tablespace_map: format == "tar",
                 max_rate_kbps: cfg.bandwidth_limit.map(|b| b as u32),
                 verify_checksums: true,
                 wait_for_wal_archive: true,

@@ -132,6 +132,14 @@ impl ConnParams {
 
     /// Resolves `conninfo` with the given environment lookup and home directory (the password file
     /// defaults to `<home>/.pgpass`). The default user is still the process's user.
+    ///
+    /// ```
+    /// use pgbak_wal::ConnParams;
+    /// let env = |k: &str| (k == "PGPORT").then(|| "5433".to_string());
+    /// let p = ConnParams::resolve_with("host=db1 user=backup password=x", &env, None).unwrap();
+    /// assert_eq!((p.host.as_str(), p.port, p.dbname.as_str()), ("db1", 5433, "backup"));
+    /// assert_eq!(p.to_conninfo_string(), "host=db1 port=5433 user=backup dbname=backup");
+    /// ```
     pub fn resolve_with(
         conninfo: &str,
         env: &dyn Fn(&str) -> Option<String>,

@@ -302,17 +302,18 @@ fn parse_uri(rest: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// PLACEHOLDER_EX
+/// Parses a libpq connection string (`key=value ...` or a `postgresql://`/`postgres://` URI) into its
+/// keywords. Unknown keywords are errors; the ignored ones listed in the module documentation are
+/// kept in the map. A later keyword overrides an earlier one, as in libpq.
+///
+/// ```
+/// use pgbak_wal::conninfo::parse_conninfo;
 /// let kv = parse_conninfo("host=db1 user='backup user'").unwrap();
 /// assert_eq!(kv["user"], "backup user");
 /// let uri = parse_conninfo("postgresql://bob@%2Fvar%2Frun%2Fpostgresql:5433/app").unwrap();
 /// assert_eq!(uri["host"], "/var/run/postgresql");
 /// assert!(parse_conninfo("hots=db1").is_err());
 /// ```
-///
-/// Parses a libpq connection string (`key=value ...` or a `postgresql://`/`postgres://` URI) into its
-/// keywords. Unknown keywords are errors; the ignored ones listed in the module documentation are
-/// kept in the map. A later keyword overrides an earlier one, as in libpq.
 pub fn parse_conninfo(s: &str) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     if let Some(rest) = uri_rest(s) {
@@ -330,6 +331,12 @@ pub fn parse_conninfo(s: &str) -> Result<BTreeMap<String, String>> {
 ///
 /// A string that cannot be parsed but mentions a password is replaced whole, so that a typo never
 /// leaks a secret.
+///
+/// ```
+/// use pgbak_wal::conninfo::redacted;
+/// assert_eq!(redacted("host=db password=s3cret"), "host=db password=********");
+/// assert_eq!(redacted("postgresql://bob:s3cret@db/app"), "postgresql://bob:********@db/app");
+/// ```
 pub fn redacted(conninfo: &str) -> String {
     const MASK: &str = "********";
     if let Some(rest) = uri_rest(conninfo) {
