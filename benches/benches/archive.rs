@@ -37,7 +37,12 @@ fn archive_wal(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = dir.path().join("pg_wal");
         std::fs::create_dir(&src).expect("src dir");
-        let archive = WalArchive::new("bench", dir.path().join("wals"), dir.path().join("errors"), Codec::new(compression, level).expect("codec"));
+        let archive = WalArchive::new(
+            "bench",
+            dir.path().join("wals"),
+            dir.path().join("errors"),
+            Codec::new(compression, level).expect("codec"),
+        );
         let locks = FileLockManager::new(dir.path().join("locks"));
         let next = Cell::new(1u64);
         group.bench_function(compression.name(), |b| {

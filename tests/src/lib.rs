@@ -35,7 +35,9 @@ pub fn command_as_owner(program: impl AsRef<OsStr>) -> Command {
 
 /// Runs a command and panics with its output when it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -50,14 +52,22 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// Changes the owner of `path` (recursively) to the cluster owner, when we are root.
 pub fn give_to_owner(path: &Path) {
     if is_root() {
-        run_ok(Command::new("chown").arg("-R").arg(format!("{PG_USER}:")).arg(path));
+        run_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{PG_USER}:"))
+                .arg(path),
+        );
     }
 }
 
 /// A temporary directory the cluster owner can write into (under /tmp, never under a home dir
 /// the owner cannot traverse).
 pub fn postgres_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("pgbak-test-").tempdir_in("/tmp").expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("pgbak-test-")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
     give_to_owner(dir.path());
     dir
 }
@@ -71,7 +81,10 @@ pub fn pg_bindir() -> PathBuf {
             return PathBuf::from(d);
         }
         let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         majors.sort();
         if let Some(m) = majors.last() {
@@ -90,7 +103,11 @@ pub fn pg_bin(name: &str) -> PathBuf {
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The pgbak binary under test, copied to a place the cluster owner can execute.
@@ -109,7 +126,11 @@ pub fn pgbak_bin() -> PathBuf {
                 profile_dir.join("pgbak")
             }
         };
-        assert!(src.is_file(), "pgbak binary not found at {} (run `cargo build -p pgbak-cli` first or set PGBAK_BIN)", src.display());
+        assert!(
+            src.is_file(),
+            "pgbak binary not found at {} (run `cargo build -p pgbak-cli` first or set PGBAK_BIN)",
+            src.display()
+        );
         let dir = std::env::temp_dir().join(format!("pgbak-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("bin dir");
         let dest = dir.join("pgbak");
@@ -161,7 +182,15 @@ impl Cluster {
         std::fs::create_dir(&socket_dir).expect("socket dir");
         give_to_owner(&socket_dir);
         let mut initdb = command_as_owner(pg_bin("initdb"));
-        initdb.arg("-D").arg(&data_dir).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        initdb.arg("-D").arg(&data_dir).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]);
         if opts.data_checksums {
             initdb.arg("--data-checksums");
         }
@@ -193,7 +222,14 @@ impl Cluster {
         hba.push("host replication all 127.0.0.1/32 trust".into());
         std::fs::write(data_dir.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba");
         give_to_owner(&data_dir.join("pg_hba.conf"));
-        Cluster { log: root.path().join("server.log"), root, data_dir, socket_dir, port: free_port(), running: false }
+        Cluster {
+            log: root.path().join("server.log"),
+            root,
+            data_dir,
+            socket_dir,
+            port: free_port(),
+            running: false,
+        }
     }
 
     /// Starts the server of a cluster made by [`Cluster::init`] (or stopped).
@@ -223,13 +259,20 @@ impl Cluster {
                 return c;
             }
         }
-        panic!("cannot start PostgreSQL on {}:\n{}", data_dir.display(), c.server_log());
+        panic!(
+            "cannot start PostgreSQL on {}:\n{}",
+            data_dir.display(),
+            c.server_log()
+        );
     }
 
     /// Starts the server on `port`; false when the port was taken, panics on other failures.
     fn start_on(&mut self, port: u16, extra: &[&str]) -> bool {
         {
-            let mut opts = format!("-c port={port} -c unix_socket_directories='{}'", self.socket_dir.display());
+            let mut opts = format!(
+                "-c port={port} -c unix_socket_directories='{}'",
+                self.socket_dir.display()
+            );
             for e in extra {
                 opts.push_str(" -c ");
                 opts.push_str(e);
@@ -248,11 +291,18 @@ impl Cluster {
                 self.port = port;
                 return true;
             }
-            let err = format!("{}\n{}", String::from_utf8_lossy(&out.stderr), self.server_log());
+            let err = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.server_log()
+            );
             if err.contains("could not bind") || err.contains("in use") {
                 return false;
             }
-            panic!("cannot start PostgreSQL on {}: {err}", self.data_dir.display());
+            panic!(
+                "cannot start PostgreSQL on {}: {err}",
+                self.data_dir.display()
+            );
         }
     }
 
@@ -263,19 +313,37 @@ impl Cluster {
 
     /// A libpq conninfo string for TCP as the `postgres` superuser.
     pub fn conninfo(&self) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
     }
 
     /// Runs SQL through psql; returns its unaligned, tuples-only output, trimmed. Panics on error.
     pub fn psql(&self, sql: &str) -> String {
-        let out = self.try_psql(sql).unwrap_or_else(|e| panic!("psql {sql:?}: {e}\nserver log:\n{}", self.server_log()));
+        let out = self
+            .try_psql(sql)
+            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}\nserver log:\n{}", self.server_log()));
         out
     }
 
     /// Runs SQL through psql and returns stdout or the error text.
     pub fn try_psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(pg_bin("psql"))
-            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-c")
@@ -300,7 +368,10 @@ impl Cluster {
                 }
             }
             if start.elapsed() > timeout {
-                panic!("timed out waiting for {sql:?} = {expected:?}\nserver log:\n{}", self.server_log());
+                panic!(
+                    "timed out waiting for {sql:?} = {expected:?}\nserver log:\n{}",
+                    self.server_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -341,7 +412,10 @@ impl Drop for Cluster {
 
 fn append(path: &Path, text: &str) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open for append");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
     writeln!(f, "\n{text}").expect("append");
 }
 
@@ -352,7 +426,11 @@ impl Cluster {
     /// Prints the server log when the PGBAK_TEST_LOG environment variable is set (debugging aid).
     pub fn dump_log_if_asked(&self) {
         if std::env::var_os("PGBAK_TEST_LOG").is_some() {
-            eprintln!("---- server log {} ----\n{}", self.data_dir.display(), self.server_log());
+            eprintln!(
+                "---- server log {} ----\n{}",
+                self.data_dir.display(),
+                self.server_log()
+            );
         }
     }
 }

@@ -1,7 +1,9 @@
 //! A pgbak home and configuration for one test, with helpers to call the pgbak binary as the
 //! cluster owner (as `archive_command` does).
 
-use crate::{command_as_owner, give_to_owner, pgbak_bin, postgres_tempdir, Cluster, ClusterOptions};
+use crate::{
+    command_as_owner, give_to_owner, pgbak_bin, postgres_tempdir, Cluster, ClusterOptions,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -16,13 +18,18 @@ pub struct PgbakOutput {
 impl PgbakOutput {
     /// Panics with the output unless the call succeeded.
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "pgbak failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "pgbak failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// stdout parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
 
@@ -46,13 +53,20 @@ impl PgbakEnv {
 
     /// The archive_command that sends WAL of server `main` to this home.
     pub fn archive_command(&self) -> String {
-        format!("{} -q -c {} archive-wal main %p", pgbak_bin().display(), self.config.display())
+        format!(
+            "{} -q -c {} archive-wal main %p",
+            pgbak_bin().display(),
+            self.config.display()
+        )
     }
 
     /// A cluster (initialised, not started) archiving into this home, with the configuration
     /// written for it: `server_extra` lines are added to the `[main]` section.
     pub fn cluster(&self, server_extra: &str, opts: ClusterOptions) -> Cluster {
-        let opts = ClusterOptions { archive_command: Some(self.archive_command()), ..opts };
+        let opts = ClusterOptions {
+            archive_command: Some(self.archive_command()),
+            ..opts
+        };
         let mut cluster = Cluster::init(opts);
         self.write_config(&cluster, server_extra);
         cluster.start_now();
@@ -73,7 +87,10 @@ impl PgbakEnv {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = command_as_owner(pgbak_bin());
-        c.arg("-c").arg(&self.config).args(args).stdin(Stdio::null());
+        c.arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null());
         c
     }
 
@@ -100,7 +117,11 @@ impl PgbakEnv {
 
     /// Starts pgbak in the background.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn pgbak")
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pgbak")
     }
 
     /// The catalogue folder of server `main`.
@@ -116,7 +137,12 @@ impl PgbakEnv {
             .as_array()
             .expect("array")
             .iter()
-            .map(|b| (b["backup_id"].as_str().unwrap().to_string(), b["status"].as_str().unwrap().to_string()))
+            .map(|b| {
+                (
+                    b["backup_id"].as_str().unwrap().to_string(),
+                    b["status"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         v.sort();
         v
@@ -145,7 +171,12 @@ pub fn read_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if ft.is_dir() {
                 stack.push(e.path());
             } else if ft.is_file() {
-                let rel = e.path().strip_prefix(dir).expect("prefix").display().to_string();
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .expect("prefix")
+                    .display()
+                    .to_string();
                 out.push((rel, std::fs::read(e.path()).expect("read")));
             }
         }
@@ -163,6 +194,10 @@ pub fn recover_and_start(env: &PgbakEnv, folder: &str, args: &[&str]) -> Cluster
     all.extend_from_slice(args);
     env.run(&all).ok();
     let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);
-    restored.wait_for("SELECT pg_is_in_recovery()", "f", std::time::Duration::from_secs(180));
+    restored.wait_for(
+        "SELECT pg_is_in_recovery()",
+        "f",
+        std::time::Duration::from_secs(180),
+    );
     restored
 }

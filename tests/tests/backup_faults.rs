@@ -25,13 +25,20 @@ fn wait_started(env: &PgbakEnv) -> String {
                 }
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "backup never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "backup never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn lock_holder(path: &Path) -> i32 {
-    std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -41,16 +48,27 @@ fn second_concurrent_backup_fails_fast_naming_the_lock() {
     wait_started(&env);
     let t = Instant::now();
     let second = env.run(&["backup", "main"]);
-    assert!(t.elapsed() < Duration::from_secs(10), "the second backup waited instead of failing fast");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the second backup waited instead of failing fast"
+    );
     assert_eq!(second.code, 1, "{second:?}");
-    assert!(second.stderr.contains("backup lock"), "the error names the lock: {}", second.stderr);
+    assert!(
+        second.stderr.contains("backup lock"),
+        "the error names the lock: {}",
+        second.stderr
+    );
     let t = Instant::now();
     let status = first.wait().unwrap();
     eprintln!("first backup finished {:?} after the second", t.elapsed());
     _cluster.dump_log_if_asked();
     assert!(status.success(), "the first backup completes");
     let backups = env.backups();
-    assert_eq!(backups.len(), 1, "the refused backup left nothing behind: {backups:?}");
+    assert_eq!(
+        backups.len(),
+        1,
+        "the refused backup left nothing behind: {backups:?}"
+    );
 }
 
 #[test]
@@ -65,14 +83,31 @@ fn killed_backup_is_failed_and_the_next_one_succeeds() {
     let _ = first.wait();
 
     let backups = env.backups();
-    assert_eq!(backups, vec![(killed_id.clone(), "FAILED".to_string())], "an interrupted backup is not DONE");
+    assert_eq!(
+        backups,
+        vec![(killed_id.clone(), "FAILED".to_string())],
+        "an interrupted backup is not DONE"
+    );
     let dest = env.restore_dir("nothing");
     let out = env.run(&["recover", "main", "latest", dest.to_str().unwrap()]);
-    assert_ne!(out.code, 0, "recover latest must not use the interrupted backup");
+    assert_ne!(
+        out.code, 0,
+        "recover latest must not use the interrupted backup"
+    );
     assert!(!dest.exists());
 
     env.write_config(&_cluster, "");
-    let out = env.run(&["-f", "json", "backup", "main", "--wait", "--wait-timeout", "120"]).ok();
+    let out = env
+        .run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok();
     assert_eq!(out.json()["status"], "DONE");
     let backups = env.backups();
     assert_eq!(backups.len(), 2);

@@ -10,13 +10,28 @@ fn configuration_errors_exit_2() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("nope.conf"), "{}", out.stderr);
 
-    std::fs::write(&env.config, "[pgbak]\nhome = /tmp\n[main]\nthis line is not an option\n").unwrap();
+    std::fs::write(
+        &env.config,
+        "[pgbak]\nhome = /tmp\n[main]\nthis line is not an option\n",
+    )
+    .unwrap();
     give_to_owner(&env.config);
     let out = env.run(&["list-servers"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains(":4"), "the error names the line: {}", out.stderr);
+    assert!(
+        out.stderr.contains(":4"),
+        "the error names the line: {}",
+        out.stderr
+    );
 
-    std::fs::write(&env.config, format!("[pgbak]\nhome = {}\n[main]\nconninfo = host=x\ncompression = zzz\n", env.home.display())).unwrap();
+    std::fs::write(
+        &env.config,
+        format!(
+            "[pgbak]\nhome = {}\n[main]\nconninfo = host=x\ncompression = zzz\n",
+            env.home.display()
+        ),
+    )
+    .unwrap();
     let out = env.run(&["list-servers"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("compression"), "{}", out.stderr);
@@ -42,8 +57,14 @@ fn unknown_server_and_unreachable_postgres() {
     let out = env.run(&["backup", "main"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("main"), "{}", out.stderr);
-    assert!(!env.server_dir().join("base").exists() || std::fs::read_dir(env.server_dir().join("base")).unwrap().next().is_none(),
-        "a backup that could not start left files behind");
+    assert!(
+        !env.server_dir().join("base").exists()
+            || std::fs::read_dir(env.server_dir().join("base"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a backup that could not start left files behind"
+    );
 }
 
 #[test]
@@ -51,7 +72,18 @@ fn recover_refuses_bad_destinations_and_targets() {
     let env = PgbakEnv::new();
     let cluster = env.cluster("", ClusterOptions::default());
     cluster.psql("CREATE TABLE t AS SELECT 1 AS x");
-    let info = env.run(&["-f", "json", "backup", "main", "--wait", "--wait-timeout", "120"]).ok().json();
+    let info = env
+        .run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok()
+        .json();
     let end_lsn = info["end_lsn"].as_str().unwrap().to_string();
 
     // Not empty.
@@ -62,26 +94,69 @@ fn recover_refuses_bad_destinations_and_targets() {
     let out = env.run(&["recover", "main", "latest", dest.to_str().unwrap()]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("not empty"), "{}", out.stderr);
-    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 1, "nothing was added");
+    assert_eq!(
+        std::fs::read_dir(&dest).unwrap().count(),
+        1,
+        "nothing was added"
+    );
 
     // A target time before the backup ended.
     let fresh = env.restore_dir("fresh");
-    let out = env.run(&["recover", "main", "latest", fresh.to_str().unwrap(), "--target-time", "2000-01-01 00:00:00+00"]);
+    let out = env.run(&[
+        "recover",
+        "main",
+        "latest",
+        fresh.to_str().unwrap(),
+        "--target-time",
+        "2000-01-01 00:00:00+00",
+    ]);
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("before the end of backup"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("before the end of backup"),
+        "{}",
+        out.stderr
+    );
     assert!(!fresh.exists(), "nothing was written");
 
     // A target LSN before the backup ended.
-    let out = env.run(&["recover", "main", "latest", fresh.to_str().unwrap(), "--target-lsn", "0/1"]);
+    let out = env.run(&[
+        "recover",
+        "main",
+        "latest",
+        fresh.to_str().unwrap(),
+        "--target-lsn",
+        "0/1",
+    ]);
     assert_ne!(out.code, 0, "{end_lsn}");
     assert!(!fresh.exists());
 
     // Contradictory targets, unknown backups, unknown tablespaces.
-    let out = env.run(&["recover", "main", "latest", fresh.to_str().unwrap(), "--target-lsn", "FF/0", "--target-name", "x"]);
+    let out = env.run(&[
+        "recover",
+        "main",
+        "latest",
+        fresh.to_str().unwrap(),
+        "--target-lsn",
+        "FF/0",
+        "--target-name",
+        "x",
+    ]);
     assert_eq!(out.code, 2);
-    let out = env.run(&["recover", "main", "20000101T000000", fresh.to_str().unwrap()]);
+    let out = env.run(&[
+        "recover",
+        "main",
+        "20000101T000000",
+        fresh.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 1);
-    let out = env.run(&["recover", "main", "latest", fresh.to_str().unwrap(), "--tablespace", "nosuch:/tmp/x"]);
+    let out = env.run(&[
+        "recover",
+        "main",
+        "latest",
+        fresh.to_str().unwrap(),
+        "--tablespace",
+        "nosuch:/tmp/x",
+    ]);
     assert_ne!(out.code, 0);
     assert!(!fresh.exists());
 }

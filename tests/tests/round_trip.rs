@@ -5,7 +5,10 @@ use pgbak_tests::{recover_and_start, ClusterOptions, PgbakEnv};
 use std::time::Duration;
 
 fn ids(s: &str) -> Vec<i64> {
-    s.lines().filter(|l| !l.is_empty()).map(|l| l.parse().unwrap()).collect()
+    s.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().unwrap())
+        .collect()
 }
 
 fn insert(c: &pgbak_tests::Cluster, id: i64) {
@@ -16,10 +19,22 @@ fn insert(c: &pgbak_tests::Cluster, id: i64) {
 fn point_in_time_recovery_to_time_lsn_and_name() {
     let env = PgbakEnv::new();
     let cluster = env.cluster("compression = zstd\n", ClusterOptions::default());
-    cluster.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())");
+    cluster.psql(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
+    );
     cluster.psql("INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
 
-    let out = env.run(&["-f", "json", "backup", "main", "--wait", "--wait-timeout", "120"]).ok();
+    let out = env
+        .run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
 
     // Keep writing after the backup, noting what was committed at each target.
@@ -47,20 +62,63 @@ fn point_in_time_recovery_to_time_lsn_and_name() {
         insert(&cluster, id);
     }
     cluster.psql("DELETE FROM t WHERE id <= 100");
-    env.run(&["switch-wal", "main", "--force", "--archive", "--archive-timeout", "60"]).ok();
+    env.run(&[
+        "switch-wal",
+        "main",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "60",
+    ])
+    .ok();
     let final_rows = ids(&cluster.psql("SELECT id FROM t ORDER BY id"));
     assert_ne!(final_rows, at_time);
 
-    let r = recover_and_start(&env, "by_time", &["--target-time", &target_time, "--target-action", "promote"]);
-    assert_eq!(ids(&r.psql("SELECT id FROM t ORDER BY id")), at_time, "recovery to time {target_time}");
+    let r = recover_and_start(
+        &env,
+        "by_time",
+        &["--target-time", &target_time, "--target-action", "promote"],
+    );
+    assert_eq!(
+        ids(&r.psql("SELECT id FROM t ORDER BY id")),
+        at_time,
+        "recovery to time {target_time}"
+    );
     drop(r);
 
-    let r = recover_and_start(&env, "by_lsn", &["--target-lsn", &target_lsn, "--target-action", "promote", "--get-wal"]);
-    assert_eq!(ids(&r.psql("SELECT id FROM t ORDER BY id")), at_lsn, "recovery to LSN {target_lsn}");
+    let r = recover_and_start(
+        &env,
+        "by_lsn",
+        &[
+            "--target-lsn",
+            &target_lsn,
+            "--target-action",
+            "promote",
+            "--get-wal",
+        ],
+    );
+    assert_eq!(
+        ids(&r.psql("SELECT id FROM t ORDER BY id")),
+        at_lsn,
+        "recovery to LSN {target_lsn}"
+    );
     drop(r);
 
-    let r = recover_and_start(&env, "by_name", &["--target-name", "before_batch_2", "--target-action", "promote"]);
-    assert_eq!(ids(&r.psql("SELECT id FROM t ORDER BY id")), at_name, "recovery to a restore point");
+    let r = recover_and_start(
+        &env,
+        "by_name",
+        &[
+            "--target-name",
+            "before_batch_2",
+            "--target-action",
+            "promote",
+        ],
+    );
+    assert_eq!(
+        ids(&r.psql("SELECT id FROM t ORDER BY id")),
+        at_name,
+        "recovery to a restore point"
+    );
     // The restored server is a working server: it takes writes.
     r.psql("INSERT INTO t (id, v) VALUES (-1, 'after recovery')");
     assert_eq!(r.psql("SELECT v FROM t WHERE id = -1"), "after recovery");

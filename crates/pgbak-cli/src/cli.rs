@@ -40,7 +40,11 @@ pub enum Command {
     /// Archive one WAL file (use as archive_command: `pgbak -c CONF archive-wal SERVER %p`).
     ArchiveWal { server: String, path: PathBuf },
     /// Write an archived WAL file to DEST (use as restore_command: `pgbak -c CONF get-wal SERVER %f %p`).
-    GetWal { server: String, wal_name: String, dest: PathBuf },
+    GetWal {
+        server: String,
+        wal_name: String,
+        dest: PathBuf,
+    },
     /// Periodic work for every active server (safe to run every minute).
     Cron,
     /// Restore a backup into a directory, ready for point-in-time recovery.
@@ -66,7 +70,10 @@ pub enum Command {
 pub struct BackupArgs {
     pub server: String,
     /// Ask PostgreSQL for an immediate checkpoint.
-    #[arg(long = "immediate-checkpoint", conflicts_with = "no_immediate_checkpoint")]
+    #[arg(
+        long = "immediate-checkpoint",
+        conflicts_with = "no_immediate_checkpoint"
+    )]
     pub immediate_checkpoint: bool,
     #[arg(long = "no-immediate-checkpoint")]
     pub no_immediate_checkpoint: bool,

@@ -7,7 +7,7 @@ mod progress;
 
 use clap::Parser;
 use cli::{Cli, Command, Format};
-use output::{human_size, print_kv, print_json};
+use output::{human_size, print_json, print_kv};
 use pgbak_core::backup::{backup, BackupOptions};
 use pgbak_core::config::Config;
 use pgbak_core::recover::{recover, RecoverOptions, RecoveryTarget};
@@ -38,9 +38,18 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
-    let level = if cli.debug { "debug".to_string() } else { cli.log_level.clone().unwrap_or_else(|| "warn".into()) };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let level = if cli.debug {
+        "debug".to_string()
+    } else {
+        cli.log_level.clone().unwrap_or_else(|| "warn".into())
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn load(cli: &Cli) -> Result<Config> {
@@ -69,7 +78,11 @@ fn run(cli: &Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::GetWal { server, wal_name, dest } => {
+        Command::GetWal {
+            server,
+            wal_name,
+            dest,
+        } => {
             let config = load(cli)?;
             let server = Server::new(&config, server)?;
             server.wal_archive()?.fetch(wal_name, dest)?;
@@ -161,10 +174,18 @@ fn run(cli: &Cli) -> Result<u8> {
             let server = Server::new(&config, &a.server)?;
             let mut tablespaces = Vec::new();
             for t in &a.tablespace {
-                let (name, loc) = t.split_once(':').ok_or_else(|| Error::Usage(format!("--tablespace '{t}' is not NAME:LOCATION")))?;
+                let (name, loc) = t.split_once(':').ok_or_else(|| {
+                    Error::Usage(format!("--tablespace '{t}' is not NAME:LOCATION"))
+                })?;
                 tablespaces.push((name.to_string(), PathBuf::from(loc)));
             }
-            let get_wal = a.get_wal || (!a.no_get_wal && server.config.recovery_options.iter().any(|o| o == "get-wal"));
+            let get_wal = a.get_wal
+                || (!a.no_get_wal
+                    && server
+                        .config
+                        .recovery_options
+                        .iter()
+                        .any(|o| o == "get-wal"));
             let opts = RecoverOptions {
                 backup_id: a.backup_id.clone(),
                 dest: absolute(&a.destination_directory)?,
@@ -193,9 +214,18 @@ fn run(cli: &Cli) -> Result<u8> {
                 })),
                 Format::Console => {
                     if !cli.quiet {
-                        println!("Restored backup {} of server '{}' into {}", s.backup.backup_id, server.name(), s.dest.display());
+                        println!(
+                            "Restored backup {} of server '{}' into {}",
+                            s.backup.backup_id,
+                            server.name(),
+                            s.dest.display()
+                        );
                         if s.wal_files_copied > 0 {
-                            println!("Copied {} WAL files into {}", s.wal_files_copied, s.dest.join(pgbak_core::recover::WAL_SPOOL_DIR).display());
+                            println!(
+                                "Copied {} WAL files into {}",
+                                s.wal_files_copied,
+                                s.dest.join(pgbak_core::recover::WAL_SPOOL_DIR).display()
+                            );
                         }
                         println!("Recovery settings written to postgresql.auto.conf:");
                         for (k, v) in &s.settings {
@@ -239,9 +269,15 @@ fn run(cli: &Cli) -> Result<u8> {
                             "{} {} - {} - Size: {} - {} - {}",
                             b.server_name,
                             b.backup_id,
-                            b.end_time.unwrap_or(b.begin_time).format("%Y-%m-%d %H:%M:%S UTC"),
+                            b.end_time
+                                .unwrap_or(b.begin_time)
+                                .format("%Y-%m-%d %H:%M:%S UTC"),
                             human_size(b.size),
-                            if b.backup_format == "plain" { "plain".to_string() } else { format!("tar/{}", b.compression) },
+                            if b.backup_format == "plain" {
+                                "plain".to_string()
+                            } else {
+                                format!("tar/{}", b.compression)
+                            },
                             b.status.as_str()
                         );
                     }
@@ -253,8 +289,17 @@ fn run(cli: &Cli) -> Result<u8> {
             let config = load(cli)?;
             let server = Server::new(&config, server)?;
             let cat = server.catalogue();
-            let id = if pgbak_core::catalogue::is_backup_id(backup_id) { backup_id.clone() } else { cat.resolve(backup_id)?.backup_id };
-            let info = server.backups()?.into_iter().find(|b| b.backup_id == id).map(Ok).unwrap_or_else(|| cat.read(&id))?;
+            let id = if pgbak_core::catalogue::is_backup_id(backup_id) {
+                backup_id.clone()
+            } else {
+                cat.resolve(backup_id)?.backup_id
+            };
+            let info = server
+                .backups()?
+                .into_iter()
+                .find(|b| b.backup_id == id)
+                .map(Ok)
+                .unwrap_or_else(|| cat.read(&id))?;
             match cli.format {
                 Format::Json => print_json(&info),
                 Format::Console => {
@@ -281,7 +326,11 @@ fn run(cli: &Cli) -> Result<u8> {
             let server = Server::new(&config, server)?;
             let rows = maintenance::status(&server)?;
             match cli.format {
-                Format::Json => print_json(&serde_json::Value::Object(rows.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect())),
+                Format::Json => print_json(&serde_json::Value::Object(
+                    rows.into_iter()
+                        .map(|(k, v)| (k, serde_json::Value::String(v)))
+                        .collect(),
+                )),
                 Format::Console => {
                     println!("Server {}:", server.name());
                     print_kv(&rows);
@@ -292,12 +341,24 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::SwitchWal(a) | Command::SwitchXlog(a) => {
             let config = load(cli)?;
             let server = Server::new(&config, &a.server)?;
-            let r = maintenance::switch_wal(&server, a.force, a.archive, Duration::from_secs(a.archive_timeout))?;
+            let r = maintenance::switch_wal(
+                &server,
+                a.force,
+                a.archive,
+                Duration::from_secs(a.archive_timeout),
+            )?;
             match cli.format {
-                Format::Json => print_json(&serde_json::json!({"switch_lsn": r.switch_lsn, "segment": r.segment, "archived": r.archived})),
+                Format::Json => print_json(
+                    &serde_json::json!({"switch_lsn": r.switch_lsn, "segment": r.segment, "archived": r.archived}),
+                ),
                 Format::Console => {
                     if !cli.quiet {
-                        println!("Switched WAL of server '{}' at {} (segment {})", server.name(), r.switch_lsn, r.segment);
+                        println!(
+                            "Switched WAL of server '{}' at {} (segment {})",
+                            server.name(),
+                            r.switch_lsn,
+                            r.segment
+                        );
                         if r.archived == Some(true) {
                             println!("Segment {} is archived", r.segment);
                         }

@@ -23,7 +23,13 @@ impl Progress {
             );
             b
         });
-        Progress { bar, total: None, last_line: Instant::now(), started: Instant::now(), quiet }
+        Progress {
+            bar,
+            total: None,
+            last_line: Instant::now(),
+            started: Instant::now(),
+            quiet,
+        }
     }
 
     pub fn finish(&self) {
@@ -49,7 +55,12 @@ impl pgbak_copy::CopyProgress for Progress {
             let secs = self.started.elapsed().as_secs_f64().max(0.001);
             let mb = bytes as f64 / 1e6;
             match self.total {
-                Some(t) if t > 0 => eprintln!("progress: {mb:.0} MB of {:.0} MB ({:.0}%), {:.0} MB/s", t as f64 / 1e6, bytes as f64 * 100.0 / t as f64, mb / secs),
+                Some(t) if t > 0 => eprintln!(
+                    "progress: {mb:.0} MB of {:.0} MB ({:.0}%), {:.0} MB/s",
+                    t as f64 / 1e6,
+                    bytes as f64 * 100.0 / t as f64,
+                    mb / secs
+                ),
                 _ => eprintln!("progress: {mb:.0} MB, {:.0} MB/s", mb / secs),
             }
         }

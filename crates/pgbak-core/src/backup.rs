@@ -29,7 +29,11 @@ pub struct BackupOptions {
 
 /// Runs a backup of `server`. Returns the final metadata (DONE or WAITING_FOR_WALS); a failure
 /// leaves the backup FAILED with the reason recorded, and returns the error.
-pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProgress) -> Result<BackupInfo> {
+pub fn backup(
+    server: &Server,
+    opts: &BackupOptions,
+    progress: &mut dyn CopyProgress,
+) -> Result<BackupInfo> {
     let cfg = &server.config;
     if !cfg.active {
         return Err(Error::Usage(format!("server '{}' is not active", cfg.name)));
@@ -40,7 +44,9 @@ pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProg
             cfg.name, cfg.backup_method
         )));
     }
-    let _lock = server.locks().try_lock(&LockName::ServerBackup(cfg.name.clone()))?;
+    let _lock = server
+        .locks()
+        .try_lock(&LockName::ServerBackup(cfg.name.clone()))?;
     server.fail_interrupted_backups()?;
 
     // Fail fast, before anything is written, when the server cannot be reached or cannot archive.
@@ -80,18 +86,34 @@ pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProg
 
     let result = (|| -> Result<()> {
         let dest = if format == "plain" {
-            BackupDestination::Plain { data_dir: dir.join("data"), tablespaces_root: dir.clone() }
+            BackupDestination::Plain {
+                data_dir: dir.join("data"),
+                tablespaces_root: dir.clone(),
+            }
         } else {
-            let level = cfg.backup_compression_level.map(Level::Value).or(Some(Level::Low));
-            let codec = Codec::new(compression, level).map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
-            BackupDestination::Tar { storage: Arc::new(LocalStorage::new(&dir)), prefix: "data".into(), compressor: Arc::new(codec) }
+            let level = cfg
+                .backup_compression_level
+                .map(Level::Value)
+                .or(Some(Level::Low));
+            let codec = Codec::new(compression, level)
+                .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
+            BackupDestination::Tar {
+                storage: Arc::new(LocalStorage::new(&dir)),
+                prefix: "data".into(),
+                compressor: Arc::new(codec),
+            }
         };
         let strategy = StreamingCopy {
             conninfo: params.clone(),
             options: BaseBackupOptions {
-                label: opts.label.clone().unwrap_or_else(|| format!("pgbak backup {id}")),
+                label: opts
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| format!("pgbak backup {id}")),
                 progress: true,
-                fast_checkpoint: opts.immediate_checkpoint.unwrap_or(cfg.immediate_checkpoint),
+                fast_checkpoint: opts
+                    .immediate_checkpoint
+                    .unwrap_or(cfg.immediate_checkpoint),
                 manifest: true,
                 manifest_checksums: None,
                 // A plain tree keeps pg_tblspc links (as pg_basebackup -Fp does); tar streams carry a map.
@@ -110,15 +132,33 @@ pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProg
         info.end_lsn = Some(outcome.end_lsn.to_string());
         info.timeline = Some(outcome.start_tli);
         info.end_timeline = Some(outcome.end_tli);
-        info.begin_wal = Some(SegmentName::from_lsn(outcome.start_tli, outcome.start_lsn, seg_size).file_name(seg_size));
-        info.end_wal = Some(last_segment(outcome.end_tli, outcome.start_lsn, outcome.end_lsn, seg_size).file_name(seg_size));
+        info.begin_wal = Some(
+            SegmentName::from_lsn(outcome.start_tli, outcome.start_lsn, seg_size)
+                .file_name(seg_size),
+        );
+        info.end_wal = Some(
+            last_segment(
+                outcome.end_tli,
+                outcome.start_lsn,
+                outcome.end_lsn,
+                seg_size,
+            )
+            .file_name(seg_size),
+        );
         info.systemid = Some(outcome.systemid.clone());
         info.version = Some(outcome.server_version_num);
         info.wal_segment_size = Some(seg_size);
         info.backup_label = outcome.backup_label.clone();
         info.has_manifest = outcome.has_manifest;
         info.data_size = outcome.bytes_received;
-        info.files = outcome.files.iter().map(|f| BackupFile { name: f.name.clone(), size: f.size }).collect();
+        info.files = outcome
+            .files
+            .iter()
+            .map(|f| BackupFile {
+                name: f.name.clone(),
+                size: f.size,
+            })
+            .collect();
         info.size = outcome.files.iter().map(|f| f.size).sum();
         info.tablespaces = outcome
             .tablespaces
@@ -126,8 +166,16 @@ pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProg
             .filter_map(|t| {
                 let oid = t.oid?;
                 let location = t.location.clone().unwrap_or_default();
-                let name = tablespace_names.iter().find(|(_, o, _)| *o == oid).map(|(n, _, _)| n.clone()).unwrap_or_else(|| oid.to_string());
-                Some(TablespaceRecord { name, oid, location })
+                let name = tablespace_names
+                    .iter()
+                    .find(|(_, o, _)| *o == oid)
+                    .map(|(n, _, _)| n.clone())
+                    .unwrap_or_else(|| oid.to_string());
+                Some(TablespaceRecord {
+                    name,
+                    oid,
+                    location,
+                })
             })
             .collect();
         info.status = BackupStatus::WaitingForWals;
@@ -161,18 +209,29 @@ pub fn backup(server: &Server, opts: &BackupOptions, progress: &mut dyn CopyProg
 fn last_segment(tli: u32, begin: Lsn, end: Lsn, seg_size: u64) -> SegmentName {
     segments_between(tli, begin, end, seg_size)
         .last()
-        .map(|s| SegmentName { tli, segno: s.segno })
+        .map(|s| SegmentName {
+            tli,
+            segno: s.segno,
+        })
         .unwrap_or_else(|| SegmentName::from_lsn(tli, begin, seg_size))
 }
 
 /// The WAL segment names a backup needs, from its begin to its end.
 pub fn required_segments(info: &BackupInfo) -> Result<Vec<String>> {
-    let (Some(b), Some(e), Some(tli), Some(seg)) = (&info.begin_lsn, &info.end_lsn, info.timeline, info.wal_segment_size) else {
+    let (Some(b), Some(e), Some(tli), Some(seg)) = (
+        &info.begin_lsn,
+        &info.end_lsn,
+        info.timeline,
+        info.wal_segment_size,
+    ) else {
         return Ok(Vec::new());
     };
     let begin: Lsn = b.parse()?;
     let end: Lsn = e.parse()?;
-    Ok(segments_between(tli, begin, end, seg).into_iter().map(|s| s.file_name(seg)).collect())
+    Ok(segments_between(tli, begin, end, seg)
+        .into_iter()
+        .map(|s| s.file_name(seg))
+        .collect())
 }
 
 /// Turns a WAITING_FOR_WALS backup into DONE when all its WAL is archived. Returns whether it is DONE.

@@ -138,7 +138,13 @@ impl BackupInfo {
 /// Checks that `id` has the form `YYYYMMDDTHHMMSS`.
 pub fn is_backup_id(id: &str) -> bool {
     id.len() == 15
-        && id.bytes().enumerate().all(|(i, b)| if i == 8 { b == b'T' } else { b.is_ascii_digit() })
+        && id.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'T'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
 }
 
 /// A new backup id from the current UTC time.
@@ -156,7 +162,10 @@ pub struct Catalogue {
 impl Catalogue {
     /// The catalogue of `server` whose backups live in `base_dir`.
     pub fn new(server: &str, base_dir: impl Into<PathBuf>) -> Self {
-        Catalogue { server: server.to_string(), base_dir: base_dir.into() }
+        Catalogue {
+            server: server.to_string(),
+            base_dir: base_dir.into(),
+        }
     }
 
     /// Folder of one backup.
@@ -167,23 +176,32 @@ impl Catalogue {
     /// Writes the metadata atomically and durably.
     pub fn write(&self, info: &BackupInfo) -> Result<()> {
         let path = self.backup_dir(&info.backup_id).join(INFO_FILE);
-        let mut text = serde_json::to_vec_pretty(info).map_err(|e| Error::Other(format!("cannot encode backup metadata: {e}")))?;
+        let mut text = serde_json::to_vec_pretty(info)
+            .map_err(|e| Error::Other(format!("cannot encode backup metadata: {e}")))?;
         text.push(b'\n');
         let mut f = DurableFile::create(&path).map_err(|e| Error::io("create", &path, e))?;
-        f.write_all(&text).map_err(|e| Error::io("write", &path, e))?;
-        f.commit(CommitMode::Replace).map_err(|e| Error::io("commit", &path, e))
+        f.write_all(&text)
+            .map_err(|e| Error::io("write", &path, e))?;
+        f.commit(CommitMode::Replace)
+            .map_err(|e| Error::io("commit", &path, e))
     }
 
     /// Reads one backup's metadata.
     pub fn read(&self, id: &str) -> Result<BackupInfo> {
         if !is_backup_id(id) {
-            return Err(Error::Backup { server: self.server.clone(), message: format!("'{id}' is not a backup id (expected YYYYMMDDTHHMMSS)") });
+            return Err(Error::Backup {
+                server: self.server.clone(),
+                message: format!("'{id}' is not a backup id (expected YYYYMMDDTHHMMSS)"),
+            });
         }
         let path = self.backup_dir(id).join(INFO_FILE);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Backup { server: self.server.clone(), message: format!("backup {id} does not exist") })
+                return Err(Error::Backup {
+                    server: self.server.clone(),
+                    message: format!("backup {id} does not exist"),
+                })
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
@@ -225,20 +243,26 @@ impl Catalogue {
         let (all, _) = self.list()?;
         let done = || all.iter().filter(|b| b.status == BackupStatus::Done);
         let found = match id {
-            "latest" | "last" => done().last().cloned(),
+            "latest" | "last" => done().next_back().cloned(),
             "oldest" | "first" => done().next().cloned(),
             _ => {
                 let info = self.read(id)?;
                 if info.status != BackupStatus::Done {
                     return Err(Error::Backup {
                         server: self.server.clone(),
-                        message: format!("backup {id} is {} and cannot be used", info.status.as_str()),
+                        message: format!(
+                            "backup {id} is {} and cannot be used",
+                            info.status.as_str()
+                        ),
                     });
                 }
                 Some(info)
             }
         };
-        found.ok_or_else(|| Error::Backup { server: self.server.clone(), message: "no usable (DONE) backup available".into() })
+        found.ok_or_else(|| Error::Backup {
+            server: self.server.clone(),
+            message: "no usable (DONE) backup available".into(),
+        })
     }
 }
 
@@ -247,15 +271,20 @@ fn parse_info(text: &[u8], path: &Path) -> Result<BackupInfo> {
     struct Version {
         format_version: u32,
     }
-    let v: Version = serde_json::from_slice(text)
-        .map_err(|e| Error::Corrupt { what: format!("backup metadata {}", path.display()), detail: e.to_string() })?;
+    let v: Version = serde_json::from_slice(text).map_err(|e| Error::Corrupt {
+        what: format!("backup metadata {}", path.display()),
+        detail: e.to_string(),
+    })?;
     if v.format_version > FORMAT_VERSION {
         return Err(Error::Corrupt {
             what: format!("backup metadata {}", path.display()),
             detail: format!("format version {} was written by a newer pgbak (this one reads up to {FORMAT_VERSION})", v.format_version),
         });
     }
-    serde_json::from_slice(text).map_err(|e| Error::Corrupt { what: format!("backup metadata {}", path.display()), detail: e.to_string() })
+    serde_json::from_slice(text).map_err(|e| Error::Corrupt {
+        what: format!("backup metadata {}", path.display()),
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -265,10 +294,18 @@ mod tests {
     #[test]
     fn backup_ids() {
         assert!(is_backup_id("20240101T120000"));
-        for bad in ["2024010T120000", "20240101X120000", "20240101T12000a", "../../etc", ""] {
+        for bad in [
+            "2024010T120000",
+            "20240101X120000",
+            "20240101T12000a",
+            "../../etc",
+            "",
+        ] {
             assert!(!is_backup_id(bad), "{bad}");
         }
-        let t = DateTime::parse_from_rfc3339("2024-02-03T04:05:06Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2024-02-03T04:05:06Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(new_backup_id(t), "20240203T040506");
     }
 
@@ -291,7 +328,10 @@ mod tests {
         assert!(problems.is_empty());
         assert_eq!(cat.resolve("latest").unwrap().backup_id, "20240103T000000");
         assert_eq!(cat.resolve("first").unwrap().backup_id, "20240101T000000");
-        assert!(cat.resolve("20240102T000000").is_err(), "a FAILED backup must not be usable");
+        assert!(
+            cat.resolve("20240102T000000").is_err(),
+            "a FAILED backup must not be usable"
+        );
         assert!(cat.resolve("20991231T000000").is_err());
         assert!(cat.resolve("nonsense").is_err());
     }
@@ -301,10 +341,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalogue::new("main", dir.path());
         std::fs::create_dir_all(dir.path().join("20240101T000000")).unwrap();
-        std::fs::write(dir.path().join("20240101T000000").join(INFO_FILE), br#"{"format_version": 99}"#).unwrap();
+        std::fs::write(
+            dir.path().join("20240101T000000").join(INFO_FILE),
+            br#"{"format_version": 99}"#,
+        )
+        .unwrap();
         let err = cat.read("20240101T000000").unwrap_err().to_string();
         assert!(err.contains("newer pgbak"), "{err}");
-        std::fs::write(dir.path().join("20240101T000000").join(INFO_FILE), b"garbage").unwrap();
-        assert!(matches!(cat.read("20240101T000000"), Err(Error::Corrupt { .. })));
+        std::fs::write(
+            dir.path().join("20240101T000000").join(INFO_FILE),
+            b"garbage",
+        )
+        .unwrap();
+        assert!(matches!(
+            cat.read("20240101T000000"),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

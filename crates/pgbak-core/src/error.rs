@@ -57,7 +57,11 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with what was being done and where.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// The process exit code for this error: 2 for usage and configuration errors, 1 otherwise.

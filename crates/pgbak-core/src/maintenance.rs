@@ -32,7 +32,10 @@ pub fn cron(config: &Config) -> Vec<CronReport> {
         if !cfg.active {
             continue;
         }
-        let mut report = CronReport { server: name.clone(), ..Default::default() };
+        let mut report = CronReport {
+            server: name.clone(),
+            ..Default::default()
+        };
         match Server::new(config, name) {
             Ok(server) => {
                 if let Err(e) = cron_server(&server, &mut report) {
@@ -47,7 +50,10 @@ pub fn cron(config: &Config) -> Vec<CronReport> {
 }
 
 fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
-    let _lock = match server.locks().try_lock(&LockName::ServerCron(server.name().to_string())) {
+    let _lock = match server
+        .locks()
+        .try_lock(&LockName::ServerCron(server.name().to_string()))
+    {
         Ok(l) => l,
         Err(crate::locks::LockError::Busy { .. }) => {
             report.skipped = true;
@@ -57,11 +63,17 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
     };
     let archive = server.wal_archive()?;
     archive_incoming(server, &archive, report)?;
-    if let Ok(_backup_lock) = server.locks().try_lock(&LockName::ServerBackup(server.name().to_string())) {
+    if let Ok(_backup_lock) = server
+        .locks()
+        .try_lock(&LockName::ServerBackup(server.name().to_string()))
+    {
         report.failed_backups = server.fail_interrupted_backups()?;
     }
     let (all, _) = server.catalogue().list()?;
-    for mut b in all.into_iter().filter(|b| b.status == BackupStatus::WaitingForWals) {
+    for mut b in all
+        .into_iter()
+        .filter(|b| b.status == BackupStatus::WaitingForWals)
+    {
         if complete_if_wal_archived(server, &mut b)? {
             report.completed_backups.push(b.backup_id.clone());
         }
@@ -74,13 +86,20 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
 fn archive_incoming(server: &Server, archive: &WalArchive, report: &mut CronReport) -> Result<()> {
     let dir = &server.config.incoming_wals_directory;
     let mut names: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("read", dir, e)),
     };
     names.sort();
     for path in names {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') {
             continue;
         }
@@ -91,7 +110,9 @@ fn archive_incoming(server: &Server, archive: &WalArchive, report: &mut CronRepo
             }
             Err(Error::WalConflict { .. }) => {
                 std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-                report.errors.push(format!("{name}: clashes with the archived copy; kept in errors/"));
+                report.errors.push(format!(
+                    "{name}: clashes with the archived copy; kept in errors/"
+                ));
             }
             Err(e) => report.errors.push(format!("{name}: {e}")),
         }
@@ -109,10 +130,18 @@ pub struct SwitchReport {
 
 /// `pg_switch_wal()`, after a CHECKPOINT when `force`; with `wait_archive`, waits (up to
 /// `timeout`) until the closed segment is in the archive.
-pub fn switch_wal(server: &Server, force: bool, wait_archive: bool, timeout: Duration) -> Result<SwitchReport> {
+pub fn switch_wal(
+    server: &Server,
+    force: bool,
+    wait_archive: bool,
+    timeout: Duration,
+) -> Result<SwitchReport> {
     let conn = server.connect()?;
     if conn.is_in_recovery()? {
-        return Err(Error::Other(format!("server '{}' is a standby; switch WAL on its primary", server.name())));
+        return Err(Error::Other(format!(
+            "server '{}' is a standby; switch WAL on its primary",
+            server.name()
+        )));
     }
     if force {
         conn.checkpoint()?;
@@ -138,7 +167,11 @@ pub fn switch_wal(server: &Server, force: bool, wait_archive: bool, timeout: Dur
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    Ok(SwitchReport { switch_lsn: lsn.to_string(), segment, archived })
+    Ok(SwitchReport {
+        switch_lsn: lsn.to_string(),
+        segment,
+        archived,
+    })
 }
 
 /// `status`: one (label, value) pair per line, in display order.
@@ -148,16 +181,34 @@ pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
     let mut put = |k: &str, v: String| s.push((k.to_string(), v));
     put("description", cfg.description.clone().unwrap_or_default());
     put("active", cfg.active.to_string());
-    put("backup_method", format!("{:?}", cfg.backup_method).to_lowercase());
+    put(
+        "backup_method",
+        format!("{:?}", cfg.backup_method).to_lowercase(),
+    );
     put("wal_compression", cfg.compression.name().to_string());
-    put("backup_compression", cfg.backup_compression.name().to_string());
+    put(
+        "backup_compression",
+        cfg.backup_compression.name().to_string(),
+    );
     match server.connect() {
         Ok(conn) => {
             put("postgresql", "OK".into());
-            put("server_version", conn.setting("server_version").unwrap_or_default());
-            put("data_directory", conn.setting("data_directory").unwrap_or_default());
-            put("archive_mode", conn.setting("archive_mode").unwrap_or_default());
-            put("archive_command", conn.setting("archive_command").unwrap_or_default());
+            put(
+                "server_version",
+                conn.setting("server_version").unwrap_or_default(),
+            );
+            put(
+                "data_directory",
+                conn.setting("data_directory").unwrap_or_default(),
+            );
+            put(
+                "archive_mode",
+                conn.setting("archive_mode").unwrap_or_default(),
+            );
+            put(
+                "archive_command",
+                conn.setting("archive_command").unwrap_or_default(),
+            );
             if let Ok(rows) = conn.query_text(
                 "SELECT coalesce(last_archived_wal,''), coalesce(last_archived_time::text,''), failed_count::text, \
                  coalesce(last_failed_wal,''), coalesce(last_failed_time::text,'') FROM pg_stat_archiver",
@@ -177,14 +228,36 @@ pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
         Err(e) => put("postgresql", format!("FAILED ({e})")),
     }
     let backups = server.backups()?;
-    let done: Vec<_> = backups.iter().filter(|b| b.status == BackupStatus::Done).collect();
-    put("backups", format!("{} ({} DONE)", backups.len(), done.len()));
-    put("first_backup", done.first().map(|b| b.backup_id.clone()).unwrap_or_else(|| "-".into()));
-    put("last_backup", done.last().map(|b| b.backup_id.clone()).unwrap_or_else(|| "-".into()));
+    let done: Vec<_> = backups
+        .iter()
+        .filter(|b| b.status == BackupStatus::Done)
+        .collect();
+    put(
+        "backups",
+        format!("{} ({} DONE)", backups.len(), done.len()),
+    );
+    put(
+        "first_backup",
+        done.first()
+            .map(|b| b.backup_id.clone())
+            .unwrap_or_else(|| "-".into()),
+    );
+    put(
+        "last_backup",
+        done.last()
+            .map(|b| b.backup_id.clone())
+            .unwrap_or_else(|| "-".into()),
+    );
     let archive = server.wal_archive()?;
     let segs = archive.segment_names()?;
     put("archived_wal_segments", segs.len().to_string());
-    put("last_archived_in_catalogue", segs.last().cloned().unwrap_or_else(|| "-".into()));
-    put("backup_directory", cfg.backup_directory.display().to_string());
+    put(
+        "last_archived_in_catalogue",
+        segs.last().cloned().unwrap_or_else(|| "-".into()),
+    );
+    put(
+        "backup_directory",
+        cfg.backup_directory.display().to_string(),
+    );
     Ok(s)
 }

@@ -38,39 +38,65 @@ impl PgConnection {
     /// Connects to the server named `server` with a libpq conninfo string.
     pub fn connect(server: &str, conninfo: &str) -> Result<Self> {
         let params = ConnParams::resolve(conninfo)?;
-        let sql_err = |e: tokio_postgres::Error| Error::Sql { server: server.to_string(), message: describe(&e) };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Other(format!("cannot start runtime: {e}")))?;
+        let sql_err = |e: tokio_postgres::Error| Error::Sql {
+            server: server.to_string(),
+            message: describe(&e),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("cannot start runtime: {e}")))?;
         let config = tokio_config(&params);
         let (client, conn) = rt.block_on(async {
             if params.host.starts_with('/') {
                 let path = params.socket_path().unwrap_or_default();
-                let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| Error::Sql {
-                    server: server.to_string(),
-                    message: format!("cannot connect to socket {}: {e}", path.display()),
-                })?;
-                let (client, conn) = config.connect_raw(stream, tokio_postgres::NoTls).await.map_err(sql_err)?;
+                let stream =
+                    tokio::net::UnixStream::connect(&path)
+                        .await
+                        .map_err(|e| Error::Sql {
+                            server: server.to_string(),
+                            message: format!("cannot connect to socket {}: {e}", path.display()),
+                        })?;
+                let (client, conn) = config
+                    .connect_raw(stream, tokio_postgres::NoTls)
+                    .await
+                    .map_err(sql_err)?;
                 let handle = tokio::spawn(async move {
                     let _ = conn.await;
                 });
                 Ok::<_, Error>((client, handle))
             } else {
-                let (client, conn) = config.connect(tokio_postgres::NoTls).await.map_err(sql_err)?;
+                let (client, conn) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(sql_err)?;
                 let handle = tokio::spawn(async move {
                     let _ = conn.await;
                 });
                 Ok((client, handle))
             }
         })?;
-        Ok(PgConnection { server: server.to_string(), rt, client, _conn: conn })
+        Ok(PgConnection {
+            server: server.to_string(),
+            rt,
+            client,
+            _conn: conn,
+        })
     }
 
     fn err(&self, e: tokio_postgres::Error) -> Error {
-        Error::Sql { server: self.server.clone(), message: describe(&e) }
+        Error::Sql {
+            server: self.server.clone(),
+            message: describe(&e),
+        }
     }
 
     /// Runs a query and returns each row's columns as text (NULL = None). Columns must be text.
     pub fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        let msgs = self.rt.block_on(self.client.simple_query(sql)).map_err(|e| self.err(e))?;
+        let msgs = self
+            .rt
+            .block_on(self.client.simple_query(sql))
+            .map_err(|e| self.err(e))?;
         let mut rows = Vec::new();
         for m in msgs {
             if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
@@ -82,13 +108,18 @@ impl PgConnection {
 
     /// The first column of the first row.
     pub fn query_value(&self, sql: &str) -> Result<Option<String>> {
-        Ok(self.query_text(sql)?.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
+        Ok(self
+            .query_text(sql)?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
     }
 
     /// `server_version_num`.
     pub fn server_version_num(&self) -> Result<u32> {
         let v = self.setting("server_version_num")?;
-        v.parse().map_err(|_| Error::Other(format!("unexpected server_version_num '{v}'")))
+        v.parse()
+            .map_err(|_| Error::Other(format!("unexpected server_version_num '{v}'")))
     }
 
     /// The value of a setting (`current_setting`).
@@ -104,7 +135,9 @@ impl PgConnection {
 
     /// The current WAL write location.
     pub fn current_wal_lsn(&self) -> Result<Lsn> {
-        let v = self.query_value("SELECT pg_current_wal_lsn()")?.unwrap_or_default();
+        let v = self
+            .query_value("SELECT pg_current_wal_lsn()")?
+            .unwrap_or_default();
         Ok(v.parse()?)
     }
 
@@ -121,7 +154,9 @@ impl PgConnection {
 
     /// The WAL segment name that contains `lsn` (on the server's current timeline).
     pub fn walfile_name(&self, lsn: Lsn) -> Result<String> {
-        Ok(self.query_value(&format!("SELECT pg_walfile_name('{lsn}')"))?.unwrap_or_default())
+        Ok(self
+            .query_value(&format!("SELECT pg_walfile_name('{lsn}')"))?
+            .unwrap_or_default())
     }
 
     /// `CHECKPOINT`.

@@ -70,31 +70,50 @@ pub fn parse_target_time(s: &str) -> Result<DateTime<FixedOffset>> {
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d);
     }
-    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f %#z"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+    ] {
         if let Ok(d) = DateTime::parse_from_str(t, f) {
             return Ok(d);
         }
     }
     let t_utc = t.strip_suffix(" UTC").or_else(|| t.strip_suffix("Z"));
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Some(u) = t_utc {
             if let Ok(n) = NaiveDateTime::parse_from_str(u, f) {
                 return Ok(Utc.from_utc_datetime(&n).fixed_offset());
             }
         }
         if let Ok(n) = NaiveDateTime::parse_from_str(t, f) {
-            return Local.from_local_datetime(&n).single().map(|d| d.fixed_offset()).ok_or_else(|| bad_time(s));
+            return Local
+                .from_local_datetime(&n)
+                .single()
+                .map(|d| d.fixed_offset())
+                .ok_or_else(|| bad_time(s));
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         let n = d.and_hms_opt(0, 0, 0).ok_or_else(|| bad_time(s))?;
-        return Local.from_local_datetime(&n).single().map(|d| d.fixed_offset()).ok_or_else(|| bad_time(s));
+        return Local
+            .from_local_datetime(&n)
+            .single()
+            .map(|d| d.fixed_offset())
+            .ok_or_else(|| bad_time(s));
     }
     Err(bad_time(s))
 }
 
 fn bad_time(s: &str) -> Error {
-    Error::Usage(format!("invalid target time '{s}' (expected e.g. '2024-05-01 12:00:00+00')"))
+    Error::Usage(format!(
+        "invalid target time '{s}' (expected e.g. '2024-05-01 12:00:00+00')"
+    ))
 }
 
 /// Quotes a value for postgresql.conf.
@@ -103,11 +122,20 @@ fn conf_quote(v: &str) -> String {
 }
 
 /// Checks the target against itself and against the backup; returns the recovery settings.
-pub fn recovery_settings(target: &RecoveryTarget, backup: &BackupInfo) -> Result<Vec<(String, String)>> {
-    let given = [target.time.is_some(), target.xid.is_some(), target.lsn.is_some(), target.name.is_some(), target.immediate]
-        .iter()
-        .filter(|b| **b)
-        .count();
+pub fn recovery_settings(
+    target: &RecoveryTarget,
+    backup: &BackupInfo,
+) -> Result<Vec<(String, String)>> {
+    let given = [
+        target.time.is_some(),
+        target.xid.is_some(),
+        target.lsn.is_some(),
+        target.name.is_some(),
+        target.immediate,
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if given > 1 {
         return Err(Error::Usage("give at most one of --target-time, --target-xid, --target-lsn, --target-name, --target-immediate".into()));
     }
@@ -124,7 +152,10 @@ pub fn recovery_settings(target: &RecoveryTarget, backup: &BackupInfo) -> Result
                 )));
             }
         }
-        s.push(("recovery_target_time".into(), when.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string()));
+        s.push((
+            "recovery_target_time".into(),
+            when.format("%Y-%m-%d %H:%M:%S%.6f%:z").to_string(),
+        ));
     }
     if let Some(x) = &target.xid {
         if x.parse::<u64>().is_err() {
@@ -133,11 +164,16 @@ pub fn recovery_settings(target: &RecoveryTarget, backup: &BackupInfo) -> Result
         s.push(("recovery_target_xid".into(), x.clone()));
     }
     if let Some(l) = &target.lsn {
-        let lsn: Lsn = l.parse().map_err(|_| Error::Usage(format!("invalid target LSN '{l}'")))?;
+        let lsn: Lsn = l
+            .parse()
+            .map_err(|_| Error::Usage(format!("invalid target LSN '{l}'")))?;
         if let Some(end) = &backup.end_lsn {
             let end: Lsn = end.parse()?;
             if lsn < end {
-                return Err(Error::Usage(format!("target LSN {lsn} is before the end of backup {} ({end})", backup.backup_id)));
+                return Err(Error::Usage(format!(
+                    "target LSN {lsn} is before the end of backup {} ({end})",
+                    backup.backup_id
+                )));
             }
         }
         s.push(("recovery_target_lsn".into(), lsn.to_string()));
@@ -150,22 +186,31 @@ pub fn recovery_settings(target: &RecoveryTarget, backup: &BackupInfo) -> Result
     }
     if target.exclusive {
         if given == 0 || target.immediate {
-            return Err(Error::Usage("--exclusive needs --target-time, --target-xid, --target-lsn or --target-name".into()));
+            return Err(Error::Usage(
+                "--exclusive needs --target-time, --target-xid, --target-lsn or --target-name"
+                    .into(),
+            ));
         }
         s.push(("recovery_target_inclusive".into(), "false".into()));
     }
     if let Some(tli) = &target.tli {
         if !(tli == "current" || tli == "latest" || tli.parse::<u32>().is_ok_and(|n| n > 0)) {
-            return Err(Error::Usage(format!("invalid target timeline '{tli}' (a number, 'current' or 'latest')")));
+            return Err(Error::Usage(format!(
+                "invalid target timeline '{tli}' (a number, 'current' or 'latest')"
+            )));
         }
         s.push(("recovery_target_timeline".into(), tli.clone()));
     }
     if let Some(a) = &target.action {
         if !["pause", "promote", "shutdown"].contains(&a.as_str()) {
-            return Err(Error::Usage(format!("invalid target action '{a}' (pause, promote or shutdown)")));
+            return Err(Error::Usage(format!(
+                "invalid target action '{a}' (pause, promote or shutdown)"
+            )));
         }
         if given == 0 {
-            return Err(Error::Usage("--target-action needs a recovery target".into()));
+            return Err(Error::Usage(
+                "--target-action needs a recovery target".into(),
+            ));
         }
         s.push(("recovery_target_action".into(), a.clone()));
     }
@@ -181,7 +226,8 @@ pub fn available_space(path: &Path) -> Result<u64> {
             break;
         }
     }
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Error::Usage(format!("bad path {}", p.display())))?;
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Usage(format!("bad path {}", p.display())))?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid NUL-terminated path and st a writable statvfs.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
@@ -194,21 +240,32 @@ fn ensure_empty_or_missing(path: &Path, force: bool, what: &str) -> Result<()> {
     match fs::read_dir(path) {
         Ok(mut rd) => {
             if rd.next().is_some() && !force {
-                return Err(Error::Usage(format!("{what} {} is not empty (use --force to restore into it anyway)", path.display())));
+                return Err(Error::Usage(format!(
+                    "{what} {} is not empty (use --force to restore into it anyway)",
+                    path.display()
+                )));
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Error::Usage(format!("{what} {} is not a directory", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Error::Usage(format!(
+            "{what} {} is not a directory",
+            path.display()
+        ))),
         Err(e) => Err(Error::io("read", path, e)),
     }
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| Error::io("create", path, e))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io("create", path, e))?;
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", path, e))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("chmod", path, e))
 }
 
 /// Restores a backup and writes the recovery configuration.
@@ -222,12 +279,23 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         locations.insert(t.oid, PathBuf::from(&t.location));
     }
     for (name, loc) in &opts.tablespaces {
-        let t = backup.tablespaces.iter().find(|t| &t.name == name).ok_or_else(|| {
-            let known: Vec<_> = backup.tablespaces.iter().map(|t| t.name.as_str()).collect();
-            Error::Usage(format!("backup {} has no tablespace '{name}' (it has: {})", backup.backup_id, known.join(", ")))
-        })?;
+        let t = backup
+            .tablespaces
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = backup.tablespaces.iter().map(|t| t.name.as_str()).collect();
+                Error::Usage(format!(
+                    "backup {} has no tablespace '{name}' (it has: {})",
+                    backup.backup_id,
+                    known.join(", ")
+                ))
+            })?;
         if !loc.is_absolute() {
-            return Err(Error::Usage(format!("tablespace location {} must be an absolute path", loc.display())));
+            return Err(Error::Usage(format!(
+                "tablespace location {} must be an absolute path",
+                loc.display()
+            )));
         }
         locations.insert(t.oid, loc.clone());
     }
@@ -266,7 +334,14 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         for (oid, loc) in &locations {
             create_private_dir(loc)?;
             let a = find_archive(&data, &format!("{oid}.tar"))?;
-            extract_archive(&a, loc, &ExtractOptions { replace_existing: opts.force, ..Default::default() })?;
+            extract_archive(
+                &a,
+                loc,
+                &ExtractOptions {
+                    replace_existing: opts.force,
+                    ..Default::default()
+                },
+            )?;
         }
     }
     relink_tablespaces(&opts.dest, &locations)?;
@@ -290,12 +365,23 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     // Like Barman: the restored server must not archive into the catalogue it came from.
     settings.push(("archive_command".into(), "false".into()));
     write_auto_conf(&opts.dest, &backup, &settings)?;
-    let signal = if opts.standby_mode { "standby.signal" } else { "recovery.signal" };
-    fs::write(opts.dest.join(signal), b"").map_err(|e| Error::io("write", opts.dest.join(signal), e))?;
+    let signal = if opts.standby_mode {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    };
+    fs::write(opts.dest.join(signal), b"")
+        .map_err(|e| Error::io("write", opts.dest.join(signal), e))?;
     for stale in ["postmaster.pid", "postmaster.opts"] {
         let _ = fs::remove_file(opts.dest.join(stale));
     }
-    Ok(RecoverySummary { backup, dest: opts.dest.clone(), wal_files_copied: copied, restore_command, settings })
+    Ok(RecoverySummary {
+        backup,
+        dest: opts.dest.clone(),
+        wal_files_copied: copied,
+        restore_command,
+        settings,
+    })
 }
 
 fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
@@ -308,13 +394,17 @@ fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
             return Ok(e.path());
         }
     }
-    Err(Error::Corrupt { what: format!("backup folder {}", dir.display()), detail: format!("{stem} is missing") })
+    Err(Error::Corrupt {
+        what: format!("backup folder {}", dir.display()),
+        detail: format!("{stem} is missing"),
+    })
 }
 
 fn extract_archive(path: &Path, dest: &Path, opts: &ExtractOptions) -> Result<()> {
     let f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let (_, reader) = pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
-        .map_err(|e| Error::io("read", path, e))?;
+    let (_, reader) =
+        pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+            .map_err(|e| Error::io("read", path, e))?;
     extract_tar(reader, dest, opts)?;
     Ok(())
 }
@@ -346,8 +436,14 @@ fn relink_tablespaces(dest: &Path, locations: &BTreeMap<u32, PathBuf>) -> Result
 
 /// Copies (decompressed and checked) every archived WAL file a recovery from `backup` may need:
 /// history files, and segments from the backup's first one on, on its timeline and later ones.
-fn copy_needed_wal(archive: &crate::wal_archive::WalArchive, backup: &BackupInfo, spool: &Path) -> Result<usize> {
-    let seg_size = backup.wal_segment_size.unwrap_or(pgbak_wal::DEFAULT_SEGMENT_SIZE);
+fn copy_needed_wal(
+    archive: &crate::wal_archive::WalArchive,
+    backup: &BackupInfo,
+    spool: &Path,
+) -> Result<usize> {
+    let seg_size = backup
+        .wal_segment_size
+        .unwrap_or(pgbak_wal::DEFAULT_SEGMENT_SIZE);
     let first = match &backup.begin_wal {
         Some(w) => SegmentName::parse(w, seg_size)?,
         None => return Ok(0),
@@ -358,7 +454,9 @@ fn copy_needed_wal(archive: &crate::wal_archive::WalArchive, backup: &BackupInfo
         n += 1;
     }
     for name in archive.segment_names()? {
-        let Ok(WalFileName::Segment { .. }) = WalFileName::parse(&name) else { continue };
+        let Ok(WalFileName::Segment { .. }) = WalFileName::parse(&name) else {
+            continue;
+        };
         let seg = SegmentName::parse(&name, seg_size)?;
         if seg.tli >= first.tli && seg.segno >= first.segno {
             archive.fetch(&name, &spool.join(&name))?;
@@ -396,7 +494,11 @@ fn write_auto_conf(dest: &Path, backup: &BackupInfo, settings: &[(String, String
         out.push_str(line);
         out.push('\n');
     }
-    out.push_str(&format!("# Written by pgbak recover of backup {} on {}\n", backup.backup_id, Utc::now().to_rfc3339()));
+    out.push_str(&format!(
+        "# Written by pgbak recover of backup {} on {}\n",
+        backup.backup_id,
+        Utc::now().to_rfc3339()
+    ));
     for (k, v) in settings {
         out.push_str(&format!("{k} = {}\n", conf_quote(v)));
     }
@@ -418,9 +520,15 @@ mod tests {
     #[test]
     fn target_time_formats() {
         let t = parse_target_time("2024-01-01 00:00:20+00").unwrap();
-        assert_eq!(t.with_timezone(&Utc), Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap());
+        assert_eq!(
+            t.with_timezone(&Utc),
+            Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap()
+        );
         let t = parse_target_time("2024-01-01T02:00:20+02:00").unwrap();
-        assert_eq!(t.with_timezone(&Utc), Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap());
+        assert_eq!(
+            t.with_timezone(&Utc),
+            Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 20).unwrap()
+        );
         let t = parse_target_time("2024-01-01 00:00:20.5 UTC").unwrap();
         assert_eq!(t.timestamp_millis() % 1000, 500);
         assert!(parse_target_time("yesterday").is_err());
@@ -430,24 +538,57 @@ mod tests {
     #[test]
     fn settings_and_refusals() {
         let b = backup();
-        let t = RecoveryTarget { time: Some("2024-01-01 00:00:20+00".into()), action: Some("promote".into()), exclusive: true, ..Default::default() };
+        let t = RecoveryTarget {
+            time: Some("2024-01-01 00:00:20+00".into()),
+            action: Some("promote".into()),
+            exclusive: true,
+            ..Default::default()
+        };
         let s = recovery_settings(&t, &b).unwrap();
-        assert!(s.contains(&("recovery_target_time".into(), "2024-01-01 00:00:20.000000+00:00".into())));
+        assert!(s.contains(&(
+            "recovery_target_time".into(),
+            "2024-01-01 00:00:20.000000+00:00".into()
+        )));
         assert!(s.contains(&("recovery_target_inclusive".into(), "false".into())));
         assert!(s.contains(&("recovery_target_action".into(), "promote".into())));
 
-        let before = RecoveryTarget { time: Some("2024-01-01 00:00:05+00".into()), ..Default::default() };
-        assert!(recovery_settings(&before, &b).unwrap_err().to_string().contains("before the end of backup"));
-        let lsn_before = RecoveryTarget { lsn: Some("0/5000000".into()), ..Default::default() };
+        let before = RecoveryTarget {
+            time: Some("2024-01-01 00:00:05+00".into()),
+            ..Default::default()
+        };
+        assert!(recovery_settings(&before, &b)
+            .unwrap_err()
+            .to_string()
+            .contains("before the end of backup"));
+        let lsn_before = RecoveryTarget {
+            lsn: Some("0/5000000".into()),
+            ..Default::default()
+        };
         assert!(recovery_settings(&lsn_before, &b).is_err());
-        let two = RecoveryTarget { lsn: Some("0/6000000".into()), name: Some("x".into()), ..Default::default() };
+        let two = RecoveryTarget {
+            lsn: Some("0/6000000".into()),
+            name: Some("x".into()),
+            ..Default::default()
+        };
         assert!(recovery_settings(&two, &b).is_err());
-        let action_alone = RecoveryTarget { action: Some("promote".into()), ..Default::default() };
+        let action_alone = RecoveryTarget {
+            action: Some("promote".into()),
+            ..Default::default()
+        };
         assert!(recovery_settings(&action_alone, &b).is_err());
-        let bad_tli = RecoveryTarget { tli: Some("zero".into()), ..Default::default() };
+        let bad_tli = RecoveryTarget {
+            tli: Some("zero".into()),
+            ..Default::default()
+        };
         assert!(recovery_settings(&bad_tli, &b).is_err());
-        let ok_tli = RecoveryTarget { tli: Some("latest".into()), ..Default::default() };
-        assert_eq!(recovery_settings(&ok_tli, &b).unwrap(), vec![("recovery_target_timeline".to_string(), "latest".to_string())]);
+        let ok_tli = RecoveryTarget {
+            tli: Some("latest".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            recovery_settings(&ok_tli, &b).unwrap(),
+            vec![("recovery_target_timeline".to_string(), "latest".to_string())]
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@ impl Server {
     /// The server called `name` in `config`.
     pub fn new(config: &Config, name: &str) -> Result<Server> {
         let cfg = config.server(name)?.clone();
-        Ok(Server { config: cfg, config_files: config.source.clone(), locks: FileLockManager::new(config.global.lock_directory.clone()) })
+        Ok(Server {
+            config: cfg,
+            config_files: config.source.clone(),
+            locks: FileLockManager::new(config.global.lock_directory.clone()),
+        })
     }
 
     /// The server's name.
@@ -44,7 +48,12 @@ impl Server {
     pub fn wal_archive(&self) -> Result<WalArchive> {
         let codec = Codec::new(self.config.compression, self.config.compression_level)
             .map_err(|e| Error::Usage(format!("server '{}': {e}", self.config.name)))?;
-        Ok(WalArchive::new(&self.config.name, &self.config.wals_directory, &self.config.errors_directory, codec))
+        Ok(WalArchive::new(
+            &self.config.name,
+            &self.config.wals_directory,
+            &self.config.errors_directory,
+            codec,
+        ))
     }
 
     /// A SQL connection using `conninfo`.
@@ -54,7 +63,11 @@ impl Server {
 
     /// Whether a `pgbak backup` of this server is running now (it holds the backup lock).
     pub fn backup_running(&self) -> bool {
-        matches!(self.locks.try_lock(&LockName::ServerBackup(self.config.name.clone())), Err(crate::locks::LockError::Busy { .. }))
+        matches!(
+            self.locks
+                .try_lock(&LockName::ServerBackup(self.config.name.clone())),
+            Err(crate::locks::LockError::Busy { .. })
+        )
     }
 
     /// Backups, oldest first, with interrupted ones (STARTED while no backup runs) shown as FAILED.
@@ -63,7 +76,9 @@ impl Server {
         if all.iter().any(|b| b.status == BackupStatus::Started) && !self.backup_running() {
             for b in all.iter_mut().filter(|b| b.status == BackupStatus::Started) {
                 b.status = BackupStatus::Failed;
-                b.error.get_or_insert_with(|| "interrupted: no pgbak process is running this backup".into());
+                b.error.get_or_insert_with(|| {
+                    "interrupted: no pgbak process is running this backup".into()
+                });
             }
         }
         Ok(all)
@@ -75,9 +90,14 @@ impl Server {
         let cat = self.catalogue();
         let (all, _) = cat.list()?;
         let mut failed = Vec::new();
-        for mut b in all.into_iter().filter(|b| b.status == BackupStatus::Started) {
+        for mut b in all
+            .into_iter()
+            .filter(|b| b.status == BackupStatus::Started)
+        {
             b.status = BackupStatus::Failed;
-            b.error = Some("interrupted: the process running this backup stopped before it finished".into());
+            b.error = Some(
+                "interrupted: the process running this backup stopped before it finished".into(),
+            );
             cat.write(&b)?;
             failed.push(b.backup_id);
         }

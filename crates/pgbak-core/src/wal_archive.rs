@@ -39,7 +39,10 @@ pub struct IndexEntry {
 
 impl IndexEntry {
     fn to_line(&self) -> String {
-        let mut s = format!("{}\t{}\t{:.3}\t{}\tNone", self.name, self.stored_size, self.time, self.compression);
+        let mut s = format!(
+            "{}\t{}\t{:.3}\t{}\tNone",
+            self.name, self.stored_size, self.time, self.compression
+        );
         if let (Some(c), Some(n)) = (self.crc32c, self.size) {
             s.push_str(&format!("\tcrc32c={c:08x}\tsize={n}"));
         }
@@ -63,7 +66,14 @@ impl IndexEntry {
                 size = v.parse().ok();
             }
         }
-        Some(IndexEntry { name, stored_size, time, compression, crc32c, size })
+        Some(IndexEntry {
+            name,
+            stored_size,
+            time,
+            compression,
+            crc32c,
+            size,
+        })
     }
 }
 
@@ -71,7 +81,11 @@ impl IndexEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ArchiveOutcome {
     /// Stored now.
-    Stored { name: String, size: u64, stored_size: u64 },
+    Stored {
+        name: String,
+        size: u64,
+        stored_size: u64,
+    },
     /// The archive already had identical content under this name.
     AlreadyArchived { name: String },
 }
@@ -109,15 +123,28 @@ pub fn parse_segment_header(first: &[u8]) -> Option<SegmentHeader> {
     if magic & 0xFF00 != 0xD100 || info & XLP_LONG_HEADER == 0 {
         return None;
     }
-    Some(SegmentHeader { magic, pageaddr: u64_at(8), sysid: u64_at(24), seg_size: u32_at(32) as u64 })
+    Some(SegmentHeader {
+        magic,
+        pageaddr: u64_at(8),
+        sysid: u64_at(24),
+        seg_size: u32_at(32) as u64,
+    })
 }
 
 /// Checks that `first` bytes of a file named `name` with `len` bytes look like that segment.
-pub fn check_segment(name: &str, first: &[u8], len: u64) -> std::result::Result<SegmentHeader, String> {
+pub fn check_segment(
+    name: &str,
+    first: &[u8],
+    len: u64,
+) -> std::result::Result<SegmentHeader, String> {
     let hdr = parse_segment_header(first).ok_or("does not start with a WAL segment header")?;
-    validate_segment_size(hdr.seg_size).map_err(|e| format!("header names an invalid segment size: {e}"))?;
+    validate_segment_size(hdr.seg_size)
+        .map_err(|e| format!("header names an invalid segment size: {e}"))?;
     if len != hdr.seg_size {
-        return Err(format!("is {len} bytes but its header says segments are {} bytes", hdr.seg_size));
+        return Err(format!(
+            "is {len} bytes but its header says segments are {} bytes",
+            hdr.seg_size
+        ));
     }
     let seg = SegmentName::parse(name, hdr.seg_size).map_err(|e| e.to_string())?;
     let expected = seg.start_lsn(hdr.seg_size).0;
@@ -149,9 +176,20 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 impl WalArchive {
     /// The archive of `server` in `wals_dir`, writing new files with `compression` at `level`.
-    pub fn new(server: &str, wals_dir: impl Into<PathBuf>, errors_dir: impl Into<PathBuf>, codec: Codec) -> Self {
+    pub fn new(
+        server: &str,
+        wals_dir: impl Into<PathBuf>,
+        errors_dir: impl Into<PathBuf>,
+        codec: Codec,
+    ) -> Self {
         let wals_dir = wals_dir.into();
-        WalArchive { server: server.to_string(), storage: LocalStorage::new(&wals_dir), wals_dir, errors_dir: errors_dir.into(), codec }
+        WalArchive {
+            server: server.to_string(),
+            storage: LocalStorage::new(&wals_dir),
+            wals_dir,
+            errors_dir: errors_dir.into(),
+            codec,
+        }
     }
 
     /// The folder of the archive.
@@ -163,7 +201,11 @@ impl WalArchive {
     /// `<timeline><log>` folder.
     pub fn key_of(name: &str) -> Result<String> {
         let parsed = WalFileName::parse(name)?;
-        Ok(if parsed.is_history() { name.to_string() } else { format!("{}/{}", &name[..16], name) })
+        Ok(if parsed.is_history() {
+            name.to_string()
+        } else {
+            format!("{}/{}", &name[..16], name)
+        })
     }
 
     /// Whether `name` is in the archive.
@@ -181,13 +223,22 @@ impl WalArchive {
         let parsed = WalFileName::parse(&name)?;
         let key = Self::key_of(&name)?;
         let mut file = File::open(src).map_err(|e| Error::io("open", src, e))?;
-        let len = file.metadata().map_err(|e| Error::io("stat", src, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", src, e))?
+            .len();
         let mut buf = vec![0u8; CHUNK];
         let mut n = read_full(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
         if matches!(parsed, WalFileName::Segment { .. }) {
-            check_segment(&name, &buf[..n], len).map_err(|d| Error::Corrupt { what: format!("WAL file {}", src.display()), detail: d })?;
+            check_segment(&name, &buf[..n], len).map_err(|d| Error::Corrupt {
+                what: format!("WAL file {}", src.display()),
+                detail: d,
+            })?;
         } else if parsed.is_history() {
-            let text = std::str::from_utf8(&buf[..n]).map_err(|_| Error::Corrupt { what: format!("history file {}", src.display()), detail: "not text".into() })?;
+            let text = std::str::from_utf8(&buf[..n]).map_err(|_| Error::Corrupt {
+                what: format!("history file {}", src.display()),
+                detail: "not text".into(),
+            })?;
             if let WalFileName::History { tli } = parsed {
                 pgbak_wal::TimelineHistory::parse(tli, text)?;
             }
@@ -196,24 +247,34 @@ impl WalArchive {
         let mut crc = 0u32;
         let mut size = 0u64;
         {
-            let mut enc = self.codec.encoder(Box::new(&mut writer)).map_err(|e| Error::io("compress", src, e))?;
+            let mut enc = self
+                .codec
+                .encoder(Box::new(&mut writer))
+                .map_err(|e| Error::io("compress", src, e))?;
             loop {
                 if n == 0 {
                     break;
                 }
                 crc = crc32c::crc32c_append(crc, &buf[..n]);
                 size += n as u64;
-                enc.write_all(&buf[..n]).map_err(|e| Error::io("write", self.wals_dir.join(&key), e))?;
+                enc.write_all(&buf[..n])
+                    .map_err(|e| Error::io("write", self.wals_dir.join(&key), e))?;
                 n = read_full(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
             }
-            enc.finish().map_err(|e| Error::io("write", self.wals_dir.join(&key), e))?;
+            enc.finish()
+                .map_err(|e| Error::io("write", self.wals_dir.join(&key), e))?;
         }
         if size != len {
-            return Err(Error::Other(format!("{} changed size while it was being archived", src.display())));
+            return Err(Error::Other(format!(
+                "{} changed size while it was being archived",
+                src.display()
+            )));
         }
         match writer.commit(CommitMode::CreateNew) {
             Ok(()) => {}
-            Err(pgbak_storage::Error::AlreadyExists(_)) => return self.resolve_duplicate(&name, &key, src, crc, size),
+            Err(pgbak_storage::Error::AlreadyExists(_)) => {
+                return self.resolve_duplicate(&name, &key, src, crc, size)
+            }
             Err(e) => return Err(e.into()),
         }
         let stored_size = self.storage.stat(&key)?.map(|m| m.size).unwrap_or(0);
@@ -228,33 +289,54 @@ impl WalArchive {
             },
             locks,
         )?;
-        Ok(ArchiveOutcome::Stored { name, size, stored_size })
+        Ok(ArchiveOutcome::Stored {
+            name,
+            size,
+            stored_size,
+        })
     }
 
     /// The name exists: identical content is success, anything else is kept in `errors/`.
-    fn resolve_duplicate(&self, name: &str, key: &str, src: &Path, crc: u32, size: u64) -> Result<ArchiveOutcome> {
+    fn resolve_duplicate(
+        &self,
+        name: &str,
+        key: &str,
+        src: &Path,
+        crc: u32,
+        size: u64,
+    ) -> Result<ArchiveOutcome> {
         let (old_crc, old_size) = self.checksum_stored(key)?;
         if old_crc == crc && old_size == size {
-            return Ok(ArchiveOutcome::AlreadyArchived { name: name.to_string() });
+            return Ok(ArchiveOutcome::AlreadyArchived {
+                name: name.to_string(),
+            });
         }
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let kept = self.errors_dir.join(format!("{name}.{stamp}.duplicate"));
-        create_dir_all_durable(&self.errors_dir).map_err(|e| Error::io("create", &self.errors_dir, e))?;
+        create_dir_all_durable(&self.errors_dir)
+            .map_err(|e| Error::io("create", &self.errors_dir, e))?;
         let mut out = DurableFile::create(&kept).map_err(|e| Error::io("create", &kept, e))?;
         let mut f = File::open(src).map_err(|e| Error::io("open", src, e))?;
         io::copy(&mut f, &mut out).map_err(|e| Error::io("copy", &kept, e))?;
-        out.commit(CommitMode::CreateNew).map_err(|e| Error::io("commit", &kept, e))?;
-        Err(Error::WalConflict { name: name.to_string(), kept })
+        out.commit(CommitMode::CreateNew)
+            .map_err(|e| Error::io("commit", &kept, e))?;
+        Err(Error::WalConflict {
+            name: name.to_string(),
+            kept,
+        })
     }
 
     /// CRC-32C and size of the original bytes of a stored object.
     fn checksum_stored(&self, key: &str) -> Result<(u32, u64)> {
         let r = self.storage.get(key)?;
-        let (_, mut dec) = auto_decoder(r).map_err(|e| Error::io("read", self.wals_dir.join(key), e))?;
+        let (_, mut dec) =
+            auto_decoder(r).map_err(|e| Error::io("read", self.wals_dir.join(key), e))?;
         let mut buf = vec![0u8; CHUNK];
         let (mut crc, mut size) = (0u32, 0u64);
         loop {
-            let n = dec.read(&mut buf).map_err(|e| Error::io("decompress", self.wals_dir.join(key), e))?;
+            let n = dec
+                .read(&mut buf)
+                .map_err(|e| Error::io("decompress", self.wals_dir.join(key), e))?;
             if n == 0 {
                 break;
             }
@@ -267,8 +349,13 @@ impl WalArchive {
     fn append_index(&self, entry: &IndexEntry, locks: &dyn LockManager) -> Result<()> {
         let _guard = locks.lock_blocking(&LockName::ServerXlogDb(self.server.clone()))?;
         let path = self.wals_dir.join(INDEX_FILE);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io("open", &path, e))?;
-        f.write_all(entry.to_line().as_bytes()).map_err(|e| Error::io("write", &path, e))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        f.write_all(entry.to_line().as_bytes())
+            .map_err(|e| Error::io("write", &path, e))?;
         f.sync_data().map_err(|e| Error::io("fsync", &path, e))
     }
 
@@ -293,18 +380,29 @@ impl WalArchive {
         let src_path = self.wals_dir.join(&key);
         let r = match self.storage.get(&key) {
             Ok(r) => r,
-            Err(pgbak_storage::Error::NotFound(_)) => return Err(Error::WalNotFound { server: self.server.clone(), name: name.to_string() }),
+            Err(pgbak_storage::Error::NotFound(_)) => {
+                return Err(Error::WalNotFound {
+                    server: self.server.clone(),
+                    name: name.to_string(),
+                })
+            }
             Err(e) => return Err(e.into()),
         };
         let expected = self.index_entry(name)?;
-        let corrupt = |detail: String| Error::Corrupt { what: format!("archived WAL file {}", src_path.display()), detail };
+        let corrupt = |detail: String| Error::Corrupt {
+            what: format!("archived WAL file {}", src_path.display()),
+            detail,
+        };
         let (_, mut dec) = auto_decoder(r).map_err(|e| corrupt(e.to_string()))?;
         let tmp = dest.with_file_name(format!(
             ".{}.pgbak.tmp",
             dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
         ));
         let result = (|| -> Result<u64> {
-            let mut out = io::BufWriter::with_capacity(CHUNK, File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?);
+            let mut out = io::BufWriter::with_capacity(
+                CHUNK,
+                File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?,
+            );
             let mut buf = vec![0u8; CHUNK];
             let (mut crc, mut size) = (0u32, 0u64);
             let mut first = Vec::new();
@@ -318,11 +416,16 @@ impl WalArchive {
                 }
                 crc = crc32c::crc32c_append(crc, &buf[..n]);
                 size += n as u64;
-                out.write_all(&buf[..n]).map_err(|e| Error::io("write", &tmp, e))?;
+                out.write_all(&buf[..n])
+                    .map_err(|e| Error::io("write", &tmp, e))?;
             }
             out.flush().map_err(|e| Error::io("write", &tmp, e))?;
             match &expected {
-                Some(IndexEntry { crc32c: Some(c), size: Some(s), .. }) => {
+                Some(IndexEntry {
+                    crc32c: Some(c),
+                    size: Some(s),
+                    ..
+                }) => {
                     if *c != crc || *s != size {
                         return Err(corrupt(format!(
                             "content does not match the checksum recorded when it was archived (crc32c {crc:08x} vs {c:08x}, {size} vs {s} bytes)"
@@ -354,7 +457,8 @@ impl WalArchive {
         let key = Self::key_of(name)?;
         let mut r = self.storage.get(&key)?;
         let mut probe = [0u8; pgbak_compress::MAGIC_PROBE_LEN];
-        let n = read_full(&mut r, &mut probe).map_err(|e| Error::io("read", self.wals_dir.join(&key), e))?;
+        let n = read_full(&mut r, &mut probe)
+            .map_err(|e| Error::io("read", self.wals_dir.join(&key), e))?;
         Ok(pgbak_compress::detect(&probe[..n]))
     }
 
@@ -378,7 +482,9 @@ impl WalArchive {
             .list("")?
             .into_iter()
             .map(|m| m.key)
-            .filter(|n| !n.contains('/') && matches!(WalFileName::parse(n), Ok(WalFileName::History { .. })))
+            .filter(|n| {
+                !n.contains('/') && matches!(WalFileName::parse(n), Ok(WalFileName::History { .. }))
+            })
             .collect();
         out.sort();
         Ok(out)
@@ -386,7 +492,10 @@ impl WalArchive {
 }
 
 fn now_secs() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -411,7 +520,12 @@ mod tests {
 
     fn setup(c: Compression) -> (tempfile::TempDir, WalArchive, FileLockManager) {
         let d = tempfile::tempdir().unwrap();
-        let a = WalArchive::new("main", d.path().join("wals"), d.path().join("errors"), Codec::new(c, None).unwrap());
+        let a = WalArchive::new(
+            "main",
+            d.path().join("wals"),
+            d.path().join("errors"),
+            Codec::new(c, None).unwrap(),
+        );
         let l = FileLockManager::new(d.path().join("locks"));
         (d, a, l)
     }
@@ -425,7 +539,10 @@ mod tests {
             let src = d.path().join(NAME);
             let data = segment(NAME, 0x5a);
             std::fs::write(&src, &data).unwrap();
-            assert!(matches!(a.archive_file(&src, &l).unwrap(), ArchiveOutcome::Stored { .. }));
+            assert!(matches!(
+                a.archive_file(&src, &l).unwrap(),
+                ArchiveOutcome::Stored { .. }
+            ));
             assert_eq!(a.stored_compression(NAME).unwrap(), c);
             let out = d.path().join("RECOVERYXLOG");
             a.fetch(NAME, &out).unwrap();
@@ -440,14 +557,23 @@ mod tests {
         let src = d.path().join(NAME);
         std::fs::write(&src, segment(NAME, 1)).unwrap();
         a.archive_file(&src, &l).unwrap();
-        assert_eq!(a.archive_file(&src, &l).unwrap(), ArchiveOutcome::AlreadyArchived { name: NAME.into() });
+        assert_eq!(
+            a.archive_file(&src, &l).unwrap(),
+            ArchiveOutcome::AlreadyArchived { name: NAME.into() }
+        );
         std::fs::write(&src, segment(NAME, 2)).unwrap();
         let err = a.archive_file(&src, &l).unwrap_err();
-        let Error::WalConflict { kept, .. } = err else { panic!("{err}") };
+        let Error::WalConflict { kept, .. } = err else {
+            panic!("{err}")
+        };
         assert_eq!(std::fs::read(&kept).unwrap(), segment(NAME, 2));
         let out = d.path().join("x");
         a.fetch(NAME, &out).unwrap();
-        assert_eq!(std::fs::read(&out).unwrap(), segment(NAME, 1), "the first copy stays");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            segment(NAME, 1),
+            "the first copy stays"
+        );
     }
 
     #[test]
@@ -458,10 +584,16 @@ mod tests {
         assert!(a.archive_file(&bad_name, &l).is_err());
         let short = d.path().join(NAME);
         std::fs::write(&short, &segment(NAME, 1)[..4096]).unwrap();
-        assert!(matches!(a.archive_file(&short, &l), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            a.archive_file(&short, &l),
+            Err(Error::Corrupt { .. })
+        ));
         let other = segment("000000010000000000000004", 1);
         std::fs::write(&short, other).unwrap();
-        assert!(matches!(a.archive_file(&short, &l), Err(Error::Corrupt { .. })), "header of another segment");
+        assert!(
+            matches!(a.archive_file(&short, &l), Err(Error::Corrupt { .. })),
+            "header of another segment"
+        );
         assert!(a.segment_names().unwrap().is_empty());
     }
 
@@ -478,7 +610,10 @@ mod tests {
             bytes[mid] ^= 0x40;
             std::fs::write(&stored, bytes).unwrap();
             let out = d.path().join("out");
-            assert!(matches!(a.fetch(NAME, &out), Err(Error::Corrupt { .. })), "{c:?}");
+            assert!(
+                matches!(a.fetch(NAME, &out), Err(Error::Corrupt { .. })),
+                "{c:?}"
+            );
             assert!(!out.exists(), "nothing handed over");
         }
     }
@@ -486,14 +621,26 @@ mod tests {
     #[test]
     fn missing_is_not_found() {
         let (d, a, _l) = setup(Compression::None);
-        assert!(matches!(a.fetch(NAME, &d.path().join("o")), Err(Error::WalNotFound { .. })));
+        assert!(matches!(
+            a.fetch(NAME, &d.path().join("o")),
+            Err(Error::WalNotFound { .. })
+        ));
     }
 
     #[test]
     fn index_lines_round_trip() {
-        let e = IndexEntry { name: NAME.into(), stored_size: 10, time: 1.5, compression: "zstd".into(), crc32c: Some(0xdeadbeef), size: Some(16) };
+        let e = IndexEntry {
+            name: NAME.into(),
+            stored_size: 10,
+            time: 1.5,
+            compression: "zstd".into(),
+            crc32c: Some(0xdeadbeef),
+            size: Some(16),
+        };
         assert_eq!(IndexEntry::parse(e.to_line().trim_end()).unwrap(), e);
-        let legacy = IndexEntry::parse("000000010000000000000004\t16777216\t1715151515.25\tzstd\tNone").unwrap();
+        let legacy =
+            IndexEntry::parse("000000010000000000000004\t16777216\t1715151515.25\tzstd\tNone")
+                .unwrap();
         assert_eq!(legacy.crc32c, None);
     }
 }

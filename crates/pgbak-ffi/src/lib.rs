@@ -42,7 +42,13 @@ mod tests {
 
     #[test]
     fn usage_errors_map_to_2() {
-        assert_eq!(error_code(&pgbak_core::Error::Usage("x".into())), PGBAK_USAGE);
-        assert_eq!(error_code(&pgbak_core::Error::Other("x".into())), PGBAK_ERROR);
+        assert_eq!(
+            error_code(&pgbak_core::Error::Usage("x".into())),
+            PGBAK_USAGE
+        );
+        assert_eq!(
+            error_code(&pgbak_core::Error::Other("x".into())),
+            PGBAK_ERROR
+        );
     }
 }

@@ -29,6 +29,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(op: &'static str, what: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { op, what: what.into(), source }
+        Error::Io {
+            op,
+            what: what.into(),
+            source,
+        }
     }
 }

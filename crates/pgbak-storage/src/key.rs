@@ -4,7 +4,12 @@ use crate::{Error, Result};
 
 /// Checks that `key` is a safe object key: not empty, relative, no `.`/`..`/empty components, no NUL.
 pub fn validate_key(key: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidKey { key: key.to_string(), reason });
+    let bad = |reason| {
+        Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
     if key.is_empty() {
         return bad("empty");
     }
@@ -36,7 +41,16 @@ mod tests {
 
     #[test]
     fn refuses_escaping_keys() {
-        for k in ["", "/etc/passwd", "a/../b", "..", "a//b", "a/./b", "a/", "a\0b"] {
+        for k in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a//b",
+            "a/./b",
+            "a/",
+            "a\0b",
+        ] {
             assert!(validate_key(k).is_err(), "{k:?} accepted");
         }
     }

@@ -65,7 +65,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A temporary file next to `dest`, unique within this host.
 fn temp_path_for(dest: &Path) -> PathBuf {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dest.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
@@ -84,8 +87,15 @@ impl DurableFile {
             create_dir_all_durable(parent)?;
         }
         let temp = temp_path_for(dest);
-        let file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
-        Ok(DurableFile { temp, dest: dest.to_path_buf(), file: Some(BufWriter::with_capacity(1 << 20, file)) })
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        Ok(DurableFile {
+            temp,
+            dest: dest.to_path_buf(),
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
     }
 
     /// Makes the file durable under its final name.
@@ -165,7 +175,10 @@ impl StorageBackend for LocalStorage {
     fn put(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let path = self.path_of(key)?;
         let inner = DurableFile::create(&path).map_err(|e| Error::io("create", key, e))?;
-        Ok(Box::new(LocalWriter { key: key.to_string(), inner }))
+        Ok(Box::new(LocalWriter {
+            key: key.to_string(),
+            inner,
+        }))
     }
 
     fn get(&self, key: &str) -> Result<Box<dyn Read + Send>> {
@@ -186,7 +199,11 @@ impl StorageBackend for LocalStorage {
         if !dir_part.is_empty() {
             validate_key(dir_part)?;
         }
-        let start = if dir_part.is_empty() { self.root.clone() } else { self.root.join(dir_part) };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
         let mut out = Vec::new();
         let mut stack = vec![(start, dir_part.to_string())];
         while let Some((dir, rel)) = stack.pop() {
@@ -201,14 +218,24 @@ impl StorageBackend for LocalStorage {
                 if name.starts_with('.') {
                     continue; // temporary files of uploads in progress
                 }
-                let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-                let meta = entry.metadata().map_err(|e| Error::io("stat", key.clone(), e))?;
+                let key = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::io("stat", key.clone(), e))?;
                 if meta.is_dir() {
                     if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
                         stack.push((entry.path(), key));
                     }
                 } else if key.starts_with(prefix) {
-                    out.push(ObjectMeta { key, size: meta.len(), modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH) });
+                    out.push(ObjectMeta {
+                        key,
+                        size: meta.len(),
+                        modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    });
                 }
             }
         }
@@ -288,7 +315,10 @@ mod tests {
         s.get("w/seg").unwrap().read_to_end(&mut buf).unwrap();
         assert_eq!(buf, b"one");
         // no temporary file left behind
-        let names: Vec<_> = fs::read_dir(s.root().join("w")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(s.root().join("w"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 
@@ -307,7 +337,10 @@ mod tests {
     fn bad_keys_are_refused() {
         let (_d, s) = store();
         assert!(matches!(s.put("../escape"), Err(Error::InvalidKey { .. })));
-        assert!(matches!(s.get("/etc/passwd"), Err(Error::InvalidKey { .. })));
+        assert!(matches!(
+            s.get("/etc/passwd"),
+            Err(Error::InvalidKey { .. })
+        ));
         assert!(matches!(s.get("missing"), Err(Error::NotFound(_))));
         s.delete("missing").unwrap();
     }
