@@ -434,3 +434,6 @@ impl Cluster {
         }
     }
 }
+
+mod sshd;
+pub use sshd::Sshd;

@@ -96,7 +96,8 @@ pub fn backup(
                 .map(Level::Value)
                 .or(Some(Level::Low));
             let codec = Codec::new(compression, level)
-                .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
+                .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?
+                .with_workers(cfg.backup_compression_workers.unwrap_or(0));
             BackupDestination::Tar {
                 storage: Arc::new(LocalStorage::new(&dir)),
                 prefix: "data".into(),
