@@ -11,7 +11,11 @@ cd "$(dirname "$0")/../.."
 SCALE=${1:-50}
 bash scripts/install-deps.sh >/dev/null
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --locked -p pgbak-cli >/dev/null 2>&1
+# PGBAK_BIN: a pgbak binary to measure instead of building one.
+if [ -z "${PGBAK_BIN:-}" ]; then
+  cargo build --release --locked -p pgbak-cli >/dev/null 2>&1
+  PGBAK_BIN=target/release/pgbak
+fi
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
@@ -20,7 +24,7 @@ as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; 
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/bin" "$work/spool" "$work/sock"
-cp target/release/pgbak "$work/bin/"
+cp "$PGBAK_BIN" "$work/bin/pgbak"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 

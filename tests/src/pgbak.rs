@@ -115,6 +115,23 @@ impl PgbakEnv {
         }
     }
 
+    /// Runs pgbak with `args` (after `-c CONFIG`) and extra environment variables, such as the
+    /// test-only `PGBAK_TEST_NOW` and `PGBAK_TEST_PAUSE_AT`.
+    pub fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> PgbakOutput {
+        let mut c = self.command(args);
+        c.envs(envs.iter().copied());
+        Self::output(c)
+    }
+
+    /// Starts pgbak in the background with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Child {
+        let mut c = self.command(args);
+        c.envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn pgbak")
+    }
+
     /// Starts pgbak in the background.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)

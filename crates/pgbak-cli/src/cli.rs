@@ -22,6 +22,9 @@ pub struct Cli {
     /// Log level on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long = "log-level", global = true)]
     pub log_level: Option<String>,
+    /// Format of the logs on stderr: text, or json (one object per event).
+    #[arg(long = "log-format", global = true, value_enum, env = "PGBAK_LOG_FORMAT", default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,14 +42,33 @@ pub enum Command {
     Backup(BackupArgs),
     /// Archive one WAL file (use as archive_command: `pgbak -c CONF archive-wal SERVER %p`).
     ArchiveWal { server: String, path: PathBuf },
-    /// Write an archived WAL file to DEST (use as restore_command: `pgbak -c CONF get-wal SERVER %f %p`).
-    GetWal {
-        server: String,
-        wal_name: String,
-        dest: PathBuf,
-    },
+    /// Write an archived WAL file to DEST or standard output (use as restore_command:
+    /// `pgbak -c CONF get-wal SERVER %f %p`).
+    GetWal(crate::commands::wal_args::GetWalArgs),
+    /// Archive WAL files sent as a tar stream with checksums on standard input (the backup-host
+    /// end of `wal-archive`).
+    PutWal(crate::commands::wal_args::PutWalArgs),
+    /// On the database host: send a WAL file to the backup host over SSH
+    /// (`archive_command = 'pgbak wal-archive BACKUP_HOST SERVER %p'`).
+    #[command(alias = "pgbak-wal-archive")]
+    WalArchive(crate::commands::wal_args::WalArchiveArgs),
+    /// On the database host: fetch a WAL file from the backup host over SSH, with prefetch
+    /// (`restore_command = 'pgbak wal-restore -p 4 BACKUP_HOST SERVER %f %p'`).
+    #[command(alias = "pgbak-wal-restore")]
+    WalRestore(crate::commands::wal_args::WalRestoreArgs),
+    /// Recreate the WAL index (xlog.db) of a server from its wals/ folder.
+    RebuildXlogdb { server: String },
+    /// Check that a server's WAL archive is empty or holds WAL of this server's system.
+    CheckWalArchive(crate::commands::wal_args::CheckWalArchiveArgs),
+    /// Show the streaming clients of a server and the lag of its replication slots.
+    ReplicationStatus { server: String },
     /// Periodic work for every active server (safe to run every minute).
     Cron,
+    /// Keep a backup whatever the retention policy says (--target full|standalone), show the
+    /// keep (--status) or release it (--release).
+    Keep(crate::commands::keep::KeepArgs),
+    /// Delete a backup and the WAL that only it needed.
+    Delete { server: String, backup_id: String },
     /// Restore a backup into a directory, ready for point-in-time recovery.
     #[command(alias = "restore")]
     Recover(RecoverArgs),
@@ -59,6 +81,26 @@ pub enum Command {
     ShowBackup { server: String, backup_id: String },
     /// Show the state of a server.
     Status { server: String },
+    /// Run every check on servers (`all` for every server): one OK/FAILED line each, exit 1 on
+    /// any failure; --nagios prints a Nagios plugin status.
+    Check(crate::commands::check::CheckArgs),
+    /// Show the effective configuration of servers (`all` for every server).
+    #[command(alias = "show-server")]
+    ShowServers(crate::commands::inspect::ShowServersArgs),
+    /// JSON with every server's configuration (secrets removed), versions, catalogue and locks.
+    Diagnose(crate::commands::inspect::DiagnoseArgs),
+    /// Check every file of a backup against its manifest (checksums), plain or compressed.
+    #[command(alias = "verify")]
+    VerifyBackup(crate::commands::verify::VerifyArgs),
+    /// Check that all WAL from the start to the end of a backup is archived.
+    CheckBackup(crate::commands::verify::CheckBackupArgs),
+    /// Write a PostgreSQL-format backup_manifest for a backup that has none.
+    GenerateManifest(crate::commands::verify::VerifyArgs),
+    /// Remove lock files nobody holds; report the others and locks left by dead processes.
+    LockDirectoryCleanup(crate::commands::lock_cleanup::LockCleanupArgs),
+    /// Stream WAL from a server into its archive over a replication connection (foreground, until
+    /// SIGTERM/SIGINT), or manage it: --create-slot, --drop-slot, --reset, --stop.
+    ReceiveWal(crate::commands::receive_wal::ReceiveWalArgs),
     /// Close the current WAL segment so it gets archived.
     SwitchWal(SwitchWalArgs),
     /// Alias of switch-wal (Barman's older name).
@@ -83,6 +125,27 @@ pub struct BackupArgs {
     /// Seconds to wait with --wait (0 = no limit).
     #[arg(long = "wait-timeout", default_value_t = 0)]
     pub wait_timeout: u64,
+    /// rsync methods: take unchanged files from the previous backup: off, copy or link (alone: link).
+    #[arg(
+        long = "reuse-backup",
+        value_name = "MODE",
+        num_args = 0..=1,
+        default_missing_value = "link",
+        value_parser = ["off", "copy", "link"]
+    )]
+    pub reuse_backup: Option<String>,
+    /// rsync methods: parallel copy workers (overrides parallel_jobs).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// rsync methods: retries of a failed copy step (overrides basebackup_retry_times).
+    #[arg(long = "retry-times", value_name = "N")]
+    pub retry_times: Option<u32>,
+    /// rsync methods: seconds before each retry (overrides basebackup_retry_sleep).
+    #[arg(long = "retry-sleep", value_name = "SECONDS")]
+    pub retry_sleep: Option<u64>,
+    /// rsync methods: no retries (--retry-times 0).
+    #[arg(long = "no-retry", conflicts_with = "retry_times")]
+    pub no_retry: bool,
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +190,16 @@ pub struct RecoverArgs {
     /// Restore even if the destination is not empty.
     #[arg(long)]
     pub force: bool,
+    /// Restore onto another host reached with this ssh command (e.g. "ssh postgres@pg2");
+    /// the destination and tablespace locations are paths there.
+    #[arg(long = "remote-ssh-command", value_name = "CMD")]
+    pub remote_ssh_command: Option<String>,
+    /// Parallel rsync runs of a remote recovery (default: parallel_jobs).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Bandwidth limit of a remote recovery in kB/s (default: bandwidth_limit).
+    #[arg(long = "bwlimit", value_name = "KBPS")]
+    pub bwlimit: Option<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,8 @@
 //! `pgbak-core`. Exit codes: 0 success, 1 failure, 2 usage or configuration error.
 
 mod cli;
+mod commands;
+mod logging;
 mod output;
 mod progress;
 
@@ -20,10 +22,17 @@ use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    logging::init(&cli);
+    let _span = tracing::info_span!("pgbak", pid = std::process::id()).entered();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    tracing::info!(target: logging::FILE_ONLY, ?args, "started");
     match run(&cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => {
+            tracing::info!(target: logging::FILE_ONLY, exit_code = code, "finished");
+            ExitCode::from(code)
+        }
         Err(e) => {
+            tracing::error!(target: logging::FILE_ONLY, exit_code = e.exit_code(), "{e}");
             eprintln!("ERROR: {e}");
             if cli.debug {
                 let mut src = std::error::Error::source(&e);
@@ -35,21 +44,6 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
-}
-
-fn init_logging(cli: &Cli) {
-    let level = if cli.debug {
-        "debug".to_string()
-    } else {
-        cli.log_level.clone().unwrap_or_else(|| "warn".into())
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 fn load(cli: &Cli) -> Result<Config> {
@@ -68,7 +62,8 @@ fn run(cli: &Cli) -> Result<u8> {
             // The hot path of archive_command: read the configuration, store the file, nothing else.
             let config = load(cli)?;
             let server = Server::new(&config, server)?;
-            match server.wal_archive()?.archive_file(path, server.locks())? {
+            // Hook scripts run only when some archive hook is configured.
+            match pgbak_core::hooks::archive_file(&server, &server.wal_archive()?, path)? {
                 ArchiveOutcome::Stored { .. } => {}
                 ArchiveOutcome::AlreadyArchived { name } => {
                     if !cli.quiet {
@@ -78,16 +73,23 @@ fn run(cli: &Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::GetWal {
-            server,
-            wal_name,
-            dest,
-        } => {
-            let config = load(cli)?;
-            let server = Server::new(&config, server)?;
-            server.wal_archive()?.fetch(wal_name, dest)?;
-            Ok(0)
-        }
+        Command::GetWal(a) => commands::wal::get_wal(cli, a),
+        Command::PutWal(a) => commands::wal::put_wal(cli, a),
+        Command::WalArchive(a) => commands::wal::wal_archive(cli, a),
+        Command::WalRestore(a) => commands::wal::wal_restore(cli, a),
+        Command::RebuildXlogdb { server } => commands::wal::rebuild_xlogdb(cli, server),
+        Command::CheckWalArchive(a) => commands::wal::check_wal_archive(cli, a),
+        Command::ReplicationStatus { server } => commands::wal::replication_status(cli, server),
+        Command::Keep(a) => commands::keep::run(cli, a),
+        Command::Delete { server, backup_id } => commands::delete::run(cli, server, backup_id),
+        Command::Check(a) => commands::check::run(cli, a),
+        Command::ShowServers(a) => commands::inspect::show_servers(cli, a),
+        Command::Diagnose(a) => commands::inspect::run_diagnose(cli, a),
+        Command::VerifyBackup(a) => commands::verify::verify_backup_cmd(cli, a),
+        Command::CheckBackup(a) => commands::verify::check_backup_cmd(cli, a),
+        Command::GenerateManifest(a) => commands::verify::generate_manifest_cmd(cli, a),
+        Command::LockDirectoryCleanup(a) => commands::lock_cleanup::run(cli, a),
+        Command::ReceiveWal(a) => commands::receive_wal::run(cli, a),
         Command::Backup(a) => {
             let config = load(cli)?;
             let server = Server::new(&config, &a.server)?;
@@ -102,6 +104,10 @@ fn run(cli: &Cli) -> Result<u8> {
                 wait: a.wait,
                 wait_timeout: (a.wait_timeout > 0).then(|| Duration::from_secs(a.wait_timeout)),
                 label: None,
+                jobs: a.jobs,
+                reuse_backup: a.reuse_backup.clone(),
+                retry_times: if a.no_retry { Some(0) } else { a.retry_times },
+                retry_sleep: a.retry_sleep,
             };
             if !cli.quiet && cli.format == Format::Console {
                 eprintln!("Starting backup of server '{}'", server.name());
@@ -127,6 +133,18 @@ fn run(cli: &Cli) -> Result<u8> {
                             info.begin_wal.as_deref().unwrap_or("-"),
                             info.end_wal.as_deref().unwrap_or("-"),
                         );
+                        if let (Some(copied), Some(reused)) = (info.copied_bytes, info.reused_bytes) {
+                            println!(
+                                "  rsync: {} copied, {} reused{}, {} sent over the network",
+                                human_size(copied),
+                                human_size(reused),
+                                info.reuse_backup_id
+                                    .as_deref()
+                                    .map(|id| format!(" from {id}"))
+                                    .unwrap_or_default(),
+                                human_size(info.network_bytes.unwrap_or(0)),
+                            );
+                        }
                     }
                 }
             }
@@ -151,6 +169,21 @@ fn run(cli: &Cli) -> Result<u8> {
                     for b in &r.failed_backups {
                         println!("{}: backup {b} was interrupted and is now FAILED", r.server);
                     }
+                    for b in &r.deleted_backups {
+                        println!("{}: retention policy: deleted backup {b}", r.server);
+                    }
+                    if r.removed_wal > 0 {
+                        println!(
+                            "{}: removed {} WAL file(s) no backup needs",
+                            r.server, r.removed_wal
+                        );
+                    }
+                    for n in &r.retention_notes {
+                        println!("{}: retention: {n}", r.server);
+                    }
+                    if let Some(action) = &r.receive_wal {
+                        println!("{}: {action}", r.server);
+                    }
                 }
                 for e in &r.errors {
                     eprintln!("ERROR: {}: {e}", r.server);
@@ -162,7 +195,9 @@ fn run(cli: &Cli) -> Result<u8> {
                         .iter()
                         .map(|r| {
                             serde_json::json!({"server": r.server, "skipped": r.skipped, "archived": r.archived,
-                                "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors})
+                                "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors,
+                                "deleted_backups": r.deleted_backups, "removed_wal": r.removed_wal, "retention_notes": r.retention_notes,
+                                "receive_wal": r.receive_wal.map(|a| a.to_string())})
                         })
                         .collect(),
                 ));
@@ -179,16 +214,31 @@ fn run(cli: &Cli) -> Result<u8> {
                 })?;
                 tablespaces.push((name.to_string(), PathBuf::from(loc)));
             }
+            // A remote target cannot call pgbak on this host: recovery_options' get-wal
+            // does not apply there (an explicit --get-wal is refused).
             let get_wal = a.get_wal
                 || (!a.no_get_wal
+                    && a.remote_ssh_command.is_none()
                     && server
                         .config
                         .recovery_options
                         .iter()
                         .any(|o| o == "get-wal"));
+            let dest = if a.remote_ssh_command.is_some() {
+                // A path on the target host: this host's working directory means nothing there.
+                if !a.destination_directory.is_absolute() {
+                    return Err(Error::Usage(format!(
+                        "with --remote-ssh-command the destination must be an absolute path, not {}",
+                        a.destination_directory.display()
+                    )));
+                }
+                a.destination_directory.clone()
+            } else {
+                absolute(&a.destination_directory)?
+            };
             let opts = RecoverOptions {
                 backup_id: a.backup_id.clone(),
-                dest: absolute(&a.destination_directory)?,
+                dest,
                 target: RecoveryTarget {
                     time: a.target_time.clone(),
                     xid: a.target_xid.clone(),
@@ -205,6 +255,9 @@ fn run(cli: &Cli) -> Result<u8> {
                 force: a.force,
                 pgbak_exe: std::env::current_exe().map_err(|e| Error::io("locate", "pgbak", e))?,
                 config_file: config.source.first().map(|p| absolute(p)).transpose()?,
+                remote_ssh_command: a.remote_ssh_command.clone(),
+                jobs: a.jobs,
+                bwlimit: a.bwlimit,
             };
             let s = recover(&server, &opts)?;
             match cli.format {
@@ -261,12 +314,32 @@ fn run(cli: &Cli) -> Result<u8> {
             let server = Server::new(&config, server)?;
             let mut backups = server.backups()?;
             backups.reverse();
+            let retention = pgbak_core::retention::retention_status(&server)?;
+            let retention_of = |id: &str| retention.get(id).map_or("-", |s| s.as_str());
             match cli.format {
-                Format::Json => print_json(&backups),
+                Format::Json => print_json(
+                    &backups
+                        .iter()
+                        .map(|b| {
+                            let mut v = serde_json::to_value(b).unwrap_or_default();
+                            if let Some(m) = v.as_object_mut() {
+                                m.insert(
+                                    "retention_status".into(),
+                                    retention_of(&b.backup_id).into(),
+                                );
+                            }
+                            v
+                        })
+                        .collect::<Vec<_>>(),
+                ),
                 Format::Console => {
                     for b in &backups {
+                        let r = match retention_of(&b.backup_id) {
+                            "-" => String::new(),
+                            s => format!(" - {s}"),
+                        };
                         println!(
-                            "{} {} - {} - Size: {} - {} - {}",
+                            "{} {} - {} - Size: {} - {} - TLI {} - {}{r}",
                             b.server_name,
                             b.backup_id,
                             b.end_time
@@ -278,6 +351,7 @@ fn run(cli: &Cli) -> Result<u8> {
                             } else {
                                 format!("tar/{}", b.compression)
                             },
+                            b.timeline.map_or("-".to_string(), |t| t.to_string()),
                             b.status.as_str()
                         );
                     }
@@ -324,7 +398,8 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::Status { server } => {
             let config = load(cli)?;
             let server = Server::new(&config, server)?;
-            let rows = maintenance::status(&server)?;
+            let mut rows = maintenance::status(&server)?;
+            rows.extend(pgbak_core::rsync_check::status_rows(&server));
             match cli.format {
                 Format::Json => print_json(&serde_json::Value::Object(
                     rows.into_iter()

@@ -91,6 +91,29 @@ pub enum Error {
     /// nothing was committed.
     #[error("backup aborted: {0}")]
     Aborted(String),
+    /// An SSH connection, or a command run over it, failed.
+    #[error("SSH to {destination}: {message}")]
+    Ssh {
+        /// The `user@host` of the connection.
+        destination: String,
+        /// What failed, with ssh's own words when it said any.
+        message: String,
+    },
+    /// An rsync run failed (after its retries, if any).
+    #[error("rsync of {what}: {message}")]
+    Rsync {
+        /// What was being copied ("PGDATA bucket 3 of 8", "tablespace tbs1", ...).
+        what: String,
+        /// Exit status and rsync's error lines.
+        message: String,
+    },
+    /// The server-side backup session (`pg_backup_start` / `pg_backup_stop`) failed; the text
+    /// already names the server.
+    #[error("{0}")]
+    Session(String),
+    /// A setting of the copy is unusable (an `ssh_command` without a host, ...).
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Error {

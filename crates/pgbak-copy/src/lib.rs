@@ -1,7 +1,9 @@
 //! How backup bytes arrive: the [`CopyStrategy`] seam and its streaming implementation
 //! ([`StreamingCopy`], BASE_BACKUP over a replication connection), tar parsing ([`tar`]) and safe
 //! extraction ([`extract_tar`], [`TarExtractor`]), used both to write plain-format backups and to
-//! restore tar-format ones, and [`copy_tree`] to restore plain-format backups.
+//! restore tar-format ones, and [`copy_tree`] to restore plain-format backups. The [`rsync`]
+//! module holds the file-level strategy ([`RsyncCopy`], rsync over SSH or locally) and the
+//! parallel copy controller that remote recovery uses too.
 //!
 //! ```no_run
 //! use pgbak_copy::{BackupDestination, CopyStrategy, NoProgress, StreamingCopy};
@@ -33,6 +35,7 @@
 mod durable;
 mod error;
 pub mod extract;
+pub mod rsync;
 mod strategy;
 mod streaming;
 pub mod tar;
@@ -43,6 +46,7 @@ pub use error::{Error, Result};
 pub use extract::{
     copy_tree, copy_tree_with, extract_tar, ExtractOptions, ExtractStats, TarExtractor,
 };
+pub use rsync::RsyncCopy;
 pub use strategy::{
     BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, NoProgress, OutputFile,
 };

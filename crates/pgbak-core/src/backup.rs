@@ -4,7 +4,8 @@
 //! its files are durable and every WAL segment from its begin to its end LSN is in the archive.
 
 use crate::catalogue::{new_backup_id, BackupFile, BackupInfo, BackupStatus, TablespaceRecord};
-use crate::config::{BackupFormat, BackupMethod};
+use crate::config::BackupFormat;
+use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::locks::LockName;
 use crate::server::Server;
 use crate::{Error, Result};
@@ -25,6 +26,14 @@ pub struct BackupOptions {
     pub wait_timeout: Option<Duration>,
     /// A label for BASE_BACKUP (default `pgbak backup <id>`).
     pub label: Option<String>,
+    /// rsync methods: parallel copy workers (overrides `parallel_jobs`).
+    pub jobs: Option<u32>,
+    /// rsync methods: `off`, `copy` or `link` (overrides `reuse_backup`).
+    pub reuse_backup: Option<String>,
+    /// rsync methods: retries of a failed copy step (overrides `basebackup_retry_times`).
+    pub retry_times: Option<u32>,
+    /// rsync methods: seconds before each retry (overrides `basebackup_retry_sleep`).
+    pub retry_sleep: Option<u64>,
 }
 
 /// Runs a backup of `server`. Returns the final metadata (DONE or WAITING_FOR_WALS); a failure
@@ -37,12 +46,6 @@ pub fn backup(
     let cfg = &server.config;
     if !cfg.active {
         return Err(Error::Usage(format!("server '{}' is not active", cfg.name)));
-    }
-    if cfg.backup_method != BackupMethod::Postgres {
-        return Err(Error::Usage(format!(
-            "server '{}': backup_method {:?} is not supported by this version; use backup_method = postgres",
-            cfg.name, cfg.backup_method
-        )));
     }
     let _lock = server
         .locks()
@@ -61,12 +64,14 @@ pub fn backup(
     let tablespace_names = conn.tablespaces()?;
     let pgdata = conn.setting("data_directory").ok();
     let params = ConnParams::resolve(&cfg.streaming_conninfo)?;
+    // rsync / local-rsync: SSH and rsync are checked here too, before anything is written.
+    let mut rsync = crate::rsync_backup::prepare(server, opts)?;
 
     let cat = server.catalogue();
-    let mut id = new_backup_id(chrono::Utc::now());
+    let mut id = new_backup_id(crate::clock::now());
     while cat.backup_dir(&id).exists() {
         std::thread::sleep(Duration::from_millis(200));
-        id = new_backup_id(chrono::Utc::now());
+        id = new_backup_id(crate::clock::now());
     }
     let dir = cat.backup_dir(&id);
     let (format, compression) = match cfg.backup_compression_format {
@@ -80,11 +85,15 @@ pub fn backup(
         BackupFormat::Plain => ("plain", Compression::None),
         BackupFormat::Tar => ("tar", cfg.backup_compression),
     };
-    let mut info = BackupInfo::new(&cfg.name, &id, "postgres", format, compression.name());
+    let mode = rsync.as_ref().map_or("postgres", |r| r.mode());
+    let mut info = BackupInfo::new(&cfg.name, &id, mode, format, compression.name());
     info.pgdata = pgdata;
     cat.write(&info)?;
 
+    let hooks = Hooks::new(server, HookEvent::Backup);
     let result = (|| -> Result<()> {
+        // An ABORT_STOP from pre_backup_retry_script stops here: the backup ends FAILED.
+        hooks.run_pre(&HookEnv::for_backup(server, &info))?;
         let dest = if format == "plain" {
             BackupDestination::Plain {
                 data_dir: dir.join("data"),
@@ -121,13 +130,18 @@ pub fn backup(
                 tablespace_map: format == "tar",
                 max_rate_kbps: cfg.bandwidth_limit.map(|b| b as u32),
                 verify_checksums: true,
-                wait_for_wal_archive: true,
+                // Without archive_mode the WAL comes from receive-wal: the server has nothing to
+                // wait for (and would only warn that archiving is off).
+                wait_for_wal_archive: archive_mode != "off",
             },
         };
         let started = Instant::now();
-        let outcome = strategy.copy(&dest, progress)?;
+        let outcome = match rsync.as_mut() {
+            Some(r) => r.copy(&info, &dir, &strategy.options.label, progress)?,
+            None => strategy.copy(&dest, progress)?,
+        };
         info.copy_seconds = Some(started.elapsed().as_secs_f64());
-        info.end_time = Some(chrono::Utc::now());
+        info.end_time = Some(crate::clock::now());
         let seg_size = outcome.wal_segment_size;
         info.begin_lsn = Some(outcome.start_lsn.to_string());
         info.end_lsn = Some(outcome.end_lsn.to_string());
@@ -148,6 +162,13 @@ pub fn backup(
         );
         info.systemid = Some(outcome.systemid.clone());
         info.version = Some(outcome.server_version_num);
+        // The first backup records which cluster this catalogue belongs to; a backup of another
+        // cluster fails here instead of mixing two clusters' files.
+        crate::identity::record_identity(
+            &cfg.backup_directory,
+            &outcome.systemid,
+            outcome.server_version_num,
+        )?;
         info.wal_segment_size = Some(seg_size);
         info.backup_label = outcome.backup_label.clone();
         info.has_manifest = outcome.has_manifest;
@@ -179,6 +200,9 @@ pub fn backup(
                 })
             })
             .collect();
+        if let Some(r) = &rsync {
+            r.record(&mut info);
+        }
         info.status = BackupStatus::WaitingForWals;
         cat.write(&info)?;
         Ok(())
@@ -186,12 +210,16 @@ pub fn backup(
     if let Err(e) = result {
         info.status = BackupStatus::Failed;
         info.error = Some(e.to_string());
-        info.end_time = Some(chrono::Utc::now());
+        info.end_time = Some(crate::clock::now());
         // The failure itself is what the caller must see; a failure to record it is secondary.
         let _ = cat.write(&info);
+        hooks.run_post(&HookEnv::for_backup(server, &info));
         return Err(e);
     }
 
+    if cfg.streaming_archiver {
+        switch_wal_for_streaming(server);
+    }
     let deadline = opts.wait_timeout.map(|t| Instant::now() + t);
     loop {
         if complete_if_wal_archived(server, &mut info)? {
@@ -202,7 +230,24 @@ pub fn backup(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    hooks.run_post(&HookEnv::for_backup(server, &info));
     Ok(info)
+}
+
+/// Closes the current WAL segment after a backup of a streaming server, as Barman does: a
+/// receiver archives a segment only once it is complete, so the backup's end segment must be
+/// closed for the backup to become DONE. (`pg_backup_stop` already switches on a primary, making
+/// this a no-op there; a standby cannot switch and is left alone.) A failure only delays DONE.
+fn switch_wal_for_streaming(server: &Server) {
+    let switched = server.connect().and_then(|c| {
+        if c.is_in_recovery()? {
+            return Ok(());
+        }
+        c.switch_wal().map(|_| ())
+    });
+    if let Err(e) = switched {
+        tracing::warn!(server = server.name(), "cannot switch WAL after the backup: {e}");
+    }
 }
 
 /// The segment holding the last byte before `end` (PostgreSQL's XLByteToPrevSeg), or the begin
@@ -244,7 +289,7 @@ pub fn complete_if_wal_archived(server: &Server, info: &mut BackupInfo) -> Resul
         return Ok(false);
     }
     let archive = server.wal_archive()?;
-    for name in required_segments(info)? {
+    for name in archive.backup_required_segments(info)? {
         if !archive.contains(&name)? {
             return Ok(false);
         }

@@ -18,6 +18,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Name of the metadata file inside a backup folder.
 pub const INFO_FILE: &str = "backup.json";
 
+/// Name of the marker a delete writes into a backup folder before removing anything (it holds
+/// the backup's metadata, so an interrupted delete can be finished). A backup whose folder has
+/// it is never listed or used.
+pub const DELETE_MARKER: &str = "delete_this";
+
 /// Life cycle of a backup. Only `Done` backups are used by recovery, `latest` and retention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -98,6 +103,25 @@ pub struct BackupInfo {
     /// Seconds spent copying.
     pub copy_seconds: Option<f64>,
     pub error: Option<String>,
+    /// rsync methods: bytes of files sent by the server (new or changed since the reused backup).
+    #[serde(default)]
+    pub copied_bytes: Option<u64>,
+    /// rsync methods: bytes of files taken unchanged from `reuse_backup_id`.
+    #[serde(default)]
+    pub reused_bytes: Option<u64>,
+    /// rsync methods: bytes on the wire from the server.
+    #[serde(default)]
+    pub network_bytes: Option<u64>,
+    /// rsync methods: `link` or `copy` when an earlier backup's files were reused.
+    #[serde(default)]
+    pub reuse_mode: Option<String>,
+    /// rsync methods: the backup whose unchanged files were reused.
+    #[serde(default)]
+    pub reuse_backup_id: Option<String>,
+    /// rsync methods: the database server's clock when the backup started; a later backup
+    /// compares file times with it to decide which files cannot have changed.
+    #[serde(default)]
+    pub server_begin_time: Option<DateTime<Utc>>,
 }
 
 impl BackupInfo {
@@ -111,7 +135,7 @@ impl BackupInfo {
             mode: mode.to_string(),
             backup_format: format.to_string(),
             compression: compression.to_string(),
-            begin_time: Utc::now(),
+            begin_time: crate::clock::now(),
             end_time: None,
             begin_lsn: None,
             end_lsn: None,
@@ -131,6 +155,12 @@ impl BackupInfo {
             has_manifest: false,
             copy_seconds: None,
             error: None,
+            copied_bytes: None,
+            reused_bytes: None,
+            network_bytes: None,
+            reuse_mode: None,
+            reuse_backup_id: None,
+            server_begin_time: None,
         }
     }
 }
@@ -192,6 +222,12 @@ impl Catalogue {
             return Err(Error::Backup {
                 server: self.server.clone(),
                 message: format!("'{id}' is not a backup id (expected YYYYMMDDTHHMMSS)"),
+            });
+        }
+        if self.backup_dir(id).join(DELETE_MARKER).exists() {
+            return Err(Error::Backup {
+                server: self.server.clone(),
+                message: format!("backup {id} is being deleted"),
             });
         }
         let path = self.backup_dir(id).join(INFO_FILE);

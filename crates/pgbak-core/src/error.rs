@@ -49,6 +49,14 @@ pub enum Error {
     /// Stored data failed a check (checksum, size, header).
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    /// A pre `*_retry_script` hook exited with ABORT_STOP (63): the operation was stopped before
+    /// it changed anything (a backup is left FAILED, as in Barman).
+    #[error("server '{server}': {hook} '{script}' asked to stop the operation (exit code 63, ABORT_STOP)")]
+    HookAborted {
+        server: String,
+        hook: String,
+        script: String,
+    },
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),

@@ -3,14 +3,41 @@
 //! input, build the parts and call into this crate.
 
 pub mod backup;
+pub mod backup_lock;
+pub mod backup_scan;
 pub mod catalogue;
+pub mod check;
+pub mod clock;
 pub mod config;
+pub mod delete;
+pub mod diagnose;
 mod error;
+pub mod fault_points;
+pub mod generate_manifest;
+pub mod hooks;
+pub mod identity;
+pub mod keep;
+pub mod lock_cleanup;
 pub mod locks;
+pub mod get_wal;
 pub mod maintenance;
+pub mod manifest;
 pub mod pg;
+pub mod put_wal;
+pub mod receive_wal;
 pub mod recover;
+pub mod remote_recover;
+pub mod retention;
+pub mod rsync_backup;
+pub mod rsync_check;
 pub mod server;
+pub mod timelines;
+pub mod verify;
 pub mod wal_archive;
+pub mod wal_cleanup;
+pub mod wal_client;
+pub mod wal_index;
+pub mod wal_status;
+pub mod wal_tar;
 
 pub use error::{Error, Result};

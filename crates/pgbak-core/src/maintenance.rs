@@ -1,7 +1,9 @@
 //! Periodic and operational work: `cron`, `switch-wal` and `status`.
 //!
 //! What needs `pgbak cron`: files dropped into `incoming/` are archived, backups WAITING_FOR_WALS
-//! become DONE once their WAL is archived, and backups whose process died are marked FAILED.
+//! become DONE once their WAL is archived, backups whose process died are marked FAILED, and the
+//! retention policy is applied (interrupted deletes finished, OBSOLETE backups deleted with the
+//! WAL only they needed; see [`crate::retention`]).
 //! Nothing else depends on it: `archive-wal` writes straight into the archive.
 
 use crate::backup::complete_if_wal_archived;
@@ -23,6 +25,14 @@ pub struct CronReport {
     pub errors: Vec<String>,
     /// Another cron was working on this server; it was left alone.
     pub skipped: bool,
+    /// Backups deleted by the retention policy, or whose interrupted delete was finished.
+    pub deleted_backups: Vec<String>,
+    /// WAL files removed with them.
+    pub removed_wal: usize,
+    /// Why retention left something for a later run, one line each.
+    pub retention_notes: Vec<String>,
+    /// A WAL receiver started (streaming_archiver on, none running) or stopped (off).
+    pub receive_wal: Option<crate::receive_wal::CronAction>,
 }
 
 /// Runs the periodic work of every active server; one failing server does not stop the others.
@@ -61,6 +71,11 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    // The receiver first: archiving and retention below may take a while.
+    match crate::receive_wal::cron_receive_wal(server) {
+        Ok(action) => report.receive_wal = action,
+        Err(e) => report.errors.push(format!("receive-wal: {e}")),
+    }
     let archive = server.wal_archive()?;
     archive_incoming(server, &archive, report)?;
     if let Ok(_backup_lock) = server
@@ -78,6 +93,7 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
             report.completed_backups.push(b.backup_id.clone());
         }
     }
+    crate::retention::enforce_retention(server)?.add_to(report);
     Ok(())
 }
 
@@ -103,7 +119,7 @@ fn archive_incoming(server: &Server, archive: &WalArchive, report: &mut CronRepo
         if name.starts_with('.') {
             continue;
         }
-        match archive.archive_file(&path, server.locks()) {
+        match crate::hooks::archive_file(server, archive, &path) {
             Ok(_) => {
                 std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
                 report.archived.push(name);
@@ -113,6 +129,11 @@ fn archive_incoming(server: &Server, archive: &WalArchive, report: &mut CronRepo
                 report.errors.push(format!(
                     "{name}: clashes with the archived copy; kept in errors/"
                 ));
+            }
+            Err(e @ Error::HookAborted { .. }) => {
+                // As Barman: ABORT_STOP from pre_archive_retry_script stops the batch.
+                report.errors.push(format!("{name}: {e}"));
+                break;
             }
             Err(e) => report.errors.push(format!("{name}: {e}")),
         }
@@ -259,5 +280,6 @@ pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
         "backup_directory",
         cfg.backup_directory.display().to_string(),
     );
+    s.extend(crate::diagnose::status_rows(server));
     Ok(s)
 }

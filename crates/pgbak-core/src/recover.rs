@@ -6,11 +6,12 @@
 //! settings go into `postgresql.auto.conf` with a `recovery.signal` (or `standby.signal`).
 
 use crate::catalogue::BackupInfo;
+use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::server::Server;
 use crate::{Error, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pgbak_copy::{copy_tree, extract_tar, ExtractOptions};
-use pgbak_wal::{Lsn, SegmentName, WalFileName};
+use pgbak_wal::Lsn;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,13 @@ pub struct RecoverOptions {
     /// The pgbak binary and configuration file that restore_command should call.
     pub pgbak_exe: PathBuf,
     pub config_file: Option<PathBuf>,
+    /// Restore onto another host reached with this ssh command (Barman's
+    /// `--remote-ssh-command`); `dest` and the tablespace locations are paths there.
+    pub remote_ssh_command: Option<String>,
+    /// Parallel rsync runs of a remote recovery (default `parallel_jobs`).
+    pub jobs: Option<u32>,
+    /// Bandwidth limit of a remote recovery in kB/s (default `bandwidth_limit`).
+    pub bwlimit: Option<u64>,
 }
 
 /// What was done.
@@ -271,7 +279,21 @@ fn create_private_dir(path: &Path) -> Result<()> {
 /// Restores a backup and writes the recovery configuration.
 pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary> {
     let backup = server.catalogue().resolve(&opts.backup_id)?;
+    // Hold the backup's lock (shared: restores may run side by side) so that no delete removes
+    // it while it is copied; read it again under the lock in case a delete finished meanwhile.
+    let _in_use = crate::backup_lock::lock_backup_shared(server, &backup.backup_id)?;
+    let backup = server.catalogue().resolve(&backup.backup_id)?;
     let mut settings = recovery_settings(&opts.target, &backup)?;
+    let hooks = Hooks::new(server, HookEvent::Recovery);
+    let hook_env = HookEnv::for_recovery(
+        server,
+        &backup,
+        &opts.dest,
+        &opts.tablespaces,
+        None,
+        &hook_options(opts),
+    );
+    hooks.run_pre(&hook_env)?;
 
     // Where each tablespace goes.
     let mut locations: BTreeMap<u32, PathBuf> = BTreeMap::new();
@@ -301,6 +323,26 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     }
 
     // Check everything before writing anything.
+    let archive = server.wal_archive()?;
+    let target_tli = opts
+        .target
+        .tli
+        .as_deref()
+        .map(str::parse::<crate::timelines::TargetTimeline>)
+        .transpose()?;
+    let plan = archive.backup_recovery_plan(&backup, target_tli)?;
+    if let Some(ssh) = &opts.remote_ssh_command {
+        let remote = crate::remote_recover::RemotePlan {
+            backup: &backup,
+            locations: &locations,
+            archive: &archive,
+            wal: &plan,
+            settings,
+        };
+        let summary = crate::remote_recover::recover_remote(server, opts, ssh, remote)?;
+        hooks.run_post(&hook_env);
+        return Ok(summary);
+    }
     ensure_empty_or_missing(&opts.dest, opts.force, "destination")?;
     for loc in locations.values() {
         ensure_empty_or_missing(loc, opts.force, "tablespace location")?;
@@ -347,7 +389,6 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     relink_tablespaces(&opts.dest, &locations)?;
 
     // WAL.
-    let archive = server.wal_archive()?;
     let (restore_command, copied) = if opts.get_wal {
         let mut cmd = format!("'{}'", opts.pgbak_exe.display());
         if let Some(c) = &opts.config_file {
@@ -358,7 +399,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     } else {
         let spool = opts.dest.join(WAL_SPOOL_DIR);
         create_private_dir(&spool)?;
-        let n = copy_needed_wal(&archive, &backup, &spool)?;
+        let n = copy_needed_wal(&archive, &plan, &spool)?;
         (format!("cp {WAL_SPOOL_DIR}/%f %p"), n)
     };
     settings.insert(0, ("restore_command".into(), restore_command.clone()));
@@ -375,6 +416,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     for stale in ["postmaster.pid", "postmaster.opts"] {
         let _ = fs::remove_file(opts.dest.join(stale));
     }
+    hooks.run_post(&hook_env);
     Ok(RecoverySummary {
         backup,
         dest: opts.dest.clone(),
@@ -382,6 +424,37 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         restore_command,
         settings,
     })
+}
+
+/// The recovery options given, as `BARMAN_RECOVER_OPTIONS` reports them (unset ones left out).
+fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
+    let t = &opts.target;
+    let mut m = BTreeMap::new();
+    let texts = [
+        ("target_time", &t.time),
+        ("target_xid", &t.xid),
+        ("target_lsn", &t.lsn),
+        ("target_name", &t.name),
+        ("target_tli", &t.tli),
+        ("target_action", &t.action),
+    ];
+    for (k, v) in texts {
+        if let Some(v) = v {
+            m.insert(k.to_string(), serde_json::Value::String(v.clone()));
+        }
+    }
+    let flags = [
+        ("target_immediate", t.immediate),
+        ("exclusive", t.exclusive),
+        ("standby_mode", opts.standby_mode),
+        ("get_wal", opts.get_wal),
+    ];
+    for (k, v) in flags {
+        if v {
+            m.insert(k.to_string(), serde_json::Value::Bool(true));
+        }
+    }
+    m
 }
 
 fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
@@ -434,34 +507,18 @@ fn relink_tablespaces(dest: &Path, locations: &BTreeMap<u32, PathBuf>) -> Result
     Ok(())
 }
 
-/// Copies (decompressed and checked) every archived WAL file a recovery from `backup` may need:
-/// history files, and segments from the backup's first one on, on its timeline and later ones.
+/// Copies (decompressed and checked) every archived WAL file the recovery plan names: history
+/// files, and the segments of the timelines on the path to the target timeline, each only up to
+/// the point where the path leaves it.
 fn copy_needed_wal(
     archive: &crate::wal_archive::WalArchive,
-    backup: &BackupInfo,
+    plan: &crate::timelines::WalPlan,
     spool: &Path,
 ) -> Result<usize> {
-    let seg_size = backup
-        .wal_segment_size
-        .unwrap_or(pgbak_wal::DEFAULT_SEGMENT_SIZE);
-    let first = match &backup.begin_wal {
-        Some(w) => SegmentName::parse(w, seg_size)?,
-        None => return Ok(0),
-    };
     let mut n = 0;
-    for h in archive.history_names()? {
-        archive.fetch(&h, &spool.join(&h))?;
+    for name in plan.histories.iter().chain(&plan.segments) {
+        archive.fetch(name, &spool.join(name))?;
         n += 1;
-    }
-    for name in archive.segment_names()? {
-        let Ok(WalFileName::Segment { .. }) = WalFileName::parse(&name) else {
-            continue;
-        };
-        let seg = SegmentName::parse(&name, seg_size)?;
-        if seg.tli >= first.tli && seg.segno >= first.segno {
-            archive.fetch(&name, &spool.join(&name))?;
-            n += 1;
-        }
     }
     Ok(n)
 }
@@ -482,7 +539,11 @@ const MANAGED_KEYS: &[&str] = &[
 ];
 
 /// Appends the settings to postgresql.auto.conf, dropping earlier lines for the same keys.
-fn write_auto_conf(dest: &Path, backup: &BackupInfo, settings: &[(String, String)]) -> Result<()> {
+pub(crate) fn write_auto_conf(
+    dest: &Path,
+    backup: &BackupInfo,
+    settings: &[(String, String)],
+) -> Result<()> {
     let path = dest.join("postgresql.auto.conf");
     let old = fs::read_to_string(&path).unwrap_or_default();
     let mut out = String::new();

@@ -61,6 +61,12 @@ impl Server {
         PgConnection::connect(&self.config.name, &self.config.conninfo)
     }
 
+    /// The file behind lock `name`, for locks taken in shared mode (which [`LockManager`] does
+    /// not offer).
+    pub fn lock_path(&self, name: &LockName) -> Result<PathBuf> {
+        Ok(self.locks.path_for(name)?)
+    }
+
     /// Whether a `pgbak backup` of this server is running now (it holds the backup lock).
     pub fn backup_running(&self) -> bool {
         matches!(

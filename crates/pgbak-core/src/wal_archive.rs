@@ -38,7 +38,7 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         let mut s = format!(
             "{}\t{}\t{:.3}\t{}\tNone",
             self.name, self.stored_size, self.time, self.compression
@@ -50,7 +50,7 @@ impl IndexEntry {
         s
     }
 
-    fn parse(line: &str) -> Option<IndexEntry> {
+    pub(crate) fn parse(line: &str) -> Option<IndexEntry> {
         let mut cols = line.split('\t');
         let name = cols.next()?.to_string();
         let stored_size = cols.next()?.parse().ok()?;
@@ -197,6 +197,16 @@ impl WalArchive {
         &self.wals_dir
     }
 
+    /// The name of the server this archive belongs to.
+    pub fn server_name(&self) -> &str {
+        &self.server
+    }
+
+    /// The folder where clashing copies are kept.
+    pub fn errors_dir(&self) -> &Path {
+        &self.errors_dir
+    }
+
     /// The object key of a WAL file name: history files at the top, everything else in its
     /// `<timeline><log>` folder.
     pub fn key_of(name: &str) -> Result<String> {
@@ -220,6 +230,18 @@ impl WalArchive {
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::Usage(format!("{} has no file name", src.display())))?
             .to_string();
+        self.archive_file_as(src, &name, locks)
+    }
+
+    /// Archives the file at `src` under the WAL name `name` (for files received under a
+    /// temporary name, such as those `put-wal` reads from its input).
+    pub fn archive_file_as(
+        &self,
+        src: &Path,
+        name: &str,
+        locks: &dyn LockManager,
+    ) -> Result<ArchiveOutcome> {
+        let name = name.to_string();
         let parsed = WalFileName::parse(&name)?;
         let key = Self::key_of(&name)?;
         let mut file = File::open(src).map_err(|e| Error::io("open", src, e))?;
@@ -273,7 +295,7 @@ impl WalArchive {
         match writer.commit(CommitMode::CreateNew) {
             Ok(()) => {}
             Err(pgbak_storage::Error::AlreadyExists(_)) => {
-                return self.resolve_duplicate(&name, &key, src, crc, size)
+                return self.resolve_duplicate(&name, &key, src, crc, size, locks)
             }
             Err(e) => return Err(e.into()),
         }
@@ -297,6 +319,8 @@ impl WalArchive {
     }
 
     /// The name exists: identical content is success, anything else is kept in `errors/`.
+    /// Identical content whose index line is missing (a crash between the file's commit and the
+    /// index append) gets its line now, so a retried archive heals the index.
     fn resolve_duplicate(
         &self,
         name: &str,
@@ -304,9 +328,11 @@ impl WalArchive {
         src: &Path,
         crc: u32,
         size: u64,
+        locks: &dyn LockManager,
     ) -> Result<ArchiveOutcome> {
         let (old_crc, old_size) = self.checksum_stored(key)?;
         if old_crc == crc && old_size == size {
+            self.ensure_indexed(name, key, crc, size, locks)?;
             return Ok(ArchiveOutcome::AlreadyArchived {
                 name: name.to_string(),
             });
@@ -327,7 +353,7 @@ impl WalArchive {
     }
 
     /// CRC-32C and size of the original bytes of a stored object.
-    fn checksum_stored(&self, key: &str) -> Result<(u32, u64)> {
+    pub(crate) fn checksum_stored(&self, key: &str) -> Result<(u32, u64)> {
         let r = self.storage.get(key)?;
         let (_, mut dec) =
             auto_decoder(r).map_err(|e| Error::io("read", self.wals_dir.join(key), e))?;
@@ -346,7 +372,7 @@ impl WalArchive {
         Ok((crc, size))
     }
 
-    fn append_index(&self, entry: &IndexEntry, locks: &dyn LockManager) -> Result<()> {
+    pub(crate) fn append_index(&self, entry: &IndexEntry, locks: &dyn LockManager) -> Result<()> {
         let _guard = locks.lock_blocking(&LockName::ServerXlogDb(self.server.clone()))?;
         let path = self.wals_dir.join(INDEX_FILE);
         let mut f = std::fs::OpenOptions::new()
@@ -370,12 +396,42 @@ impl WalArchive {
     }
 
     fn index_entry(&self, name: &str) -> Result<Option<IndexEntry>> {
-        Ok(self.index()?.into_iter().rev().find(|e| e.name == name))
+        crate::wal_index::last_entry_for(&self.wals_dir.join(INDEX_FILE), name)
     }
 
     /// Writes the original bytes of `name` to `dest` (through a temporary file renamed into place),
     /// checking them against the index. A missing file is [`Error::WalNotFound`].
     pub fn fetch(&self, name: &str, dest: &Path) -> Result<u64> {
+        let tmp = dest.with_file_name(format!(
+            ".{}.pgbak.tmp",
+            dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
+        ));
+        let result = (|| -> Result<u64> {
+            let mut out = io::BufWriter::with_capacity(
+                CHUNK,
+                File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?,
+            );
+            let size = self.fetch_to(name, &mut out, &tmp)?;
+            out.flush().map_err(|e| Error::io("write", &tmp, e))?;
+            Ok(size)
+        })();
+        match result {
+            Ok(size) => {
+                std::fs::rename(&tmp, dest).map_err(|e| Error::io("rename", dest, e))?;
+                Ok(size)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the original bytes of `name` to `out` (named `out_label` in errors) and checks them
+    /// against the index. The check can only fail after the bytes were written: callers that hand
+    /// the result on must treat it as void on error (as [`WalArchive::fetch`] does by writing
+    /// to a temporary file). A missing file is [`Error::WalNotFound`].
+    pub fn fetch_to(&self, name: &str, out: &mut dyn Write, out_label: &Path) -> Result<u64> {
         let key = Self::key_of(name)?;
         let src_path = self.wals_dir.join(&key);
         let r = match self.storage.get(&key) {
@@ -394,62 +450,41 @@ impl WalArchive {
             detail,
         };
         let (_, mut dec) = auto_decoder(r).map_err(|e| corrupt(e.to_string()))?;
-        let tmp = dest.with_file_name(format!(
-            ".{}.pgbak.tmp",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
-        ));
-        let result = (|| -> Result<u64> {
-            let mut out = io::BufWriter::with_capacity(
-                CHUNK,
-                File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?,
-            );
-            let mut buf = vec![0u8; CHUNK];
-            let (mut crc, mut size) = (0u32, 0u64);
-            let mut first = Vec::new();
-            loop {
-                let n = read_full(&mut dec, &mut buf).map_err(|e| corrupt(e.to_string()))?;
-                if n == 0 {
-                    break;
-                }
-                if first.is_empty() {
-                    first.extend_from_slice(&buf[..n.min(64)]);
-                }
-                crc = crc32c::crc32c_append(crc, &buf[..n]);
-                size += n as u64;
-                out.write_all(&buf[..n])
-                    .map_err(|e| Error::io("write", &tmp, e))?;
+        let mut buf = vec![0u8; CHUNK];
+        let (mut crc, mut size) = (0u32, 0u64);
+        let mut first = Vec::new();
+        loop {
+            let n = read_full(&mut dec, &mut buf).map_err(|e| corrupt(e.to_string()))?;
+            if n == 0 {
+                break;
             }
-            out.flush().map_err(|e| Error::io("write", &tmp, e))?;
-            match &expected {
-                Some(IndexEntry {
-                    crc32c: Some(c),
-                    size: Some(s),
-                    ..
-                }) => {
-                    if *c != crc || *s != size {
-                        return Err(corrupt(format!(
-                            "content does not match the checksum recorded when it was archived (crc32c {crc:08x} vs {c:08x}, {size} vs {s} bytes)"
-                        )));
-                    }
-                }
-                _ => {
-                    if matches!(WalFileName::parse(name)?, WalFileName::Segment { .. }) {
-                        check_segment(name, &first, size).map_err(corrupt)?;
-                    }
+            if first.is_empty() {
+                first.extend_from_slice(&buf[..n.min(64)]);
+            }
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            size += n as u64;
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", out_label, e))?;
+        }
+        match &expected {
+            Some(IndexEntry {
+                crc32c: Some(c),
+                size: Some(s),
+                ..
+            }) => {
+                if *c != crc || *s != size {
+                    return Err(corrupt(format!(
+                        "content does not match the checksum recorded when it was archived (crc32c {crc:08x} vs {c:08x}, {size} vs {s} bytes)"
+                    )));
                 }
             }
-            Ok(size)
-        })();
-        match result {
-            Ok(size) => {
-                std::fs::rename(&tmp, dest).map_err(|e| Error::io("rename", dest, e))?;
-                Ok(size)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
+            _ => {
+                if matches!(WalFileName::parse(name)?, WalFileName::Segment { .. }) {
+                    check_segment(name, &first, size).map_err(corrupt)?;
+                }
             }
         }
+        Ok(size)
     }
 
     /// The compression format of a stored file, detected from its first bytes.
@@ -462,8 +497,12 @@ impl WalArchive {
         Ok(pgbak_compress::detect(&probe[..n]))
     }
 
-    /// Names of all archived segments (not history or backup files), sorted.
+    /// Names of all archived segments (not history or backup files), sorted. Read from the
+    /// index when there is one, so a large archive is not walked file by file.
     pub fn segment_names(&self) -> Result<Vec<String>> {
+        if let Some(names) = self.indexed_names(|n| matches!(n, WalFileName::Segment { .. }))? {
+            return Ok(names);
+        }
         let mut out: Vec<String> = self
             .storage
             .list("")?
@@ -475,8 +514,11 @@ impl WalArchive {
         Ok(out)
     }
 
-    /// Names of all archived history files.
+    /// Names of all archived history files (from the index when there is one).
     pub fn history_names(&self) -> Result<Vec<String>> {
+        if let Some(names) = self.indexed_names(|n| n.is_history())? {
+            return Ok(names);
+        }
         let mut out: Vec<String> = self
             .storage
             .list("")?
@@ -499,13 +541,13 @@ fn now_secs() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::locks::FileLockManager;
 
-    /// A fake but well-formed 16 MiB... no: a 1 MiB segment (a valid wal_segment_size) whose long
-    /// header matches its name.
-    fn segment(name: &str, fill: u8) -> Vec<u8> {
+    /// A fake but well-formed 1 MiB segment (a valid wal_segment_size) whose long header matches
+    /// its name.
+    pub(crate) fn segment(name: &str, fill: u8) -> Vec<u8> {
         let seg_size: u64 = 1 << 20;
         let seg = SegmentName::parse(name, seg_size).unwrap();
         let mut v = vec![fill; seg_size as usize];

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 /// Result alias used throughout the crate.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -207,6 +208,18 @@ pub enum Error {
         /// The server (host:port or socket path).
         server: String,
     },
+
+    /// A file of the WAL receiver's directory could not be created, written, synced or renamed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    File {
+        /// What was being done (`write`, `fsync`, `rename`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -222,6 +235,15 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
+            source,
+        }
+    }
+
+    /// A local file operation of the WAL receiver failed.
+    pub(crate) fn file(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::File {
+            op,
+            path: path.into(),
             source,
         }
     }

@@ -1,13 +1,16 @@
 //! Pure pieces of the replication protocol, fed with bytes and strings: building BASE_BACKUP
 //! commands for each server generation, framing backend messages, decoding the messages that
 //! `postgres-protocol` does not know (CopyBothResponse) or whose raw fields we want
-//! (ErrorResponse/NoticeResponse), the PostgreSQL 15+ BASE_BACKUP stream, and version strings.
+//! (ErrorResponse/NoticeResponse), the PostgreSQL 15+ BASE_BACKUP stream, and version strings;
+//! [`stream`] holds the same for START_REPLICATION (WAL streaming, slots, timeline histories).
 //!
 //! The async client in [`crate::replication`] only moves these over a socket.
 
 use crate::error::DbError;
 use crate::replication::BaseBackupOptions;
 use crate::{Error, Result};
+
+pub mod stream;
 
 /// Tag of CopyBothResponse, which START_REPLICATION answers with.
 pub const COPY_BOTH_RESPONSE_TAG: u8 = b'W';

@@ -3,7 +3,8 @@
 //!
 //! Message framing and decoding live in [`crate::protocol`] and `postgres-protocol`; this module
 //! only sequences them over a socket. Streams are passed on chunk by chunk as they arrive: memory
-//! use does not depend on the size of the database.
+//! use does not depend on the size of the database. WAL streaming (START_REPLICATION) is in
+//! `stream`, slot and timeline commands in `slots`.
 
 use crate::error::DbError;
 use crate::protocol::{
@@ -103,7 +104,7 @@ pub struct BaseBackupEnd {
 }
 
 /// Anything the client can read and write bytes on.
-trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Socket for T {}
 
 /// One backend message, with the kinds `postgres-protocol` does not decode for us already decoded.
@@ -153,6 +154,28 @@ fn unexpected_copy_both(r: &CopyBothResponse, during: &str) -> Error {
 
 fn unexpected(what: &str, during: &str) -> Error {
     Error::protocol(format!("unexpected {what} during {during}"))
+}
+
+/// Decodes a DataRow as raw bytes: TIMELINE_HISTORY sends a file's content, which need not be
+/// UTF-8.
+fn decode_row_bytes(row: &DataRowBody) -> Result<Vec<Option<Vec<u8>>>> {
+    let buf = row.buffer();
+    let mut out = Vec::new();
+    let mut ranges = row.ranges();
+    while let Some(range) = ranges
+        .next()
+        .map_err(|e| Error::protocol(format!("malformed DataRow: {e}")))?
+    {
+        out.push(match range {
+            None => None,
+            Some(r) => Some(
+                buf.get(r)
+                    .ok_or_else(|| Error::protocol("DataRow column outside the message"))?
+                    .to_vec(),
+            ),
+        });
+    }
+    Ok(out)
 }
 
 /// Decodes a DataRow as text columns (the simple query protocol always sends text).
@@ -574,6 +597,15 @@ impl ReplicationClient {
     /// Runs a simple query and returns its rows as text (NULL = None). The rows of all result sets of
     /// a multi-statement query are concatenated.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        self.query_rows(sql, decode_row).await
+    }
+
+    /// Runs a simple query and decodes each row with `decode`.
+    async fn query_rows<T>(
+        &mut self,
+        sql: &str,
+        decode: fn(&DataRowBody) -> Result<T>,
+    ) -> Result<Vec<T>> {
         self.send_query(sql).await?;
         let mut rows = Vec::new();
         let mut failure: Option<DbError> = None;
@@ -585,7 +617,7 @@ impl ReplicationClient {
                     | Message::CommandComplete(_)
                     | Message::EmptyQueryResponse => {}
                     Message::DataRow(row) => {
-                        rows.push(decode_row(&row).map_err(|e| self.violation(e))?)
+                        rows.push(decode(&row).map_err(|e| self.violation(e))?)
                     }
                     Message::ParameterStatus(p) => self.store_parameter(&p)?,
                     other => {
@@ -727,7 +759,7 @@ impl ReplicationClient {
     }
 
     #[cfg(test)]
-    async fn from_socket(socket: Box<dyn Socket>, params: &ConnParams) -> Result<Self> {
+    pub(crate) async fn from_socket(socket: Box<dyn Socket>, params: &ConnParams) -> Result<Self> {
         let mut client = ReplicationClient {
             socket,
             read_buf: BytesMut::new(),
@@ -743,5 +775,11 @@ impl ReplicationClient {
 }
 
 mod base_backup;
+mod slots;
+mod stream;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;
+
+pub use stream::{ReplicationMessage, ReplicationStream, StreamEnd};

@@ -1,0 +1,39 @@
+//! `pgbak delete`: delete a backup and the WAL that only it needed.
+
+use crate::cli::{Cli, Format};
+use crate::output::print_json;
+use pgbak_core::config::Config;
+use pgbak_core::delete::delete_backup;
+use pgbak_core::server::Server;
+use pgbak_core::Result;
+
+/// Runs `delete SERVER BACKUP_ID`.
+pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {
+    let config = Config::load(cli.config.as_deref())?;
+    let server = Server::new(&config, server)?;
+    let r = delete_backup(&server, backup_id)?;
+    match cli.format {
+        Format::Json => print_json(&serde_json::json!({
+            "server": server.name(),
+            "backup_id": r.backup.backup_id,
+            "resumed": r.resumed,
+            "wal_removed": r.wal_removed,
+        })),
+        Format::Console => {
+            if !cli.quiet {
+                let how = if r.resumed {
+                    " (finishing an interrupted delete)"
+                } else {
+                    ""
+                };
+                println!(
+                    "Deleted backup {} of server '{}'{how}; {} WAL file(s) removed",
+                    r.backup.backup_id,
+                    server.name(),
+                    r.wal_removed.len()
+                );
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,52 @@
+//! Named points inside multi-step operations where a test can freeze the process, to kill it
+//! there and prove that the half-done work leaves a usable catalogue.
+//!
+//! Test-only: when `PGBAK_TEST_PAUSE_AT` lists a point's name (comma-separated, e.g.
+//! `delete:after-data`), the process prints `PGBAK_TEST_PAUSED <name> <pid>` on stderr when it
+//! reaches that point and then sleeps until it is killed. Unset, the points cost one environment
+//! lookup each.
+//!
+//! The points of `delete` are, in order: `delete:after-marker`, `delete:after-metadata`,
+//! `delete:after-data`, `delete:mid-wal` (after the first WAL file is removed) and
+//! `delete:after-wal`.
+
+use std::io::Write;
+use std::time::Duration;
+
+/// The environment variable naming the points to pause at.
+pub const PAUSE_ENV: &str = "PGBAK_TEST_PAUSE_AT";
+
+/// The line printed on stderr when a pause begins (followed by the point's name and the PID).
+pub const PAUSED_BANNER: &str = "PGBAK_TEST_PAUSED";
+
+/// Whether `name` is listed in `setting`.
+fn listed(setting: &str, name: &str) -> bool {
+    setting.split(',').any(|p| p.trim() == name)
+}
+
+/// Pauses forever if the test settings ask for a pause at `name`.
+pub fn pause_point(name: &str) {
+    let Ok(setting) = std::env::var(PAUSE_ENV) else {
+        return;
+    };
+    if !listed(&setting, name) {
+        return;
+    }
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{PAUSED_BANNER} {name} {}", std::process::id());
+    let _ = err.flush();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_matched_whole() {
+        assert!(super::listed("delete:after-data", "delete:after-data"));
+        assert!(super::listed("a, delete:after-data", "delete:after-data"));
+        assert!(!super::listed("delete:after-data-x", "delete:after-data"));
+        assert!(!super::listed("", "delete:after-data"));
+    }
+}

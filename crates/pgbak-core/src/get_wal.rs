@@ -1,0 +1,232 @@
+//! The serving side of recovery: `get-wal --peek N` (which archived segments follow a name) and
+//! `get-wal --bundle N` (the requested file and up to N-1 following segments in one tar stream,
+//! each decompressed and checked before a byte of it is sent), so that `wal-restore --parallel`
+//! fills its spool with one SSH round trip instead of one per segment.
+
+use crate::wal_archive::WalArchive;
+use crate::wal_tar::{write_end, write_entry};
+use crate::{Error, Result};
+use pgbak_wal::WalFileName;
+use std::io::Write;
+use std::path::Path;
+
+/// The next segment names to try after `name`: the following segment in the same "log", then the
+/// first of the next log (which of the two exists depends on the segment size, which get-wal does
+/// not need to know).
+fn successors(name: &str) -> Vec<String> {
+    let Ok(WalFileName::Segment { tli, log, seg }) = WalFileName::parse(name) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(s) = seg.checked_add(1) {
+        out.push(format!("{tli:08X}{log:08X}{s:08X}"));
+    }
+    if let Some(l) = log.checked_add(1) {
+        out.push(format!("{tli:08X}{l:08X}{:08X}", 0));
+    }
+    out
+}
+
+impl WalArchive {
+    /// `name` and the archived segments that follow it on its timeline without a gap, at most `n`
+    /// names in all; empty when `name` is not archived. For a file that is not a segment (a
+    /// history file), only the file itself.
+    pub fn peek(&self, name: &str, n: usize) -> Result<Vec<String>> {
+        if n == 0 || !self.contains(name)? {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![name.to_string()];
+        while out.len() < n {
+            let last = out.last().cloned().unwrap_or_default();
+            let mut found = None;
+            for next in successors(&last) {
+                if self.contains(&next)? {
+                    found = Some(next);
+                    break;
+                }
+            }
+            match found {
+                Some(next) => out.push(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a tar stream to `out` with `name` and up to `n - 1` following segments (see
+    /// [`WalArchive::peek`]), each checked against the index before it is written. A problem with
+    /// `name` itself is an error before anything is written; a problem with a following segment
+    /// ends the stream early (that segment will be fetched, and its error reported, on its own).
+    /// Returns the names sent.
+    pub fn write_bundle(&self, name: &str, n: usize, out: &mut dyn Write) -> Result<Vec<String>> {
+        let names = self.peek(name, n.max(1))?;
+        if names.is_empty() {
+            // Let fetch_to produce the precise error (not found, bad name).
+            WalArchive::key_of(name)?;
+            return Err(Error::WalNotFound {
+                server: self.server_name().to_string(),
+                name: name.to_string(),
+            });
+        }
+        let label = Path::new("standard output");
+        let mut sent = Vec::new();
+        // Decompression of the next file overlaps with the writing (and the SSH encryption) of the
+        // current one.
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Result<Vec<u8>>)>(1);
+            let names_ref = &names;
+            scope.spawn(move || {
+                for n in names_ref {
+                    let mut buf = Vec::with_capacity(16 << 20);
+                    let r = self.fetch_to(n, &mut buf, label).map(|_| buf);
+                    let failed = r.is_err();
+                    if tx.send((n.clone(), r)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for (n, r) in rx {
+                match r {
+                    Ok(data) => {
+                        let mtime = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        write_entry(out, &n, &data, mtime)
+                            .map_err(|e| Error::io("write", label, e))?;
+                        sent.push(n);
+                    }
+                    Err(e) if sent.is_empty() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!("get-wal bundle stops before {n}: {e}");
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        write_end(out).map_err(|e| Error::io("write", label, e))?;
+        out.flush().map_err(|e| Error::io("write", label, e))?;
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::FileLockManager;
+    use crate::wal_archive::tests::segment;
+    use pgbak_compress::{Codec, Compression};
+    use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
+
+    fn archive(names: &[&str]) -> (tempfile::TempDir, WalArchive) {
+        let d = tempfile::tempdir().unwrap();
+        let a = WalArchive::new(
+            "main",
+            d.path().join("wals"),
+            d.path().join("errors"),
+            Codec::new(Compression::Zstd, None).unwrap(),
+        );
+        let l = FileLockManager::new(d.path().join("locks"));
+        for n in names {
+            let p = d.path().join(n);
+            std::fs::write(&p, segment(n, 3)).unwrap();
+            a.archive_file(&p, &l).unwrap();
+        }
+        (d, a)
+    }
+
+    #[test]
+    fn successors_cover_both_log_layouts() {
+        assert_eq!(
+            successors("0000000100000000000000FF"),
+            vec!["000000010000000000000100", "000000010000000100000000"]
+        );
+        assert!(successors("00000002.history").is_empty());
+    }
+
+    #[test]
+    fn peek_stops_at_a_gap_and_at_n() {
+        // 1 MiB segments: 4096 per log, so the log part stays 0 here.
+        let (_d, a) = archive(&[
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005",
+            "000000010000000000000007",
+            "000000020000000000000006",
+        ]);
+        assert_eq!(
+            a.peek("000000010000000000000003", 10).unwrap(),
+            vec![
+                "000000010000000000000003",
+                "000000010000000000000004",
+                "000000010000000000000005"
+            ]
+        );
+        assert_eq!(a.peek("000000010000000000000003", 2).unwrap().len(), 2);
+        assert!(a.peek("000000010000000000000006", 4).unwrap().is_empty());
+    }
+
+    struct Collect(Vec<(String, Vec<u8>)>);
+    impl TarVisitor for Collect {
+        fn entry_start(&mut self, e: &TarEntry) -> pgbak_copy::Result<()> {
+            self.0.push((e.path.display().to_string(), Vec::new()));
+            Ok(())
+        }
+        fn entry_data(&mut self, d: &[u8]) -> pgbak_copy::Result<()> {
+            self.0.last_mut().unwrap().1.extend_from_slice(d);
+            Ok(())
+        }
+        fn entry_end(&mut self) -> pgbak_copy::Result<()> {
+            Ok(())
+        }
+        fn archive_end(&mut self) -> pgbak_copy::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bundle_holds_checked_plain_segments_and_stops_at_damage() {
+        let names = [
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005",
+        ];
+        let (_d, a) = archive(&names);
+        let mut out = Vec::new();
+        assert_eq!(
+            a.write_bundle(names[0], 8, &mut out).unwrap(),
+            names.to_vec()
+        );
+        let mut c = Collect(Vec::new());
+        let mut p = TarStreamParser::new();
+        p.feed(&out, &mut c).unwrap();
+        p.finish().unwrap();
+        assert_eq!(c.0.len(), 3);
+        for (i, (n, data)) in c.0.iter().enumerate() {
+            assert_eq!(n, names[i]);
+            assert_eq!(data, &segment(n, 3));
+        }
+
+        // Damage the second: the bundle holds only the first.
+        let stored = a.dir().join(WalArchive::key_of(names[1]).unwrap());
+        let mut bytes = std::fs::read(&stored).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        std::fs::write(&stored, bytes).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            a.write_bundle(names[0], 8, &mut out).unwrap(),
+            vec![names[0]]
+        );
+        // Asking for the damaged one first is an error, and nothing is written.
+        let mut out = Vec::new();
+        assert!(a.write_bundle(names[1], 8, &mut out).is_err());
+        assert!(out.is_empty());
+        assert!(matches!(
+            a.write_bundle("000000010000000000000009", 2, &mut Vec::new()),
+            Err(Error::WalNotFound { .. })
+        ));
+        assert!(a.write_bundle("../etc/passwd", 2, &mut Vec::new()).is_err());
+    }
+}

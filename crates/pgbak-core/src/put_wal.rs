@@ -1,0 +1,430 @@
+//! `pgbak put-wal SERVER`: the receiving end of `wal-archive` (and of Barman's
+//! `barman-wal-archive` protocol). A tar stream on stdin holds one or more WAL files and a sums
+//! file (`SHA256SUMS`, `MD5SUMS` or `CRC32CSUMS`) naming each of them. Every file is received into
+//! a temporary name, every checksum is verified, and only then is each file archived (durably,
+//! like `archive-wal`); so when put-wal exits 0 the files are safe, and bad input leaves nothing.
+//!
+//! A WAL file compressed by the sender (any format the archive detects by its magic bytes) is
+//! decompressed before archiving, so the archive holds it with the server's own compression.
+
+use crate::locks::LockManager;
+use crate::wal_archive::{ArchiveOutcome, WalArchive};
+use crate::wal_tar::{parse_sums, SumKind, Summer};
+use crate::{Error, Result};
+use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
+use pgbak_wal::WalFileName;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest WAL file accepted (PostgreSQL's largest segment size).
+const MAX_WAL_BYTES: u64 = 1 << 30;
+/// Largest sums file accepted.
+const MAX_SUMS_BYTES: u64 = 1 << 20;
+/// Most WAL files in one stream.
+const MAX_FILES: usize = 1024;
+
+/// A received file waiting for verification.
+struct Received {
+    name: String,
+    path: PathBuf,
+    size: u64,
+}
+
+/// Removes the temporary files when dropped, whatever happened.
+struct Spool {
+    files: Vec<Received>,
+    current: Option<(BufWriter<File>, PathBuf, u64)>,
+    sums: Option<(SumKind, Vec<u8>)>,
+    in_sums: bool,
+    dir: PathBuf,
+    failure: Option<Error>,
+    ended: bool,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Some((_, p, _)) = self.current.take() {
+            let _ = std::fs::remove_file(p);
+        }
+        for f in &self.files {
+            let _ = std::fs::remove_file(&f.path);
+        }
+    }
+}
+
+impl Spool {
+    fn fail(&mut self, e: Error) -> pgbak_copy::Error {
+        let msg = e.to_string();
+        self.failure.get_or_insert(e);
+        pgbak_copy::Error::Aborted(msg)
+    }
+
+    fn bad(&mut self, detail: String) -> pgbak_copy::Error {
+        self.fail(Error::Corrupt {
+            what: "put-wal input".into(),
+            detail,
+        })
+    }
+}
+
+impl TarVisitor for Spool {
+    fn entry_start(&mut self, e: &TarEntry) -> pgbak_copy::Result<()> {
+        let name = e.path.to_string_lossy().into_owned();
+        if e.kind != pgbak_copy::EntryKind::File {
+            return Err(self.bad(format!("entry {name:?} is not a regular file")));
+        }
+        if let Some(kind) = SumKind::from_file_name(&name) {
+            if self.sums.is_some() {
+                return Err(self.bad("more than one checksum file".into()));
+            }
+            if e.size > MAX_SUMS_BYTES {
+                return Err(self.bad(format!("{name} is {} bytes", e.size)));
+            }
+            self.sums = Some((kind, Vec::new()));
+            self.in_sums = true;
+            return Ok(());
+        }
+        if let Err(err) = WalFileName::parse(&name) {
+            return Err(self.fail(Error::Wal(err)));
+        }
+        if e.size > MAX_WAL_BYTES {
+            return Err(self.bad(format!(
+                "{name} is {} bytes, larger than any WAL file",
+                e.size
+            )));
+        }
+        if self.files.len() >= MAX_FILES || self.files.iter().any(|f| f.name == name) {
+            return Err(self.bad(format!("{name}: too many or repeated files")));
+        }
+        let path = self
+            .dir
+            .join(format!(".{}-{name}.put-wal", std::process::id()));
+        let f = match File::create(&path) {
+            Ok(f) => f,
+            Err(err) => return Err(self.fail(Error::io("create", &path, err))),
+        };
+        self.files.push(Received {
+            name,
+            path: path.clone(),
+            size: e.size,
+        });
+        self.current = Some((BufWriter::with_capacity(1 << 20, f), path, 0));
+        Ok(())
+    }
+
+    fn entry_data(&mut self, data: &[u8]) -> pgbak_copy::Result<()> {
+        if self.in_sums {
+            if let Some((_, buf)) = &mut self.sums {
+                buf.extend_from_slice(data);
+            }
+            return Ok(());
+        }
+        let r = match &mut self.current {
+            Some((w, path, n)) => {
+                *n += data.len() as u64;
+                w.write_all(data).map_err(|e| Error::io("write", &*path, e))
+            }
+            None => Ok(()),
+        };
+        r.map_err(|e| self.fail(e))
+    }
+
+    fn entry_end(&mut self) -> pgbak_copy::Result<()> {
+        self.in_sums = false;
+        if let Some((w, path, _)) = self.current.take() {
+            if let Err(e) = w.into_inner().map_err(|e| e.into_error()) {
+                return Err(self.fail(Error::io("write", &path, e)));
+            }
+        }
+        Ok(())
+    }
+
+    fn archive_end(&mut self) -> pgbak_copy::Result<()> {
+        self.ended = true;
+        Ok(())
+    }
+}
+
+/// Reads a put-wal tar stream from `input`, verifies it, and archives every WAL file in it.
+/// `spool_dir` (the server's `incoming/` folder: same filesystem as the archive) holds the files
+/// while they are checked.
+pub fn put_wal(
+    archive: &WalArchive,
+    input: &mut dyn Read,
+    spool_dir: &Path,
+    locks: &dyn LockManager,
+) -> Result<Vec<ArchiveOutcome>> {
+    pgbak_storage::local::create_dir_all_durable(spool_dir)
+        .map_err(|e| Error::io("create", spool_dir, e))?;
+    let mut spool = Spool {
+        files: Vec::new(),
+        current: None,
+        sums: None,
+        in_sums: false,
+        dir: spool_dir.to_path_buf(),
+        failure: None,
+        ended: false,
+    };
+    let mut parser = TarStreamParser::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", "standard input", e)),
+        };
+        if let Err(e) = parser.feed(&buf[..n], &mut spool) {
+            return Err(spool.failure.take().unwrap_or(Error::Copy(e)));
+        }
+    }
+    if let Err(e) = parser.finish() {
+        return Err(spool.failure.take().unwrap_or(Error::Copy(e)));
+    }
+    if !spool.ended {
+        return Err(Error::Corrupt {
+            what: "put-wal input".into(),
+            detail: "the tar stream ended without its end blocks".into(),
+        });
+    }
+    if spool.files.is_empty() {
+        return Err(Error::Corrupt {
+            what: "put-wal input".into(),
+            detail: "no WAL file in the stream".into(),
+        });
+    }
+    let Some((kind, sums)) = spool.sums.take() else {
+        return Err(Error::Corrupt {
+            what: "put-wal input".into(),
+            detail: "no checksum file (SHA256SUMS, MD5SUMS or CRC32CSUMS) in the stream".into(),
+        });
+    };
+    let sums = std::str::from_utf8(&sums)
+        .map_err(|_| Error::Corrupt {
+            what: format!("put-wal {}", kind.file_name()),
+            detail: "not text".into(),
+        })
+        .and_then(|t| {
+            parse_sums(t).map_err(|d| Error::Corrupt {
+                what: format!("put-wal {}", kind.file_name()),
+                detail: d,
+            })
+        })?;
+    for f in &spool.files {
+        let Some((_, want)) = sums.iter().find(|(n, _)| *n == f.name) else {
+            return Err(Error::Corrupt {
+                what: format!("put-wal file {}", f.name),
+                detail: format!("it has no line in {}", kind.file_name()),
+            });
+        };
+        let got = digest_file(&f.path, kind)?;
+        if &got != want {
+            return Err(Error::Corrupt {
+                what: format!("put-wal file {}", f.name),
+                detail: format!(
+                    "{} checksum {got} does not match {want} sent with it ({} bytes received)",
+                    kind.file_name(),
+                    f.size
+                ),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for f in &spool.files {
+        let plain = decompress_if_needed(&f.path)?;
+        let src = plain.as_deref().unwrap_or(&f.path);
+        let r = archive.archive_file_as(src, &f.name, locks);
+        if let Some(p) = &plain {
+            let _ = std::fs::remove_file(p);
+        }
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+fn digest_file(path: &Path, kind: SumKind) -> Result<String> {
+    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut s = Summer::new(kind);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => s.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    Ok(s.hex())
+}
+
+/// When the file starts with a compression magic, writes its plain bytes next to it and returns
+/// that path.
+fn decompress_if_needed(path: &Path) -> Result<Option<PathBuf>> {
+    let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let (c, mut dec) = pgbak_compress::auto_decoder(Box::new(io::BufReader::new(f)))
+        .map_err(|e| Error::io("read", path, e))?;
+    if c == pgbak_compress::Compression::None {
+        return Ok(None);
+    }
+    let plain = path.with_extension("plain");
+    let mut out = File::create(&plain).map_err(|e| Error::io("create", &plain, e))?;
+    if let Err(e) = io::copy(&mut dec, &mut out) {
+        let _ = std::fs::remove_file(&plain);
+        return Err(Error::Corrupt {
+            what: format!("put-wal file {} ({} compressed)", path.display(), c.name()),
+            detail: e.to_string(),
+        });
+    }
+    Ok(Some(plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::locks::FileLockManager;
+    use crate::wal_archive::tests::segment;
+    use crate::wal_tar::{sums_line, write_end, write_entry};
+    use pgbak_compress::{Codec, Compression, Compressor};
+
+    const NAME: &str = "000000010000000000000003";
+
+    fn setup() -> (tempfile::TempDir, WalArchive, FileLockManager) {
+        let d = tempfile::tempdir().unwrap();
+        let a = WalArchive::new(
+            "main",
+            d.path().join("wals"),
+            d.path().join("errors"),
+            Codec::new(Compression::Zstd, None).unwrap(),
+        );
+        let l = FileLockManager::new(d.path().join("locks"));
+        (d, a, l)
+    }
+
+    fn stream(files: &[(&str, Vec<u8>)], kind: Option<SumKind>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut sums = String::new();
+        for (n, data) in files {
+            write_entry(&mut out, n, data, 0).unwrap();
+            if let Some(k) = kind {
+                let mut s = Summer::new(k);
+                s.update(data);
+                sums.push_str(&sums_line(&s.hex(), n));
+            }
+        }
+        if let Some(k) = kind {
+            write_entry(&mut out, k.file_name(), sums.as_bytes(), 0).unwrap();
+        }
+        write_end(&mut out).unwrap();
+        out
+    }
+
+    fn incoming_is_empty(d: &tempfile::TempDir) -> bool {
+        std::fs::read_dir(d.path().join("incoming"))
+            .map(|rd| rd.count() == 0)
+            .unwrap_or(true)
+    }
+
+    #[test]
+    fn every_checksum_kind_is_accepted() {
+        for kind in [SumKind::Sha256, SumKind::Md5, SumKind::Crc32c] {
+            let (d, a, l) = setup();
+            let data = segment(NAME, 4);
+            let input = stream(&[(NAME, data.clone())], Some(kind));
+            let out = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+            assert!(matches!(out[0], ArchiveOutcome::Stored { .. }), "{kind:?}");
+            let back = d.path().join("back");
+            a.fetch(NAME, &back).unwrap();
+            assert_eq!(std::fs::read(&back).unwrap(), data);
+            assert!(incoming_is_empty(&d));
+            // The same again is success.
+            let out = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+            assert!(matches!(out[0], ArchiveOutcome::AlreadyArchived { .. }));
+        }
+    }
+
+    #[test]
+    fn a_compressed_segment_is_stored_with_the_archive_compression() {
+        let (d, a, l) = setup();
+        let data = segment(NAME, 9);
+        let mut gz = Vec::new();
+        let mut enc = Codec::new(Compression::Gzip, None)
+            .unwrap()
+            .encoder(Box::new(&mut gz))
+            .unwrap();
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        let input = stream(&[(NAME, gz)], Some(SumKind::Sha256));
+        put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+        assert_eq!(a.stored_compression(NAME).unwrap(), Compression::Zstd);
+        let back = d.path().join("back");
+        a.fetch(NAME, &back).unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), data);
+        assert!(incoming_is_empty(&d));
+    }
+
+    #[test]
+    fn bad_input_is_refused_and_nothing_is_written() {
+        let data = segment(NAME, 1);
+        let mut wrong_sum = stream(&[(NAME, data.clone())], Some(SumKind::Md5));
+        // Flip a data byte after the header: the checksum no longer matches.
+        wrong_sum[512 + 100] ^= 1;
+        let short = data[..8192].to_vec();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("no checksum file", stream(&[(NAME, data.clone())], None)),
+            ("checksum mismatch", wrong_sum),
+            (
+                "not a WAL name",
+                stream(&[("pg_hba.conf", data.clone())], Some(SumKind::Sha256)),
+            ),
+            (
+                "path in the name",
+                stream(
+                    &[("../000000010000000000000003", data.clone())],
+                    Some(SumKind::Sha256),
+                ),
+            ),
+            (
+                "short segment",
+                stream(&[(NAME, short)], Some(SumKind::Sha256)),
+            ),
+            (
+                "bad history",
+                stream(
+                    &[("00000002.history", b"garbage\n".to_vec())],
+                    Some(SumKind::Sha256),
+                ),
+            ),
+            (
+                "truncated tar",
+                stream(&[(NAME, data.clone())], Some(SumKind::Sha256))[..4096].to_vec(),
+            ),
+            ("empty input", Vec::new()),
+            ("only sums", stream(&[], Some(SumKind::Sha256))),
+        ];
+        for (what, input) in cases {
+            let (d, a, l) = setup();
+            let err = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l);
+            assert!(err.is_err(), "{what}");
+            assert!(a.segment_names().unwrap().is_empty(), "{what}");
+            assert!(a.history_names().unwrap().is_empty(), "{what}");
+            assert!(incoming_is_empty(&d), "{what}: temporary files left");
+        }
+    }
+
+    #[test]
+    fn several_files_in_one_stream() {
+        let (d, a, l) = setup();
+        let n2 = "000000010000000000000004";
+        let input = stream(
+            &[(NAME, segment(NAME, 1)), (n2, segment(n2, 2))],
+            Some(SumKind::Crc32c),
+        );
+        let out = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            a.segment_names().unwrap(),
+            vec![NAME.to_string(), n2.to_string()]
+        );
+    }
+}
