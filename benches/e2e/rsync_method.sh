@@ -8,7 +8,10 @@
 #
 # Prints one line per run: seconds, MB/s (data directory without pg_wal / wall time), and the
 # bytes sent by the database host (rsync's "Total bytes received" on the backup host); for
-# pgbak also the bytes of files copied and reused, from the backup's metadata.
+# pgbak also the bytes of files copied and reused and the time between pg_backup_start and
+# pg_backup_stop, from the backup's metadata. pgbak's wall time includes the fast checkpoint,
+# making the backup durable (syncfs) and waiting for its WAL to be archived (--wait); plain
+# rsync's is shown without and with a final `sync`. Plain rsync also copies pg_wal.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${1:-50}
@@ -95,10 +98,10 @@ echo "database: pgbench scale $SCALE, PGDATA without pg_wal = $((datasize / 1000
 tar -cf - -C "$work" pgdata >/dev/null
 
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
-report() { # name seconds sent_bytes [copied reused]
-  awk -v t="$1" -v s="$2" -v b="$3" -v c="${4:-}" -v r="${5:-}" -v d="$datasize" 'BEGIN {
+report() { # name seconds sent_bytes [copied reused copy_seconds]
+  awk -v t="$1" -v s="$2" -v b="$3" -v c="${4:-}" -v r="${5:-}" -v k="${6:-}" -v d="$datasize" 'BEGIN {
     printf "%-28s %7.2f s %8.1f MB/s  sent %8.1f MB", t, s, d/1e6/s, b/1e6
-    if (c != "") printf "  copied %8.1f MB  reused %8.1f MB", c/1e6, r/1e6
+    if (c != "") printf "  copied %8.1f MB  reused %8.1f MB  (rsync phase %5.2f s)", c/1e6, r/1e6, k
     printf "\n" }'
 }
 
@@ -108,31 +111,37 @@ sent=$(as_pg rsync -a --stats -e "ssh $SSH_OPTS" "$USER_NAME@127.0.0.1:$work/pgd
   | awk -F': ' '/^Total bytes received/ { gsub(/[,.]/, "", $2); print $2 + 0 }')
 end=$(date +%s.%N)
 report "plain rsync -a over ssh" "$(elapsed "$start" "$end")" "$sent"
+# pgbak makes a backup durable (syncfs) before it reports it; plain rsync leaves that to the
+# page cache. This is the same copy plus the flush.
+sync
+report "  + sync (durable)" "$(elapsed "$start" "$(date +%s.%N)")" "$sent"
 
-# Runs one pgbak backup; prints "seconds network_bytes copied_bytes reused_bytes".
+# Runs one pgbak backup; prints "seconds network_bytes copied_bytes reused_bytes copy_seconds".
 pgbak_backup() {
   local start end json
   start=$(date +%s.%N)
   json=$(as_pg "$work/bin/pgbak" -q -f json -c "$work/pgbak.conf" backup bench --wait --wait-timeout 300 "$@")
   end=$(date +%s.%N)
-  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["status"]=="DONE", j; print(sys.argv[2], j["network_bytes"], j["copied_bytes"], j["reused_bytes"])' \
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["status"]=="DONE", j; print(sys.argv[2], j["network_bytes"], j["copied_bytes"], j["reused_bytes"], j["copy_seconds"])' \
     "$json" "$(elapsed "$start" "$end")"
 }
 
 for jobs in 1 2 4; do
-  read -r secs sent copied reused < <(pgbak_backup --jobs "$jobs" --reuse-backup off)
-  report "pgbak rsync jobs=$jobs" "$secs" "$sent" "$copied" "$reused"
+  read -r secs sent copied reused copysecs < <(pgbak_backup --jobs "$jobs" --reuse-backup off)
+  report "pgbak rsync jobs=$jobs" "$secs" "$sent" "$copied" "$reused" "$copysecs"
 done
 
 # 1% of the accounts change (contiguous rows, so about 1% of the table's pages), then a backup
 # that reuses the last one with hard links.
 psql -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= $((SCALE * 1000))" -c "CHECKPOINT" >/dev/null
 tar -cf - -C "$work" pgdata >/dev/null
-read -r secs sent copied reused < <(pgbak_backup --jobs 4 --reuse-backup link)
-report "pgbak rsync jobs=4 link 1%" "$secs" "$sent" "$copied" "$reused"
+read -r secs sent copied reused copysecs < <(pgbak_backup --jobs 4 --reuse-backup link)
+report "pgbak rsync jobs=4 link 1%" "$secs" "$sent" "$copied" "$reused" "$copysecs"
 # The same change for plain rsync: into its earlier copy, updating files in place.
 start=$(date +%s.%N)
 sent=$(as_pg rsync -a --stats -e "ssh $SSH_OPTS" "$USER_NAME@127.0.0.1:$work/pgdata/" "$work/plain/" \
   | awk -F': ' '/^Total bytes received/ { gsub(/[,.]/, "", $2); print $2 + 0 }')
 end=$(date +%s.%N)
 report "plain rsync -a 1% (update)" "$(elapsed "$start" "$end")" "$sent"
+sync
+report "  + sync (durable)" "$(elapsed "$start" "$(date +%s.%N)")" "$sent"

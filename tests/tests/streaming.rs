@@ -93,10 +93,17 @@ impl<'a> Receiver<'a> {
         let out = self.env.run(&["receive-wal", "main", "--stop"]).ok();
         assert!(out.stdout.contains("Stopped receive-wal"), "{out:?}");
         let status = self.child.take().unwrap().wait().unwrap();
-        assert!(status.success(), "receive-wal exited with {status}:\n{}", self.log());
+        assert!(
+            status.success(),
+            "receive-wal exited with {status}:\n{}",
+            self.log()
+        );
         let text = std::fs::read_to_string(&self.stdout).unwrap();
         if std::env::var_os("PGBAK_TEST_LOG").is_some() {
-            eprintln!("---- receive-wal log ----\n{}\n---- report ----\n{text}", self.log());
+            eprintln!(
+                "---- receive-wal log ----\n{}\n---- report ----\n{text}",
+                self.log()
+            );
         }
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON ({e}): {text}"))
     }
@@ -177,7 +184,12 @@ fn archived(env: &PgbakEnv) -> Vec<String> {
         })
         .unwrap_or_default()
     {
-        out.extend(list(&d).into_iter().map(|(n, _)| n).filter(|n| is_segment(n)));
+        out.extend(
+            list(&d)
+                .into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| is_segment(n)),
+        );
     }
     out.sort();
     out
@@ -273,7 +285,9 @@ fn streaming_only_server_backup_and_point_in_time_recovery() {
     let (env, cluster) = streaming_only(&format!("{STREAMING}compression = zstd\n"));
     let receiver = Receiver::start(&env, "a");
     assert_eq!(
-        cluster.psql("SELECT slot_type || ' ' || active FROM pg_replication_slots WHERE slot_name = 'pgbak'"),
+        cluster.psql(
+            "SELECT slot_type || ' ' || active FROM pg_replication_slots WHERE slot_name = 'pgbak'"
+        ),
         "physical true",
         "create_slot = auto made the slot and receive-wal uses it"
     );
@@ -282,7 +296,15 @@ fn streaming_only_server_backup_and_point_in_time_recovery() {
     );
     cluster.psql("INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
     let out = env
-        .run(&["-f", "json", "backup", "main", "--wait", "--wait-timeout", "120"])
+        .run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
         .ok();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
 
@@ -316,7 +338,13 @@ fn streaming_only_server_backup_and_point_in_time_recovery() {
     let r = recover_and_start(
         &env,
         "by_lsn",
-        &["--target-lsn", &target_lsn, "--target-action", "promote", "--get-wal"],
+        &[
+            "--target-lsn",
+            &target_lsn,
+            "--target-action",
+            "promote",
+            "--get-wal",
+        ],
     );
     assert_eq!(ids(&r), at_lsn, "recovery to LSN {target_lsn}");
     drop(r);
@@ -363,7 +391,10 @@ fn killed_receiver_resumes_without_gap_and_slot_never_ahead_of_disk() {
                 break;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no partial segment");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no partial segment"
+        );
         write(500);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -390,7 +421,10 @@ fn killed_receiver_resumes_without_gap_and_slot_never_ahead_of_disk() {
     let end = lsn(&cluster.psql("SELECT pg_current_wal_lsn()"));
     let start = Instant::now();
     while slot_restart_lsn(&cluster).unwrap() < end - end % SEG {
-        assert!(start.elapsed() < Duration::from_secs(30), "slot did not advance");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "slot did not advance"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_slot_not_ahead(&env, &cluster);
@@ -444,7 +478,10 @@ fn archive_command_and_streaming_together_archive_each_segment_once() {
         if streamed.is_empty() && received && archived(&env).contains(&last) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "streaming did not catch up: {streamed:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "streaming did not catch up: {streamed:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let report = receiver.stop();
@@ -459,7 +496,10 @@ fn archive_command_and_streaming_together_archive_each_segment_once() {
     );
     assert_eq!(report["conflicts"], serde_json::json!([]), "{report}");
     let failed = cluster.psql("SELECT failed_count FROM pg_stat_archiver");
-    assert_eq!(failed, "0", "archive_command never failed on a streamed duplicate");
+    assert_eq!(
+        failed, "0",
+        "archive_command never failed on a streamed duplicate"
+    );
 }
 
 #[test]
@@ -476,7 +516,11 @@ fn bad_slots_and_foreign_clusters_are_refused_without_writing() {
     cluster.psql("SELECT pg_create_logical_replication_slot('pgbak', 'test_decoding')");
     let out = env.run(&["receive-wal", "main"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("'pgbak' is a logical slot"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("'pgbak' is a logical slot"),
+        "{}",
+        out.stderr
+    );
     assert!(streaming_dir(&env).is_empty());
     assert!(archived(&env).is_empty());
 
@@ -485,7 +529,8 @@ fn bad_slots_and_foreign_clusters_are_refused_without_writing() {
     let out = env.run(&["receive-wal", "main"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr.contains("replication slot 'other' does not exist")
+        out.stderr
+            .contains("replication slot 'other' does not exist")
             && out.stderr.contains("--create-slot"),
         "{}",
         out.stderr
@@ -505,7 +550,11 @@ fn bad_slots_and_foreign_clusters_are_refused_without_writing() {
     env.write_config(&cluster, "slot_name = pgbak\n");
     let out = env.run(&["receive-wal", "main"]);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("streaming_archiver is off"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("streaming_archiver is off"),
+        "{}",
+        out.stderr
+    );
     drop(cluster);
 
     // The catalogue holds WAL of one cluster; the configuration now points at another.
@@ -537,14 +586,19 @@ fn bad_slots_and_foreign_clusters_are_refused_without_writing() {
 fn slot_operations_lock_reset_stop_and_cron() {
     let (env, cluster) = streaming_only("streaming_archiver = on\nslot_name = pgbak\n");
     let out = env.run(&["receive-wal", "main", "--create-slot"]).ok();
-    assert!(out.stdout.contains("Created replication slot 'pgbak'"), "{out:?}");
+    assert!(
+        out.stdout.contains("Created replication slot 'pgbak'"),
+        "{out:?}"
+    );
     let out = env.run(&["receive-wal", "main", "--create-slot"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
     env.run(&["receive-wal", "main", "--create-slot", "--if-not-exists"])
         .ok();
     assert_ne!(
-        cluster.psql("SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'pgbak'"),
+        cluster.psql(
+            "SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'pgbak'"
+        ),
         "f",
         "the slot reserves WAL at once"
     );
@@ -569,14 +623,19 @@ fn slot_operations_lock_reset_stop_and_cron() {
     cluster.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g");
     receiver.stop();
     assert_eq!(
-        env.run(&["receive-wal", "main", "--stop"]).ok().stdout.trim(),
+        env.run(&["receive-wal", "main", "--stop"])
+            .ok()
+            .stdout
+            .trim(),
         "No receive-wal process runs for server 'main'"
     );
 
     // Reset: the .partial goes, an empty marker at the slot's position replaces it.
     let before = list(&env.server_dir().join("streaming"));
     assert_eq!(before.len(), 1, "{before:?}");
-    let out = env.run(&["-f", "json", "receive-wal", "main", "--reset"]).ok();
+    let out = env
+        .run(&["-f", "json", "receive-wal", "main", "--reset"])
+        .ok();
     let j = out.json();
     assert_eq!(j["removed"], serde_json::json!([before[0].0]), "{j}");
     let marker = j["marker"].as_str().unwrap().to_string();
@@ -584,7 +643,9 @@ fn slot_operations_lock_reset_stop_and_cron() {
         list(&env.server_dir().join("streaming")),
         vec![(marker.clone(), 0)]
     );
-    let restart = cluster.psql("SELECT pg_walfile_name(restart_lsn) FROM pg_replication_slots WHERE slot_name = 'pgbak'");
+    let restart = cluster.psql(
+        "SELECT pg_walfile_name(restart_lsn) FROM pg_replication_slots WHERE slot_name = 'pgbak'",
+    );
     // pg_walfile_name of a segment's first byte names the previous segment.
     assert!(
         marker.starts_with(&restart) || segno(&marker) == segno(&restart) + 1,
@@ -606,7 +667,8 @@ fn slot_operations_lock_reset_stop_and_cron() {
     cluster.psql("SELECT pg_switch_wal()");
     let start = Instant::now();
     loop {
-        let log = std::fs::read_to_string(env.server_dir().join("receive-wal.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(env.server_dir().join("receive-wal.log")).unwrap_or_default();
         if log.contains(&format!("resuming from {marker}")) {
             break;
         }
@@ -616,7 +678,10 @@ fn slot_operations_lock_reset_stop_and_cron() {
     let out = env.run(&["receive-wal", "main", "--stop"]).ok();
     assert!(out.stdout.contains(&format!("pid {cron_pid}")), "{out:?}");
     env.run(&["receive-wal", "main", "--drop-slot"]).ok();
-    assert_eq!(cluster.psql("SELECT count(*) FROM pg_replication_slots"), "0");
+    assert_eq!(
+        cluster.psql("SELECT count(*) FROM pg_replication_slots"),
+        "0"
+    );
     let out = env.run(&["receive-wal", "main", "--drop-slot"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
@@ -641,7 +706,11 @@ fn server_restart_is_confirmed_and_survived() {
     cluster.start_now();
     let start = Instant::now();
     while !receiver.log().contains("reconnecting") || slot_restart_lsn(&cluster).is_none() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{}", receiver.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            receiver.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     cluster.psql("INSERT INTO t SELECT g, 'after restart' FROM generate_series(200001, 300000) g");
@@ -665,7 +734,15 @@ fn receiver_follows_a_promotion_to_the_next_timeline() {
     primary.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
     primary.psql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g");
     let out = env
-        .run(&["-f", "json", "backup", "main", "--wait", "--wait-timeout", "120"])
+        .run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
         .ok();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
 
@@ -676,7 +753,17 @@ fn receiver_follows_a_promotion_to_the_next_timeline() {
         command_as_owner(pgbak_tests::pg_bin("pg_basebackup"))
             .arg("-D")
             .arg(&standby_dir)
-            .args(["-R", "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-U", "postgres"])
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
             .arg("-p")
             .arg(primary.port.to_string()),
     );
@@ -710,7 +797,10 @@ fn receiver_follows_a_promotion_to_the_next_timeline() {
     assert_eq!(report["timeline"], 2, "{report}");
     assert_eq!(report["conflicts"], serde_json::json!([]), "{report}");
     let wals = env.server_dir().join("wals");
-    assert!(wals.join("00000002.history").is_file(), "history file archived");
+    assert!(
+        wals.join("00000002.history").is_file(),
+        "history file archived"
+    );
     let names = archived(&env);
     assert!(
         names.iter().any(|n| n.starts_with("00000002")),
@@ -718,11 +808,7 @@ fn receiver_follows_a_promotion_to_the_next_timeline() {
     );
     assert!(list(&env.server_dir().join("errors")).is_empty());
 
-    let r = recover_and_start(
-        &env,
-        "after_promotion",
-        &["--target-tli", "latest"],
-    );
+    let r = recover_and_start(&env, "after_promotion", &["--target-tli", "latest"]);
     assert_eq!(ids(&r), ids(&standby), "the restore followed timeline 2");
     assert_eq!(ids(&r).len(), 1200);
 }
@@ -731,7 +817,9 @@ fn receiver_follows_a_promotion_to_the_next_timeline() {
 #[test]
 #[ignore]
 fn throughput_of_a_one_gigabyte_burst() {
-    let (env, cluster) = streaming_only(STREAMING);
+    // PGBAK_BENCH_COMPRESSION=zstd (or any codec) measures archiving with compression too.
+    let compression = std::env::var("PGBAK_BENCH_COMPRESSION").unwrap_or_else(|_| "none".into());
+    let (env, cluster) = streaming_only(&format!("{STREAMING}compression = {compression}\n"));
     let receiver = Receiver::start(&env, "bench");
     cluster.psql("CREATE TABLE b (x text)");
     cluster.psql("ALTER TABLE b ALTER COLUMN x SET STORAGE EXTERNAL");
@@ -758,12 +846,16 @@ fn throughput_of_a_one_gigabyte_burst() {
         }
         max_lag
     });
-    cluster.psql("INSERT INTO b SELECT repeat(md5(g::text), 30) FROM generate_series(1, 1000000) g");
+    cluster
+        .psql("INSERT INTO b SELECT repeat(md5(g::text), 30) FROM generate_series(1, 1000000) g");
     let t1 = t0.elapsed();
     let end = lsn(&cluster.psql("SELECT pg_current_wal_lsn()"));
     let start = Instant::now();
     while slot_restart_lsn(&cluster).unwrap() < end {
-        assert!(start.elapsed() < Duration::from_secs(600), "receiver did not catch up");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "receiver did not catch up"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let t2 = t0.elapsed();
@@ -780,7 +872,7 @@ fn throughput_of_a_one_gigabyte_burst() {
     let bytes = end - begin;
     let mb = bytes as f64 / 1e6;
     eprintln!(
-        "burst: {mb:.0} MB of WAL generated in {:.1} s ({:.0} MB/s); durable on the receiver after {:.1} s \
+        "burst (compression {compression}): {mb:.0} MB of WAL generated in {:.1} s ({:.0} MB/s); durable on the receiver after {:.1} s \
          ({:.0} MB/s end to end, {:.2} s after the burst ended); max flush lag during the burst {:.1} MB; \
          all archived after {:.1} s",
         t1.as_secs_f64(),

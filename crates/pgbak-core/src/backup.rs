@@ -246,7 +246,10 @@ fn switch_wal_for_streaming(server: &Server) {
         c.switch_wal().map(|_| ())
     });
     if let Err(e) = switched {
-        tracing::warn!(server = server.name(), "cannot switch WAL after the backup: {e}");
+        tracing::warn!(
+            server = server.name(),
+            "cannot switch WAL after the backup: {e}"
+        );
     }
 }
 

@@ -48,20 +48,7 @@ pub struct DeleteReport {
 /// backups exist, while a backup or another delete of the server runs, and while the backup is
 /// in use (being restored). A backup whose delete was interrupted is finished.
 pub fn delete_backup(server: &Server, id: &str) -> Result<DeleteReport> {
-    let _server_lock =
-        match server
-            .locks()
-            .try_lock(&LockName::ServerBackup(server.name().to_string()))
-        {
-            Ok(g) => g,
-            Err(LockError::Busy { .. }) => return Err(Error::Backup {
-                server: server.name().to_string(),
-                message:
-                    "a backup or another delete of this server is running; try again when it ends"
-                        .into(),
-            }),
-            Err(e) => return Err(e.into()),
-        };
+    let _server_lock = lock_server(server)?;
     let cat = server.catalogue();
     if crate::catalogue::is_backup_id(id) && cat.backup_dir(id).join(DELETE_MARKER).exists() {
         let _lock = lock_backup(server, id)?;
@@ -79,6 +66,22 @@ pub fn delete_backup(server: &Server, id: &str) -> Result<DeleteReport> {
         });
     }
     start_delete(server, &info)
+}
+
+/// Takes the server's backup lock, or says why not.
+fn lock_server(server: &Server) -> Result<crate::locks::LockGuard> {
+    let busy = "a backup or another delete of this server is running; try again when it ends";
+    match server
+        .locks()
+        .try_lock(&LockName::ServerBackup(server.name().to_string()))
+    {
+        Ok(g) => Ok(g),
+        Err(LockError::Busy { .. }) => Err(Error::Backup {
+            server: server.name().to_string(),
+            message: busy.into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes an OBSOLETE backup for retention; the caller holds the server's backup lock.

@@ -16,8 +16,8 @@ mod control;
 
 pub use archiver::ArchiverStats;
 pub use control::{
-    create_slot, cron_receive_wal, drop_slot, reset, spawn_receive_wal, stop, CronAction,
-    ResetReport, SlotCreation, StopOutcome,
+    create_slot, cron_receive_wal, drop_slot, reset, running_receiver, spawn_receive_wal, stop,
+    CronAction, ResetReport, SlotCreation, StopOutcome,
 };
 
 use crate::locks::LockName;
@@ -44,6 +44,9 @@ pub struct ReceiveWalOptions {
     pub fsync_interval: Duration,
     /// Longest time between two status updates to the server.
     pub status_interval: Duration,
+    /// Silence after which the connection is given up as dead (see
+    /// [`pgbak_wal::ReceiverOptions::receive_timeout`]).
+    pub receive_timeout: Duration,
     /// How long connection failures are retried, counted from the last time streaming worked,
     /// before the process gives up (cron starts a new one).
     pub retry_for: Duration,
@@ -56,6 +59,7 @@ impl Default for ReceiveWalOptions {
         ReceiveWalOptions {
             fsync_interval: pgbak_wal::receiver::DEFAULT_FSYNC_INTERVAL,
             status_interval: pgbak_wal::receiver::DEFAULT_STATUS_INTERVAL,
+            receive_timeout: pgbak_wal::receiver::DEFAULT_RECEIVE_TIMEOUT,
             retry_for: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(30),
         }
@@ -81,8 +85,13 @@ pub struct ReceiveWalReport {
     pub reconnects: u32,
 }
 
+/// Connect timeout of the streaming connection when the connection string sets none: a daemon
+/// must not hang on an unreachable host for as long as the operating system would let it.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The `application_name` and connection of the streaming connection: `wal_streaming_conninfo`
-/// when set, else `streaming_conninfo`; the name is `streaming_archiver_name`.
+/// when set, else `streaming_conninfo`; the name is `streaming_archiver_name`; the connect
+/// timeout is 30 s unless the connection string sets one.
 pub fn streaming_params(server: &Server) -> Result<ConnParams> {
     let cfg = &server.config;
     let conninfo = cfg
@@ -97,6 +106,9 @@ pub fn streaming_params(server: &Server) -> Result<ConnParams> {
             .cloned()
             .unwrap_or_else(|| DEFAULT_STREAMING_ARCHIVER_NAME.to_string()),
     );
+    params
+        .connect_timeout
+        .get_or_insert(DEFAULT_CONNECT_TIMEOUT);
     Ok(params)
 }
 
@@ -212,8 +224,10 @@ fn transient(e: &Error) -> bool {
         pgbak_wal::Error::Server { error, .. } => {
             // Shutdown, startup, too many connections, a slot still held by the walsender of a
             // receiver that just died, connection exceptions.
-            matches!(error.code.as_str(), "57P01" | "57P02" | "57P03" | "53300" | "55006")
-                || error.code.starts_with("08")
+            matches!(
+                error.code.as_str(),
+                "57P01" | "57P02" | "57P03" | "53300" | "55006"
+            ) || error.code.starts_with("08")
         }
         _ => false,
     }
@@ -262,6 +276,8 @@ async fn stream(
             Ok(RunEnd::Stopped) => break,
             Ok(RunEnd::ServerStopped) => "the server is shutting down".to_string(),
             Ok(RunEnd::ServerFinished) => "the server ended streaming".to_string(),
+            // A connection failing while stopping: what was received is durable; stop.
+            Err(e) if transient(&e) && *stop.borrow() => break,
             Err(e) if transient(&e) => e.to_string(),
             Err(e) => return Err(e),
         };
@@ -272,7 +288,11 @@ async fn stream(
                 opts.retry_for.as_secs()
             )));
         }
-        tracing::warn!(server = server.name(), "WAL streaming interrupted: {why}; reconnecting in {} s", delay.as_secs());
+        tracing::warn!(
+            server = server.name(),
+            "WAL streaming interrupted: {why}; reconnecting in {} s",
+            delay.as_secs()
+        );
         report.reconnects += 1;
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -297,7 +317,11 @@ async fn session(
     streamed: &mut bool,
 ) -> Result<RunEnd> {
     let cfg = &server.config;
-    let mut client = ReplicationClient::connect(params).await?;
+    // A stop must not wait for an unreachable server.
+    let mut client = tokio::select! {
+        c = ReplicationClient::connect(params) => c?,
+        _ = stop.changed() => return Ok(RunEnd::Stopped),
+    };
     let system = client.identify_system().await?;
     let seg_size = client.wal_segment_size().await?;
     let version = client.server_version_num();
@@ -310,6 +334,7 @@ async fn session(
         let mut ro = ReceiverOptions::new(&cfg.streaming_wals_directory, cfg.slot_name.clone());
         ro.fsync_interval = opts.fsync_interval;
         ro.status_interval = opts.status_interval;
+        ro.receive_timeout = opts.receive_timeout;
         *receiver = Some(WalReceiver::new(ro, seg_size)?);
     }
     let Some(receiver) = receiver.as_mut() else {
@@ -323,12 +348,14 @@ async fn session(
         )));
     }
     let dir_newest = receiver.newest_in_dir()?;
-    let archive_newest = if dir_newest.is_none() && slot.as_ref().and_then(|s| s.restart_lsn).is_none() {
-        newest_archived(server, seg_size)?
-    } else {
-        None
-    };
-    let start: StartPoint = choose_start(dir_newest, slot.as_ref(), archive_newest, &system, seg_size);
+    let archive_newest =
+        if dir_newest.is_none() && slot.as_ref().and_then(|s| s.restart_lsn).is_none() {
+            newest_archived(server, seg_size)?
+        } else {
+            None
+        };
+    let start: StartPoint =
+        choose_start(dir_newest, slot.as_ref(), archive_newest, &system, seg_size);
     if start.tli > system.timeline {
         return Err(Error::Other(format!(
             "server '{}': streaming would start on timeline {} ({}), but the server is on timeline {}; if the server was restored or replaced, move {} aside or run `pgbak receive-wal --reset {}`",
@@ -381,21 +408,34 @@ fn check_system(server: &Server, systemid: &str, version: u32, seg_size: u64) ->
     if let Some(id) = crate::identity::read_identity(&cfg.backup_directory)? {
         if id.systemid != systemid {
             return Err(mismatch(
-                format!("the catalogue ({})", crate::identity::identity_path(&cfg.backup_directory).display()),
+                format!(
+                    "the catalogue ({})",
+                    crate::identity::identity_path(&cfg.backup_directory).display()
+                ),
                 id.systemid,
             ));
         }
     }
     if let Some((name, sysid)) = newest_streamed_system(&cfg.streaming_wals_directory, seg_size)? {
         if sysid.to_string() != systemid {
-            return Err(mismatch(format!("{name} in {}", cfg.streaming_wals_directory.display()), sysid.to_string()));
+            return Err(mismatch(
+                format!("{name} in {}", cfg.streaming_wals_directory.display()),
+                sysid.to_string(),
+            ));
         }
     }
     let archive = server.wal_archive()?;
-    if let Some(newest) = archive.segment_names()?.into_iter().max_by(|a, b| (&a[8..], &a[..8]).cmp(&(&b[8..], &b[..8]))) {
+    if let Some(newest) = archive
+        .segment_names()?
+        .into_iter()
+        .max_by(|a, b| (&a[8..], &a[..8]).cmp(&(&b[8..], &b[..8])))
+    {
         let sysid = archive.segment_system_id(&newest)?;
         if sysid.to_string() != systemid {
-            return Err(mismatch(format!("archived segment {newest}"), sysid.to_string()));
+            return Err(mismatch(
+                format!("archived segment {newest}"),
+                sysid.to_string(),
+            ));
         }
     }
     crate::identity::record_identity(&cfg.backup_directory, systemid, version)?;
@@ -445,7 +485,11 @@ fn newest_archived(server: &Server, seg_size: u64) -> Result<Option<SegmentName>
 }
 
 /// Makes sure slot `name` exists and is physical, creating it when `create_slot = auto`.
-async fn ensure_slot(server: &Server, client: &mut ReplicationClient, name: &str) -> Result<SlotInfo> {
+async fn ensure_slot(
+    server: &Server,
+    client: &mut ReplicationClient,
+    name: &str,
+) -> Result<SlotInfo> {
     let cfg = &server.config;
     let info = read_slot(server, client, name).await?;
     let info = match info {
@@ -485,7 +529,8 @@ pub(crate) async fn read_slot(
     client: &mut ReplicationClient,
     name: &str,
 ) -> Result<Option<SlotInfo>> {
-    if client.server_version_num() >= pgbak_wal::protocol::stream::READ_REPLICATION_SLOT_VERSION_NUM {
+    if client.server_version_num() >= pgbak_wal::protocol::stream::READ_REPLICATION_SLOT_VERSION_NUM
+    {
         return Ok(client.read_replication_slot(name).await?);
     }
     pgbak_wal::protocol::stream::validate_slot_name(name)?;
@@ -500,7 +545,9 @@ pub(crate) async fn read_slot(
     })?;
     Ok(match rows.first() {
         None => None,
-        Some(row) => pgbak_wal::protocol::stream::parse_read_replication_slot(std::slice::from_ref(row))?,
+        Some(row) => {
+            pgbak_wal::protocol::stream::parse_read_replication_slot(std::slice::from_ref(row))?
+        }
     })
 }
 

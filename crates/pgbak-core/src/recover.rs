@@ -290,7 +290,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         &backup,
         &opts.dest,
         &opts.tablespaces,
-        None,
+        opts.remote_ssh_command.as_deref(),
         &hook_options(opts),
     );
     hooks.run_pre(&hook_env)?;

@@ -90,7 +90,9 @@ impl ReceivedFile {
     /// The file.
     pub fn path(&self) -> &Path {
         match self {
-            ReceivedFile::Segment(p) | ReceivedFile::History(p) | ReceivedFile::TimelinePartial(p) => p,
+            ReceivedFile::Segment(p)
+            | ReceivedFile::History(p)
+            | ReceivedFile::TimelinePartial(p) => p,
         }
     }
 }
@@ -254,7 +256,11 @@ impl WalReceiver {
             match self.receive(&mut stream, handler, stop).await? {
                 TimelineEnd::Stop => {
                     self.sync()?;
-                    self.send_status(&mut stream, false).await?;
+                    // The WAL is durable either way; a lost last update only leaves the slot a
+                    // little behind.
+                    if let Err(e) = self.send_status(&mut stream, false).await {
+                        tracing::warn!("cannot send the last status update: {e}");
+                    }
                     // The server answers CopyDone at once; don't let a stuck one hold the stop up.
                     let _ = tokio::time::timeout(Duration::from_secs(10), stream.finish()).await;
                     self.close_current()?;
@@ -342,20 +348,17 @@ impl WalReceiver {
                 Some(ReplicationMessage::XLogData { header, data }) => {
                     self.write(header.start, &data, handler)?;
                 }
-                Some(ReplicationMessage::Keepalive(k)) => {
-                    if k.reply_requested {
-                        // A server shutting down waits until the receiver confirms it has flushed
-                        // everything sent: make it durable first, as pg_receivewal does.
-                        self.sync()?;
-                        self.send_status(stream, false).await?;
-                    }
+                Some(ReplicationMessage::Keepalive(k)) if k.reply_requested => {
+                    // A server shutting down waits until the receiver confirms it has flushed
+                    // everything sent: make it durable first, as pg_receivewal does.
+                    self.sync()?;
+                    self.send_status(stream, false).await?;
                 }
+                Some(ReplicationMessage::Keepalive(_)) => {}
                 Some(ReplicationMessage::EndOfStream) => return Ok(TimelineEnd::EndOfStream),
                 None => {}
             }
-            if self.written > self.flushed
-                && self.last_sync.elapsed() >= self.opts.fsync_interval
-            {
+            if self.written > self.flushed && self.last_sync.elapsed() >= self.opts.fsync_interval {
                 self.sync()?;
             }
             if (self.flushed > self.reported_flush && self.flushed_this_run)

@@ -153,7 +153,8 @@ async fn read_client(s: &mut DuplexStream, rec: &mut Recorded, check: &mut Statu
     match head[0] {
         b'Q' => Client::Query(String::from_utf8(body[..body.len() - 1].to_vec()).unwrap()),
         b'd' => {
-            let u = StandbyStatusUpdate::decode(&body).expect("the client only sends status updates");
+            let u =
+                StandbyStatusUpdate::decode(&body).expect("the client only sends status updates");
             check(&u);
             rec.statuses.push(u);
             Client::Status

@@ -107,7 +107,11 @@ impl Archiver<'_> {
         let name = file_name(path);
         match crate::hooks::archive_file(self.server, self.archive, path) {
             Ok(ArchiveOutcome::Stored { .. }) => {
-                tracing::info!(server = self.server.name(), file = name, "archived streamed WAL");
+                tracing::info!(
+                    server = self.server.name(),
+                    file = name,
+                    "archived streamed WAL"
+                );
                 self.stats.stored += 1;
                 self.remove(path);
             }
@@ -125,7 +129,8 @@ impl Archiver<'_> {
                     "{name}: the streamed copy differs from the archived one; kept as {}",
                     kept.display()
                 );
-                self.stats.error(format!("server '{}': {line}", self.server.name()));
+                self.stats
+                    .error(format!("server '{}': {line}", self.server.name()));
                 self.stats.conflicts.push(line);
                 self.remove(path);
             }
@@ -205,7 +210,13 @@ impl Archiver<'_> {
         // History files first (recovery needs them before the segments of their timeline), then
         // segments in WAL order: segment number, then timeline.
         complete.sort_by(|(a, _), (b, _)| {
-            let key = |n: &str| (!n.ends_with(".history"), n.get(8..).unwrap_or_default().to_string(), n.to_string());
+            let key = |n: &str| {
+                (
+                    !n.ends_with(".history"),
+                    n.get(8..).unwrap_or_default().to_string(),
+                    n.to_string(),
+                )
+            };
             key(a).cmp(&key(b))
         });
         for (_, path) in complete {

@@ -133,23 +133,35 @@ pub fn reset(server: &Server) -> Result<ResetReport> {
         let mut client = ReplicationClient::connect(&params).await?;
         let system = client.identify_system().await?;
         let seg_size = client.wal_segment_size().await?;
-        check_system(server, &system.systemid, client.server_version_num(), seg_size)?;
+        check_system(
+            server,
+            &system.systemid,
+            client.server_version_num(),
+            seg_size,
+        )?;
         let slot = match &cfg.slot_name {
             Some(name) => read_slot(server, &mut client, name).await?,
             None => None,
         };
         let _ = client.close().await;
-        Ok(match slot.and_then(|s| s.restart_lsn.map(|l| (l, s.restart_tli))) {
-            Some((lsn, tli)) => (
-                SegmentName::from_lsn(tli.unwrap_or(system.timeline), segment_start(lsn, seg_size), seg_size)
+        Ok(
+            match slot.and_then(|s| s.restart_lsn.map(|l| (l, s.restart_tli))) {
+                Some((lsn, tli)) => (
+                    SegmentName::from_lsn(
+                        tli.unwrap_or(system.timeline),
+                        segment_start(lsn, seg_size),
+                        seg_size,
+                    )
                     .file_name(seg_size),
-                "the replication slot's restart position".to_string(),
-            ),
-            None => (
-                SegmentName::from_lsn(system.timeline, system.xlogpos, seg_size).file_name(seg_size),
-                "the server's current WAL position".to_string(),
-            ),
-        })
+                    "the replication slot's restart position".to_string(),
+                ),
+                None => (
+                    SegmentName::from_lsn(system.timeline, system.xlogpos, seg_size)
+                        .file_name(seg_size),
+                    "the server's current WAL position".to_string(),
+                ),
+            },
+        )
     })?;
     let dir = &cfg.streaming_wals_directory;
     create_dir_all_durable(dir).map_err(|e| Error::io("create", dir, e))?;
@@ -177,6 +189,28 @@ pub fn reset(server: &Server) -> Result<ResetReport> {
         marker,
         source,
     })
+}
+
+/// The PID of the `receive-wal` process of `server`, when one runs (holds the lock).
+pub fn running_receiver(server: &Server) -> Result<Option<u32>> {
+    let name = LockName::ServerReceiveWal(server.name().to_string());
+    if !server.lock_path(&name)?.exists() {
+        // No receiver ever ran here: don't create a lock file just to look.
+        return Ok(None);
+    }
+    match server.locks().try_lock(&name) {
+        Ok(_guard) => Ok(None),
+        Err(LockError::Busy {
+            holder_pid, path, ..
+        }) => holder_pid.map(Some).ok_or_else(|| {
+            Error::Other(format!(
+                "server '{}': receive-wal is running but its PID cannot be read from {}",
+                server.name(),
+                path.display()
+            ))
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What `--stop` found.
@@ -262,7 +296,10 @@ impl fmt::Display for CronAction {
         match self {
             CronAction::Started { pid } => write!(f, "started receive-wal (pid {pid})"),
             CronAction::Stopped { pid } => {
-                write!(f, "stopped receive-wal (pid {pid}): streaming_archiver is off")
+                write!(
+                    f,
+                    "stopped receive-wal (pid {pid}): streaming_archiver is off"
+                )
             }
         }
     }
@@ -274,15 +311,14 @@ impl fmt::Display for CronAction {
 pub fn cron_receive_wal(server: &Server) -> Result<Option<CronAction>> {
     let name = LockName::ServerReceiveWal(server.name().to_string());
     if !server.config.streaming_archiver {
-        return Ok(match server.locks().try_lock(&name) {
-            Ok(_) => None,
-            Err(LockError::Busy { .. }) => match stop(server, Duration::from_secs(10))? {
-                StopOutcome::Stopped { pid } | StopOutcome::StillRunning { pid } => {
-                    Some(CronAction::Stopped { pid })
-                }
-                StopOutcome::NotRunning => None,
-            },
-            Err(e) => return Err(e.into()),
+        if running_receiver(server)?.is_none() {
+            return Ok(None);
+        }
+        return Ok(match stop(server, Duration::from_secs(10))? {
+            StopOutcome::Stopped { pid } | StopOutcome::StillRunning { pid } => {
+                Some(CronAction::Stopped { pid })
+            }
+            StopOutcome::NotRunning => None,
         });
     }
     match server.locks().try_lock(&name) {
@@ -332,16 +368,15 @@ pub fn spawn_receive_wal(server: &Server, exe: &Path) -> Result<u32> {
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io("start", exe, e))?;
+    let mut child = cmd.spawn().map_err(|e| Error::io("start", exe, e))?;
     let pid = child.id();
     let deadline = Instant::now() + STARTUP_WATCH;
     while Instant::now() < deadline {
         match child.try_wait() {
             Ok(Some(status)) => {
                 let text = std::fs::read(&log).unwrap_or_default();
-                let tail = String::from_utf8_lossy(text.get(log_start as usize..).unwrap_or_default());
+                let tail =
+                    String::from_utf8_lossy(text.get(log_start as usize..).unwrap_or_default());
                 return Err(Error::Other(format!(
                     "server '{}': receive-wal exited at once ({status}): {}",
                     server.name(),

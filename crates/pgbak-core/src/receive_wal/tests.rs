@@ -62,7 +62,10 @@ fn configuration_is_checked_before_anything_runs() {
     let (_d, s) = server("streaming_archiver = on\nslot_name = pgbak\n");
     check_config(&s).unwrap();
     let (_d, s) = server("streaming_archiver = on\nslot_name = pgbak\nactive = false\n");
-    assert!(check_config(&s).unwrap_err().to_string().contains("not active"));
+    assert!(check_config(&s)
+        .unwrap_err()
+        .to_string()
+        .contains("not active"));
     // receive-wal itself refuses before taking any lock or connecting.
     let (d, s) = server("");
     assert!(matches!(
@@ -131,10 +134,22 @@ fn sweep_archives_complete_files_and_keeps_the_newest_partial() {
     let b = "000000010000000000000004";
     put(&dir, a, &segment(a, 1));
     put(&dir, b, &segment(b, 2));
-    put(&dir, "00000002.history", b"1\t0/500000\tno recovery target specified\n");
+    put(
+        &dir,
+        "00000002.history",
+        b"1\t0/500000\tno recovery target specified\n",
+    );
     // The last segment of timeline 1, and the one being written on timeline 2.
-    put(&dir, "000000010000000000000005.partial", &segment("000000010000000000000005", 3)[..5000]);
-    put(&dir, "000000020000000000000005.partial", &segment("000000020000000000000005", 4)[..9000]);
+    put(
+        &dir,
+        "000000010000000000000005.partial",
+        &segment("000000010000000000000005", 3)[..5000],
+    );
+    put(
+        &dir,
+        "000000020000000000000005.partial",
+        &segment("000000020000000000000005", 4)[..9000],
+    );
     put(&dir, ".000000020000000000000006.tmp", b"half");
     let archive = s.wal_archive().unwrap();
     let stats = sweep_now(&s, &archive, &dir);
@@ -142,11 +157,16 @@ fn sweep_archives_complete_files_and_keeps_the_newest_partial() {
     assert!(stats.errors.is_empty(), "{stats:?}");
     assert_eq!(
         names(&dir),
-        [".000000020000000000000006.tmp", "000000020000000000000005.partial"]
+        [
+            ".000000020000000000000006.tmp",
+            "000000020000000000000005.partial"
+        ]
     );
     assert_eq!(archive.segment_names().unwrap(), [a, b]);
     assert!(archive.contains("00000002.history").unwrap());
-    assert!(archive.contains("000000010000000000000005.partial").unwrap());
+    assert!(archive
+        .contains("000000010000000000000005.partial")
+        .unwrap());
     assert_eq!(
         archive.stored_compression(a).unwrap(),
         pgbak_compress::Compression::Zstd
@@ -178,7 +198,8 @@ fn with_archive_command_on_ended_timeline_partials_wait_for_the_servers_copy() {
 
 #[test]
 fn duplicates_from_archive_command_are_kept_once_and_clashes_go_to_errors() {
-    let (_d, s) = server("streaming_archiver = on\narchiver = on\nslot_name = pgbak\ncompression = gzip\n");
+    let (_d, s) =
+        server("streaming_archiver = on\narchiver = on\nslot_name = pgbak\ncompression = gzip\n");
     let dir = s.config.streaming_wals_directory.clone();
     let archive = s.wal_archive().unwrap();
     let same = "000000010000000000000007";
@@ -187,7 +208,9 @@ fn duplicates_from_archive_command_are_kept_once_and_clashes_go_to_errors() {
     let incoming = s.config.backup_directory.join("from_archive_command");
     for (name, fill) in [(same, 7u8), (clash, 8u8)] {
         put(&incoming, name, &segment(name, fill));
-        archive.archive_file(&incoming.join(name), s.locks()).unwrap();
+        archive
+            .archive_file(&incoming.join(name), s.locks())
+            .unwrap();
     }
     put(&dir, same, &segment(same, 7));
     put(&dir, clash, &segment(clash, 9));
@@ -195,16 +218,28 @@ fn duplicates_from_archive_command_are_kept_once_and_clashes_go_to_errors() {
     assert_eq!(stats.already_archived, 1, "{stats:?}");
     assert_eq!(stats.conflicts.len(), 1, "{stats:?}");
     assert!(stats.conflicts[0].starts_with(clash), "{stats:?}");
-    assert!(names(&dir).is_empty(), "both streamed copies leave streaming/");
+    assert!(
+        names(&dir).is_empty(),
+        "both streamed copies leave streaming/"
+    );
     let errors = names(&s.config.errors_directory);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].starts_with(clash), "{errors:?}");
     // The index has exactly one line per name: the duplicate added nothing.
-    let lines: Vec<String> = archive.index().unwrap().into_iter().map(|e| e.name).collect();
+    let lines: Vec<String> = archive
+        .index()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(lines, [same, clash]);
     let out = s.config.backup_directory.join("out");
     archive.fetch(clash, &out).unwrap();
-    assert_eq!(std::fs::read(&out).unwrap(), segment(clash, 8), "the first copy stays");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        segment(clash, 8),
+        "the first copy stays"
+    );
 }
 
 #[test]
@@ -223,14 +258,44 @@ fn a_file_that_cannot_be_archived_stays_for_the_next_sweep() {
 #[test]
 fn newest_streamed_file_names_its_system() {
     let d = tempfile::tempdir().unwrap();
-    assert_eq!(newest_streamed_system(&d.path().join("none"), SEG).unwrap(), None);
-    put(d.path(), "000000010000000000000003", &segment("000000010000000000000003", 0));
+    assert_eq!(
+        newest_streamed_system(&d.path().join("none"), SEG).unwrap(),
+        None
+    );
+    put(
+        d.path(),
+        "000000010000000000000003",
+        &segment("000000010000000000000003", 0),
+    );
     // An empty marker written by --reset has no header: the next older file speaks.
     put(d.path(), "000000010000000000000004.partial", &[]);
     assert_eq!(
         newest_streamed_system(d.path(), SEG).unwrap(),
         Some(("000000010000000000000003".to_string(), 7))
     );
+}
+
+#[test]
+fn running_receiver_is_the_lock_holder() {
+    let (_d, s) = server("streaming_archiver = on\nslot_name = pgbak\n");
+    let name = LockName::ServerReceiveWal("main".into());
+    assert_eq!(running_receiver(&s).unwrap(), None);
+    assert!(
+        !s.lock_path(&name).unwrap().exists(),
+        "looking creates no lock file"
+    );
+    let guard = s.locks().try_lock(&name).unwrap();
+    assert_eq!(running_receiver(&s).unwrap(), Some(std::process::id()));
+    // A second receiver is refused at once, naming the first.
+    let err = receive_wal(&s, &ReceiveWalOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("receive-wal lock") && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    drop(guard);
+    assert_eq!(running_receiver(&s).unwrap(), None);
 }
 
 #[test]

@@ -269,7 +269,10 @@ pub fn create_physical_slot_command(
     server_version_num: u32,
 ) -> Result<String> {
     validate_slot_name(name)?;
-    let options = match (reserve_wal, server_version_num >= READ_REPLICATION_SLOT_VERSION_NUM) {
+    let options = match (
+        reserve_wal,
+        server_version_num >= READ_REPLICATION_SLOT_VERSION_NUM,
+    ) {
         (false, _) => "",
         (true, true) => " (RESERVE_WAL)",
         (true, false) => " RESERVE_WAL",
@@ -499,7 +502,10 @@ mod tests {
     fn postgres_clock() {
         let epoch = UNIX_EPOCH + Duration::from_secs(PG_EPOCH_UNIX_SECS);
         assert_eq!(pg_timestamp(epoch), 0);
-        assert_eq!(pg_timestamp(epoch + Duration::from_micros(1_500_000)), 1_500_000);
+        assert_eq!(
+            pg_timestamp(epoch + Duration::from_micros(1_500_000)),
+            1_500_000
+        );
         assert_eq!(pg_timestamp(UNIX_EPOCH), -946_684_800_000_000);
         for ts in [0i64, 1, -1, 789_123_456_789_012, -946_684_800_000_000] {
             assert_eq!(pg_timestamp(system_time_from_pg(ts)), ts);
@@ -514,7 +520,16 @@ mod tests {
         for good in ["pgbak", "a", "slot_1", "1abc", &"x".repeat(63)] {
             validate_slot_name(good).unwrap();
         }
-        for bad in ["", "Pgbak", "a-b", "a b", "a\"b", "é", &"x".repeat(64), "a;DROP"] {
+        for bad in [
+            "",
+            "Pgbak",
+            "a-b",
+            "a b",
+            "a\"b",
+            "é",
+            &"x".repeat(64),
+            "a;DROP",
+        ] {
             assert!(
                 matches!(validate_slot_name(bad), Err(Error::InvalidOption { .. })),
                 "{bad:?}"

@@ -118,9 +118,7 @@ pub fn choose_start(
     if let Some(lsn) = slot.and_then(|s| s.restart_lsn) {
         return StartPoint {
             lsn: at_segment(lsn),
-            tli: slot
-                .and_then(|s| s.restart_tli)
-                .unwrap_or(server.timeline),
+            tli: slot.and_then(|s| s.restart_tli).unwrap_or(server.timeline),
             source: StartSource::Slot,
         };
     }
@@ -240,7 +238,11 @@ mod tests {
             &server(),
             SEG,
         );
-        assert_eq!(p.lsn, Lsn(0x1_0000_0000), "the segment after a complete one");
+        assert_eq!(
+            p.lsn,
+            Lsn(0x1_0000_0000),
+            "the segment after a complete one"
+        );
         assert_eq!(p.tli, 1);
     }
 
@@ -252,7 +254,10 @@ mod tests {
             restart_tli: Some(2),
         };
         let p = choose_start(None, Some(&slot), None, &server(), SEG);
-        assert_eq!((p.lsn, p.tli, p.source), (Lsn(0x2_0300_0000), 2, StartSource::Slot));
+        assert_eq!(
+            (p.lsn, p.tli, p.source),
+            (Lsn(0x2_0300_0000), 2, StartSource::Slot)
+        );
 
         // A slot without reserved WAL says nothing; its timeline is unknown without restart_tli.
         let empty = SlotInfo {

@@ -52,10 +52,7 @@ impl Files {
                     ReceivedFile::History(_) => "history",
                     ReceivedFile::TimelinePartial(_) => "partial",
                 };
-                format!(
-                    "{kind} {}",
-                    f.path().file_name().unwrap().to_str().unwrap()
-                )
+                format!("{kind} {}", f.path().file_name().unwrap().to_str().unwrap())
             })
             .collect()
     }
@@ -96,7 +93,12 @@ fn durability_check(
                 "flush {} reported with only {on_disk:X} on disk",
                 u.flush
             );
-            assert!(u.flush <= u.write, "flush {} beyond write {}", u.flush, u.write);
+            assert!(
+                u.flush <= u.write,
+                "flush {} beyond write {}",
+                u.flush,
+                u.write
+            );
         }
         if u.flush.0 >= stop_at {
             let _ = stop.send(true);
@@ -118,7 +120,15 @@ async fn segments_are_cut_renamed_and_only_durable_positions_reported() {
         Step::Send(keepalive(end, true)),
         Step::WaitFlush(end),
         Step::WaitCopyDone,
-        Step::Send([copy_done(), complete("COPY 0"), complete("START_STREAMING"), ready()].concat()),
+        Step::Send(
+            [
+                copy_done(),
+                complete("COPY 0"),
+                complete("START_STREAMING"),
+                ready(),
+            ]
+            .concat(),
+        ),
     ];
     let check = durability_check(d.path().to_path_buf(), 1, stop_tx.clone(), end);
     let (mut client, server) = connect("15.4", steps, check).await;
@@ -148,7 +158,13 @@ async fn segments_are_cut_renamed_and_only_durable_positions_reported() {
     }
     assert_eq!(
         r.newest_in_dir().unwrap(),
-        Some((SegmentName { tli: 1, segno: 0x12 }, true))
+        Some((
+            SegmentName {
+                tli: 1,
+                segno: 0x12
+            },
+            true
+        ))
     );
     drop(client);
     let rec = server.await.unwrap();
@@ -156,7 +172,12 @@ async fn segments_are_cut_renamed_and_only_durable_positions_reported() {
     assert_eq!((last.write, last.flush), (Lsn(end), Lsn(end)));
     assert_eq!(last.apply, Lsn::INVALID);
     // Reported flush positions never go backwards within a run.
-    let flushes: Vec<_> = rec.statuses.iter().map(|u| u.flush).filter(|f| f.is_valid()).collect();
+    let flushes: Vec<_> = rec
+        .statuses
+        .iter()
+        .map(|u| u.flush)
+        .filter(|f| f.is_valid())
+        .collect();
     assert!(flushes.windows(2).all(|w| w[0] <= w[1]), "{flushes:?}");
 }
 
@@ -225,11 +246,23 @@ async fn a_timeline_switch_keeps_the_old_partial_and_writes_the_history() {
         std::fs::read(d.path().join("00000002.history")).unwrap(),
         history
     );
-    assert!(std::fs::read(d.path().join("000000010000000000000010.partial")).unwrap() == wal(START, SEG / 2));
-    assert!(std::fs::read(d.path().join("000000020000000000000011.partial")).unwrap() == wal(START + SEG, SEG / 4));
+    assert!(
+        std::fs::read(d.path().join("000000010000000000000010.partial")).unwrap()
+            == wal(START, SEG / 2)
+    );
+    assert!(
+        std::fs::read(d.path().join("000000020000000000000011.partial")).unwrap()
+            == wal(START + SEG, SEG / 4)
+    );
     assert_eq!(
         r.newest_in_dir().unwrap(),
-        Some((SegmentName { tli: 2, segno: 0x11 }, true))
+        Some((
+            SegmentName {
+                tli: 2,
+                segno: 0x11
+            },
+            true
+        ))
     );
     drop(client);
     let rec = server.await.unwrap();
@@ -243,7 +276,14 @@ async fn server_shutdown_is_confirmed_then_reported() {
     let (_stop_tx, mut stop_rx) = watch::channel(false);
     let steps = vec![
         Step::Query("START_REPLICATION SLOT \"s\" PHYSICAL 0/1000000 TIMELINE 1".into()),
-        Step::Send([copy_both(), wal_messages(START, end, 1000), keepalive(end, true)].concat()),
+        Step::Send(
+            [
+                copy_both(),
+                wal_messages(START, end, 1000),
+                keepalive(end, true),
+            ]
+            .concat(),
+        ),
         // A server shutting down waits for this confirmation before it goes.
         Step::WaitFlush(end),
         Step::Send(complete("COPY 0")),
@@ -258,7 +298,10 @@ async fn server_shutdown_is_confirmed_then_reported() {
         .unwrap();
     assert_eq!(outcome, RunEnd::ServerStopped);
     assert_eq!(r.flushed(), Lsn(end));
-    assert!(std::fs::read(d.path().join("000000010000000000000010.partial")).unwrap() == wal(START, 5000));
+    assert!(
+        std::fs::read(d.path().join("000000010000000000000010.partial")).unwrap()
+            == wal(START, 5000)
+    );
     server.await.unwrap();
 }
 
@@ -295,7 +338,13 @@ async fn without_a_slot_no_flush_is_reported_and_idle_streams_still_send_status(
     assert!(!opts.report_flush);
     let mut r = WalReceiver::new(opts, SEG).unwrap();
     let outcome = r
-        .run(&mut client, Lsn(START), 1, &mut Files::default(), &mut stop_rx)
+        .run(
+            &mut client,
+            Lsn(START),
+            1,
+            &mut Files::default(),
+            &mut stop_rx,
+        )
         .await
         .unwrap();
     assert_eq!(outcome, RunEnd::Stopped);
@@ -325,11 +374,18 @@ async fn broken_streams_are_errors() {
     let (mut client, _server) = connect("15.4", steps, Box::new(|_| {})).await;
     let mut r = WalReceiver::new(options(d.path()), SEG).unwrap();
     let err = r
-        .run(&mut client, Lsn(START), 1, &mut Files::default(), &mut stop_rx)
+        .run(
+            &mut client,
+            Lsn(START),
+            1,
+            &mut Files::default(),
+            &mut stop_rx,
+        )
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("sent WAL from 0/10000C8 but the receiver expected 0/1000064"),
+        err.to_string()
+            .contains("sent WAL from 0/10000C8 but the receiver expected 0/1000064"),
         "{err}"
     );
 
@@ -337,7 +393,14 @@ async fn broken_streams_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let steps = vec![
         Step::Query("START_REPLICATION SLOT \"s\" PHYSICAL 0/1000000 TIMELINE 1".into()),
-        Step::Send([copy_both(), wal_messages(START, START + 100, 100), copy_done()].concat()),
+        Step::Send(
+            [
+                copy_both(),
+                wal_messages(START, START + 100, 100),
+                copy_done(),
+            ]
+            .concat(),
+        ),
         Step::WaitCopyDone,
         Step::Send(
             [
@@ -354,14 +417,30 @@ async fn broken_streams_are_errors() {
     let (mut client, _server) = connect("15.4", steps, Box::new(|_| {})).await;
     let mut r = WalReceiver::new(options(d.path()), SEG).unwrap();
     let err = r
-        .run(&mut client, Lsn(START), 1, &mut Files::default(), &mut stop_rx)
+        .run(
+            &mut client,
+            Lsn(START),
+            1,
+            &mut Files::default(),
+            &mut stop_rx,
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("reported next timeline 2 to begin at 0/1000065"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("reported next timeline 2 to begin at 0/1000065"),
+        "{err}"
+    );
     // What was received is durable and resumable.
     assert_eq!(
         r.newest_in_dir().unwrap(),
-        Some((SegmentName { tli: 1, segno: 0x10 }, true))
+        Some((
+            SegmentName {
+                tli: 1,
+                segno: 0x10
+            },
+            true
+        ))
     );
 
     // A next timeline that does not move forward.
@@ -403,10 +482,19 @@ async fn broken_streams_are_errors() {
     let (mut client, _server) = connect("15.4", steps, Box::new(|_| {})).await;
     let mut r = WalReceiver::new(options(d.path()), SEG).unwrap();
     let err = r
-        .run(&mut client, Lsn(START), 3, &mut Files::default(), &mut stop_rx)
+        .run(
+            &mut client,
+            Lsn(START),
+            3,
+            &mut Files::default(),
+            &mut stop_rx,
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("named timeline 3 as the next one"), "{err}");
+    assert!(
+        err.to_string().contains("named timeline 3 as the next one"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -420,7 +508,7 @@ async fn a_silent_server_is_pinged_then_given_up() {
         Step::WaitPing,
         Step::Send(keepalive(START + 100, false)),
         Step::WaitPing,
-        Step::Pause(Duration::from_secs(5)),
+        Step::Pause(Duration::from_secs(2)),
     ];
     let (mut client, server) = connect("15.4", steps, Box::new(|_| {})).await;
     let mut opts = options(d.path());
@@ -429,11 +517,21 @@ async fn a_silent_server_is_pinged_then_given_up() {
     let mut r = WalReceiver::new(opts, SEG).unwrap();
     let started = Instant::now();
     let err = r
-        .run(&mut client, Lsn(START), 1, &mut Files::default(), &mut stop_rx)
+        .run(
+            &mut client,
+            Lsn(START),
+            1,
+            &mut Files::default(),
+            &mut stop_rx,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("considered lost"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
     // What arrived before was made durable by the fsync timer meanwhile.
     assert_eq!(r.flushed(), Lsn(START + 100));
     drop(client);
@@ -448,6 +546,8 @@ fn bad_options_are_refused() {
     assert!(WalReceiver::new(ReceiverOptions::new(d.path(), Some("Bad".into())), SEG).is_err());
     let file = d.path().join("f");
     std::fs::write(&file, b"x").unwrap();
-    let err = WalReceiver::new(options(&file.join("sub")), SEG).err().unwrap();
+    let err = WalReceiver::new(options(&file.join("sub")), SEG)
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::File { .. }), "{err}");
 }

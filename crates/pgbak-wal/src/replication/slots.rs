@@ -4,8 +4,8 @@
 use super::{decode_row_bytes, ReplicationClient};
 use crate::protocol::stream::{
     check_timeline_history, create_physical_slot_command, drop_slot_command,
-    parse_read_replication_slot, read_replication_slot_command, timeline_history_command,
-    SlotInfo, READ_REPLICATION_SLOT_VERSION_NUM,
+    parse_read_replication_slot, read_replication_slot_command, timeline_history_command, SlotInfo,
+    READ_REPLICATION_SLOT_VERSION_NUM,
 };
 use crate::{Error, Result};
 

@@ -169,7 +169,9 @@ impl ReplicationStream<'_> {
                     self.state = State::ServerStopped;
                     return Ok(ReplicationMessage::EndOfStream);
                 }
-                Incoming::Message(Message::ParameterStatus(p)) => self.client.store_parameter(&p)?,
+                Incoming::Message(Message::ParameterStatus(p)) => {
+                    self.client.store_parameter(&p)?
+                }
                 Incoming::Message(m) => {
                     return Err(self
                         .client
@@ -247,20 +249,17 @@ impl ReplicationStream<'_> {
                     }
                 }
                 Incoming::Message(m) => {
-                    return Err(client.violation(unexpected(
-                        message_name(&m),
-                        "the end of WAL streaming",
-                    )))
+                    return Err(
+                        client.violation(unexpected(message_name(&m), "the end of WAL streaming"))
+                    )
                 }
                 Incoming::Error(e) => {
                     failure.get_or_insert(e);
                 }
                 Incoming::Notice(n) => log_notice(&client.server, &n),
                 Incoming::CopyBoth(_) => {
-                    return Err(client.violation(unexpected(
-                        "CopyBothResponse",
-                        "the end of WAL streaming",
-                    )))
+                    return Err(client
+                        .violation(unexpected("CopyBothResponse", "the end of WAL streaming")))
                 }
             }
         }

@@ -34,13 +34,26 @@ fn end_of_timeline(tli: &str, lsn: &str) -> Vec<u8> {
 async fn timeline_ends_after_copy_done_exchange() {
     let steps = vec![
         q("START_REPLICATION SLOT \"pgbak\" PHYSICAL 0/1000000 TIMELINE 1"),
-        Step::Send([copy_both(), xlog_data(0x100_0000, b"abc"), keepalive(0x100_0003, true)].concat()),
+        Step::Send(
+            [
+                copy_both(),
+                xlog_data(0x100_0000, b"abc"),
+                keepalive(0x100_0003, true),
+            ]
+            .concat(),
+        ),
         Step::WaitStatus,
         Step::Send(copy_done()),
         Step::WaitCopyDone,
         Step::Send(end_of_timeline("2", "0/1000003")),
         q("SHOW wal_segment_size"),
-        Step::Send([result_set(&["wal_segment_size"], &[&[Some(b"16MB")]]), ready()].concat()),
+        Step::Send(
+            [
+                result_set(&["wal_segment_size"], &[&[Some(b"16MB")]]),
+                ready(),
+            ]
+            .concat(),
+        ),
     ];
     let (mut client, server) = connect("15.4", steps, no_check()).await;
     let mut stream = client
@@ -171,7 +184,13 @@ async fn client_stop_discards_wal_in_flight_and_keeps_the_connection() {
             .concat(),
         ),
         q("SHOW wal_segment_size"),
-        Step::Send([result_set(&["wal_segment_size"], &[&[Some(b"1GB")]]), ready()].concat()),
+        Step::Send(
+            [
+                result_set(&["wal_segment_size"], &[&[Some(b"1GB")]]),
+                ready(),
+            ]
+            .concat(),
+        ),
     ];
     let (mut client, server) = connect("16.2", steps, no_check()).await;
     let stream = client
@@ -199,7 +218,10 @@ async fn refused_start_is_a_server_error_and_the_connection_survives() {
         Step::Send(
             [
                 copy_both(),
-                error("58P01", "requested WAL segment 000000010000000000000001 has already been removed"),
+                error(
+                    "58P01",
+                    "requested WAL segment 000000010000000000000001 has already been removed",
+                ),
             ]
             .concat(),
         ),
@@ -218,7 +240,6 @@ async fn refused_start_is_a_server_error_and_the_connection_survives() {
     let err = stream.next_message().await.unwrap_err();
     assert_eq!(err.sqlstate(), Some("58P01"));
     assert!(err.to_string().contains("already been removed"), "{err}");
-    drop(stream);
     drop(client);
     server.await.unwrap();
 }
@@ -236,9 +257,11 @@ async fn hostile_or_broken_stream_messages_are_refused() {
         .await
         .unwrap();
     let err = stream.next_message().await.unwrap_err();
-    assert!(err.to_string().contains("unknown message type 'z'"), "{err}");
+    assert!(
+        err.to_string().contains("unknown message type 'z'"),
+        "{err}"
+    );
     assert!(err.to_string().contains("fake:5432"), "{err}");
-    drop(stream);
     assert!(matches!(
         client.show("x").await.unwrap_err(),
         Error::ConnectionBroken { .. }
@@ -295,7 +318,12 @@ async fn slots_and_timeline_histories() {
         Step::Send(
             [
                 result_set(
-                    &["slot_name", "consistent_point", "snapshot_name", "output_plugin"],
+                    &[
+                        "slot_name",
+                        "consistent_point",
+                        "snapshot_name",
+                        "output_plugin",
+                    ],
                     &[&[Some(b"pgbak"), Some(b"0/0"), None, None]],
                 ),
                 ready(),
@@ -359,10 +387,16 @@ async fn slots_and_timeline_histories() {
     ];
     let (mut client, server) = connect("15.4", steps, no_check()).await;
     client.create_physical_slot("pgbak", true).await.unwrap();
-    let err = client.create_physical_slot("pgbak", true).await.unwrap_err();
+    let err = client
+        .create_physical_slot("pgbak", true)
+        .await
+        .unwrap_err();
     assert_eq!(err.sqlstate(), Some("42710"));
     assert!(matches!(
-        client.create_physical_slot("Bad-Name", true).await.unwrap_err(),
+        client
+            .create_physical_slot("Bad-Name", true)
+            .await
+            .unwrap_err(),
         Error::InvalidOption { .. }
     ));
     assert_eq!(
@@ -386,7 +420,10 @@ async fn slots_and_timeline_histories() {
 
 #[tokio::test]
 async fn read_replication_slot_needs_postgresql_15() {
-    let steps = vec![q("CREATE_REPLICATION_SLOT \"s\" PHYSICAL RESERVE_WAL"), Step::Send([complete("CREATE_REPLICATION_SLOT"), ready()].concat())];
+    let steps = vec![
+        q("CREATE_REPLICATION_SLOT \"s\" PHYSICAL RESERVE_WAL"),
+        Step::Send([complete("CREATE_REPLICATION_SLOT"), ready()].concat()),
+    ];
     let (mut client, server) = connect("14.9", steps, no_check()).await;
     assert!(matches!(
         client.read_replication_slot("s").await.unwrap_err(),
@@ -395,7 +432,11 @@ async fn read_replication_slot_needs_postgresql_15() {
     client.create_physical_slot("s", true).await.unwrap();
     drop(client);
     let rec = server.await.unwrap();
-    assert_eq!(rec.queries.len(), 1, "nothing was sent for the refused command");
+    assert_eq!(
+        rec.queries.len(),
+        1,
+        "nothing was sent for the refused command"
+    );
 }
 
 /// The streaming futures are driven from spawned tasks: they must be `Send`.
