@@ -32,6 +32,7 @@ pub mod rsync_backup;
 pub mod rsync_check;
 pub mod server;
 pub mod timelines;
+pub mod units;
 pub mod verify;
 pub mod wal_archive;
 pub mod wal_cleanup;

@@ -141,21 +141,7 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Bytes in binary units (`1.5 MiB`).
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
+pub(crate) use crate::units::human_size;
 
 #[cfg(test)]
 mod tests {
