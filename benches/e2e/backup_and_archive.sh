@@ -55,21 +55,26 @@ report() { # tool compression seconds rss_kb bytes
     'BEGIN { printf "%-16s %-6s %7.2f s %8.1f MB/s  peak RSS %6.1f MB  size %8.1f MB\n", t, c, s, d/1e6/s, r/1024, b/1e6 }'
 }
 
-for comp in none zstd lz4 gzip; do
+for comp in none zstd zstd-T2 lz4 gzip; do
   home="$work/home-$comp"; as_pg mkdir -p "$home"
+  extra=""
+  codec=$comp
+  if [ "$comp" = zstd-T2 ]; then codec=zstd; extra="backup_compression_workers = 2"; fi
   as_pg tee "$work/pgbak-$comp.conf" >/dev/null <<CONF
 [pgbak]
 home = $home
 [bench]
 conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
-backup_compression = $comp
+backup_compression = $codec
 backup_compression_level = 1
 immediate_checkpoint = true
+$extra
 CONF
   read -r secs rss < <(measure "$work/bin/pgbak" -q -c "$work/pgbak-$comp.conf" backup bench)
   report pgbak "$comp" "$secs" "$rss" "$(du -sb "$home/bench/base" | cut -f1)"
   rm -rf "$home"
 
+  [ "$comp" = zstd-T2 ] && continue
   dest="$work/pgbb-$comp"
   if [ "$comp" = none ]; then
     read -r secs rss < <(measure "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$dest" -Fp -X none -c fast)

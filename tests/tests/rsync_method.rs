@@ -113,6 +113,11 @@ fn round_trip_over_ssh_restored_here_and_remotely() {
         status.stdout
     );
 
+    let check = env.run(&["check", "main"]);
+    for line in ["\tssh: OK", "\trsync: OK", "\tdata directory access: OK"] {
+        assert!(check.stdout.contains(line), "{line:?} in {}", check.stdout);
+    }
+
     // Back up while the cluster takes writes.
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(&cluster, stop.clone());
@@ -130,6 +135,16 @@ fn round_trip_over_ssh_restored_here_and_remotely() {
     assert!(data.join("pg_wal/archive_status").is_dir());
     assert_eq!(std::fs::read_dir(data.join("pg_wal")).unwrap().count(), 1);
     assert!(data.join("global/pg_control").is_file());
+
+    // A second backup under writes, reusing the first: files written while the first one ran
+    // are compared by content, later ones by size and time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(&cluster, stop.clone());
+    let b2 = backup_json(&env, &["--reuse-backup", "link"]);
+    stop.store(true, Ordering::SeqCst);
+    w.join().unwrap();
+    assert!(b2["reused_bytes"].as_u64().unwrap() > 0, "{b2}");
+    let id2 = b2["backup_id"].as_str().unwrap().to_string();
 
     // Keep writing; note what was committed at the target time.
     for id in 2_000_001..=2_000_010 {
@@ -152,11 +167,11 @@ fn round_trip_over_ssh_restored_here_and_remotely() {
     .ok();
 
     let targets = ["--target-time", &target_time, "--target-action", "promote"];
-    let local = restore(&env, &id, "local", &targets);
+    let local = restore(&env, &id2, "local", &targets);
     assert_eq!(
         ids(&local.psql("SELECT id FROM t ORDER BY id")),
         at_time,
-        "local recovery to {target_time}"
+        "local recovery of the reusing backup to {target_time}"
     );
     drop(local);
 
@@ -297,7 +312,7 @@ fn reuse_sends_only_changed_files_and_both_backups_restore() {
 #[test]
 fn tablespaces_are_copied_and_one_is_relocated() {
     let _serial = serial();
-    let (_sshd, env, mut cluster) = rsync_setup("parallel_jobs = 3\n");
+    let (sshd, env, mut cluster) = rsync_setup("parallel_jobs = 3\n");
     let spaces = pgbak_tests::postgres_tempdir();
     let (loc1, loc2) = (spaces.path().join("one"), spaces.path().join("two"));
     for l in [&loc1, &loc2] {
@@ -349,6 +364,43 @@ fn tablespaces_are_copied_and_one_is_relocated() {
         "60",
     ])
     .ok();
+
+    // Onto the "remote" host, both tablespaces relocated there.
+    let far = pgbak_tests::postgres_tempdir();
+    let (far1, far2) = (
+        format!("tbs1:{}", far.path().join("t1").display()),
+        format!("tbs2:{}", far.path().join("t2").display()),
+    );
+    let ssh = sshd.ssh_command();
+    let remote = restore(
+        &env,
+        &id,
+        "remote",
+        &[
+            "--target-immediate",
+            "--target-action",
+            "promote",
+            "--remote-ssh-command",
+            &ssh,
+            "--tablespace",
+            &far1,
+            "--tablespace",
+            &far2,
+        ],
+    );
+    assert_eq!(
+        (
+            remote.psql("SELECT count(*), sum(hashtext(v)) FROM in1"),
+            remote.psql("SELECT count(*), sum(hashtext(v)) FROM in2 WHERE v > 'a'"),
+        ),
+        expected,
+        "remote recovery with relocated tablespaces"
+    );
+    assert_eq!(
+        remote.psql("SELECT string_agg(pg_tablespace_location(oid), ',' ORDER BY spcname) FROM pg_tablespace WHERE spcname LIKE 'tbs%'"),
+        format!("{},{}", far.path().join("t1").display(), far.path().join("t2").display())
+    );
+    drop(remote);
     cluster.stop();
     // tbs2 goes back where it was (emptied); tbs1 moves.
     std::fs::rename(&loc2, spaces.path().join("two.old")).unwrap();
@@ -399,14 +451,15 @@ fn stable_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn four_workers_copy_the_same_files_as_one() {
     let _serial = serial();
-    let (_sshd, env, cluster) = rsync_setup("");
+    let (_sshd, env, cluster) = rsync_setup("parallel_jobs = 4\n");
     cluster.psql(
         "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g",
     );
     cluster.psql("CREATE TABLE u AS SELECT g AS id FROM generate_series(1, 1000) g");
     cluster.psql("CHECKPOINT");
     let one = backup_json(&env, &["--jobs", "1"]);
-    let four = backup_json(&env, &["--jobs", "4"]);
+    // parallel_jobs from the configuration.
+    let four = backup_json(&env, &[]);
     let a = stable_files(&backup_dir(&env, one["backup_id"].as_str().unwrap()).join("data"));
     let b = stable_files(&backup_dir(&env, four["backup_id"].as_str().unwrap()).join("data"));
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
@@ -554,7 +607,9 @@ fn local_rsync_round_trip() {
         "backup_method = local-rsync\nparallel_jobs = 2\nreuse_backup = copy\n",
         ClusterOptions::default(),
     );
-    cluster.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g");
+    cluster.psql(
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
+    );
     let first = backup_json(&env, &[]);
     assert_eq!(first["mode"], "rsync-concurrent");
     cluster.psql("INSERT INTO t SELECT g, 'second' FROM generate_series(20001, 20100) g");
@@ -562,8 +617,15 @@ fn local_rsync_round_trip() {
     let second = backup_json(&env, &[]);
     assert_eq!(second["reuse_mode"], "copy");
     assert!(second["reused_bytes"].as_u64().unwrap() > 0, "{second}");
-    env.run(&["switch-wal", "main", "--force", "--archive", "--archive-timeout", "60"])
-        .ok();
+    env.run(&[
+        "switch-wal",
+        "main",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "60",
+    ])
+    .ok();
     let r = restore(
         &env,
         second["backup_id"].as_str().unwrap(),
@@ -571,4 +633,56 @@ fn local_rsync_round_trip() {
         &["--target-immediate", "--target-action", "promote"],
     );
     assert_eq!(r.psql("SELECT count(*), sum(hashtext(v)) FROM t"), expected);
+}
+
+#[test]
+fn remote_recovery_of_a_compressed_streaming_backup() {
+    let _serial = serial();
+    let sshd = Sshd::start();
+    let env = PgbakEnv::new();
+    let cluster = env.cluster("backup_compression = zstd\n", ClusterOptions::default());
+    cluster.psql(
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
+    );
+    let b = backup_json(&env, &[]);
+    assert_eq!(b["mode"], "postgres");
+    assert_eq!(b["backup_format"], "tar");
+    let expected = cluster.psql("SELECT count(*), sum(hashtext(v)) FROM t");
+    env.run(&[
+        "switch-wal",
+        "main",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "60",
+    ])
+    .ok();
+    let ssh = sshd.ssh_command();
+    let r = restore(
+        &env,
+        b["backup_id"].as_str().unwrap(),
+        "remote",
+        &[
+            "--target-immediate",
+            "--target-action",
+            "promote",
+            "--remote-ssh-command",
+            &ssh,
+        ],
+    );
+    assert_eq!(r.psql("SELECT count(*), sum(hashtext(v)) FROM t"), expected);
+
+    // A second restore into the same place is refused before anything is written.
+    drop(r);
+    let dest = env.restore_dir("remote");
+    let out = env.run(&[
+        "recover",
+        "main",
+        "latest",
+        dest.to_str().unwrap(),
+        "--remote-ssh-command",
+        &ssh,
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
 }

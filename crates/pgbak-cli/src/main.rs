@@ -133,7 +133,8 @@ fn run(cli: &Cli) -> Result<u8> {
                             info.begin_wal.as_deref().unwrap_or("-"),
                             info.end_wal.as_deref().unwrap_or("-"),
                         );
-                        if let (Some(copied), Some(reused)) = (info.copied_bytes, info.reused_bytes) {
+                        if let (Some(copied), Some(reused)) = (info.copied_bytes, info.reused_bytes)
+                        {
                             println!(
                                 "  rsync: {} copied, {} reused{}, {} sent over the network",
                                 human_size(copied),

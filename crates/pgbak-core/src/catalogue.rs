@@ -122,6 +122,11 @@ pub struct BackupInfo {
     /// compares file times with it to decide which files cannot have changed.
     #[serde(default)]
     pub server_begin_time: Option<DateTime<Utc>>,
+    /// rsync methods: the database server's clock when the backup stopped. Files modified
+    /// after it cannot look unchanged to a later backup; those modified between the two times
+    /// are compared by content.
+    #[serde(default)]
+    pub server_end_time: Option<DateTime<Utc>>,
 }
 
 impl BackupInfo {
@@ -161,6 +166,7 @@ impl BackupInfo {
             reuse_mode: None,
             reuse_backup_id: None,
             server_begin_time: None,
+            server_end_time: None,
         }
     }
 }

@@ -292,7 +292,7 @@ fn send_tree(
             root: to.to_string(),
         },
         reuse: None,
-        reuse_horizon: None,
+        reuse_window: None,
         bwlimit_kbps: None,
     };
     if let Some(t) = tree.dir_task(&dirs) {

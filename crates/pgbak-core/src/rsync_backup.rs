@@ -159,6 +159,7 @@ pub fn prepare(server: &Server, opts: &BackupOptions) -> Result<Option<RsyncBack
                 data_dir: dir.join("data"),
                 tablespaces_root: dir,
                 horizon: prev.server_begin_time.map(|t| t.timestamp()),
+                until: prev.server_end_time.map(|t| t.timestamp()),
             });
             reuse_backup_id = Some(prev.backup_id);
         }
@@ -238,6 +239,9 @@ impl RsyncBackup {
             .map(|r| r.mode.as_str().to_string());
         info.reuse_backup_id = self.reuse_backup_id.clone();
         info.server_begin_time = chrono::DateTime::from_timestamp(s.server_time, 0);
+        info.server_end_time = s
+            .server_end_time
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0));
         info.data_size = s.total_bytes;
         // Hard links take no space: the backup adds only what was sent.
         info.size = match self.options.reuse.as_ref().map(|r| r.mode) {
@@ -411,11 +415,19 @@ impl ConcurrentBackup {
             .ok()
             .flatten()
             .and_then(|name| u32::from_str_radix(name.get(..8)?, 16).ok());
+        // Rounded up: every file time of this backup's copies is at or before it.
+        let server_time = self
+            .conn
+            .query_value("SELECT ceil(extract(epoch FROM clock_timestamp()))::bigint::text")
+            .ok()
+            .flatten()
+            .and_then(|t| t.parse().ok());
         Ok(BackupStop {
             end_lsn,
             end_tli,
             backup_label,
             tablespace_map: col(2),
+            server_time,
         })
     }
 }

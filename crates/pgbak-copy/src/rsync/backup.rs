@@ -78,6 +78,9 @@ pub struct BackupStop {
     pub backup_label: String,
     /// The `tablespace_map` text (empty without tablespaces).
     pub tablespace_map: Option<String>,
+    /// The server's clock when the backup stopped (seconds since the epoch, rounded up), when
+    /// the session could read it.
+    pub server_time: Option<i64>,
 }
 
 /// An earlier backup whose unchanged files are reused (`reuse_backup`).
@@ -92,6 +95,9 @@ pub struct ReuseFrom {
     /// Its [`BackupStart::server_time`]; files modified since are compared by content. `None`
     /// compares every file by content.
     pub horizon: Option<i64>,
+    /// Its [`BackupStop::server_time`]: a file modified after it has a time that no copy in the
+    /// earlier backup can have, so size and time tell it apart. `None`: no such shortcut.
+    pub until: Option<i64>,
 }
 
 /// Settings of an rsync backup.
@@ -158,6 +164,8 @@ pub struct RsyncCopyStats {
     pub retried_runs: u64,
     /// The server's clock at the start ([`BackupStart::server_time`]).
     pub server_time: i64,
+    /// The server's clock at the stop ([`BackupStop::server_time`]).
+    pub server_end_time: Option<i64>,
     /// Seconds spent copying files (between start and stop).
     pub copy_seconds: f64,
 }
@@ -308,6 +316,7 @@ impl RsyncCopy {
                     .map(Path::to_path_buf)
             })
             .collect();
+        let listed = Instant::now();
         let data_plan = exclude::plan_data_directory(
             filelist::list_tree(&self.source, &data_root)?,
             &inside,
@@ -326,7 +335,7 @@ impl RsyncCopy {
             o.reuse
                 .as_ref()
                 .filter(|_| dir.is_dir())
-                .map(|r| ((r.mode, dir), r.horizon))
+                .map(|r| ((r.mode, dir), r.horizon.map(|h| (h, r.until))))
         };
         let data_reuse = o.reuse.as_ref().and_then(|r| reuse_of(r.data_dir.clone()));
         let mut trees: Vec<(TreeCopy, TreePlan)> = vec![(
@@ -338,7 +347,7 @@ impl RsyncCopy {
                 },
                 dest: Side::local(data_dir),
                 reuse: data_reuse.as_ref().map(|(r, _)| r.clone()),
-                reuse_horizon: data_reuse.and_then(|(_, h)| h),
+                reuse_window: data_reuse.and_then(|(_, w)| w),
                 bwlimit_kbps: None,
             },
             data_plan,
@@ -361,7 +370,7 @@ impl RsyncCopy {
                     },
                     dest: Side::local(&dest),
                     reuse: reuse.as_ref().map(|(r, _)| r.clone()),
-                    reuse_horizon: reuse.and_then(|(_, h)| h),
+                    reuse_window: reuse.and_then(|(_, w)| w),
                     bwlimit_kbps: share(o.tablespace_bwlimit.get(&t.name).copied()),
                 },
                 plan,
@@ -369,6 +378,17 @@ impl RsyncCopy {
         }
         let total: u64 = trees.iter().map(|(_, p)| p.bytes()).sum();
         progress.set_total(Some(total));
+        tracing::info!(
+            "listed {} trees on {} in {:.2}s: {} files and links, {} bytes to copy",
+            trees.len(),
+            self.source.describe(),
+            listed.elapsed().as_secs_f64(),
+            trees
+                .iter()
+                .map(|(_, p)| p.files.len() + p.last.len())
+                .sum::<usize>(),
+            total
+        );
 
         let mut session = self.session()?;
         let mut keepalive = || session.keepalive();
@@ -381,11 +401,17 @@ impl RsyncCopy {
                        stats: &mut ControllerStats|
          -> Result<()> {
             let bytes: u64 = tasks.iter().map(|t| t.bytes).sum();
+            let (runs, began) = (tasks.len(), Instant::now());
             let tick = o.keepalive_interval.map(|every| Tick {
                 every,
                 call: &mut keepalive,
             });
             let s = controller.run(tasks, progress, *done, tick)?;
+            tracing::info!(
+                "{runs} rsync runs, {bytes} bytes in {:.2}s ({} sent by the source)",
+                began.elapsed().as_secs_f64(),
+                s.rsync.bytes_received.max(s.rsync.bytes_sent)
+            );
             *done += bytes;
             stats.rsync.add(&s.rsync);
             stats.runs += s.runs;
@@ -520,6 +546,7 @@ impl RsyncCopy {
             runs: stats.runs,
             retried_runs: stats.retried_runs,
             server_time: start.server_time,
+            server_end_time: stop.server_time,
             copy_seconds,
         };
         Ok((outcome, stats))
@@ -614,6 +641,185 @@ pub fn systemid_from_control_file(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NoProgress;
+    use std::sync::Arc;
+
+    /// What the fake server saw.
+    #[derive(Default)]
+    struct Seen {
+        starts: u32,
+        keepalives: u32,
+        stops: u32,
+    }
+
+    /// A server whose "data directory" is a folder of this host.
+    struct FakeSession {
+        start: BackupStart,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    const LABEL: &str = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n\
+        CHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n\
+        START TIME: 2024-01-01 10:00:00 UTC\nLABEL: test\nSTART TIMELINE: 1\n";
+
+    impl BackupSession for FakeSession {
+        fn start(&mut self, _label: &str, _fast: bool) -> Result<BackupStart> {
+            self.seen.lock().unwrap().starts += 1;
+            Ok(self.start.clone())
+        }
+        fn keepalive(&mut self) -> Result<()> {
+            self.seen.lock().unwrap().keepalives += 1;
+            Ok(())
+        }
+        fn stop(&mut self) -> Result<BackupStop> {
+            self.seen.lock().unwrap().stops += 1;
+            Ok(BackupStop {
+                end_lsn: Lsn(0x2000100),
+                end_tli: None,
+                backup_label: LABEL.into(),
+                tablespace_map: Some("16390 /somewhere\n".into()),
+                server_time: Some(1_700_000_100),
+            })
+        }
+    }
+
+    fn fake_cluster(root: &Path) -> (PathBuf, PathBuf) {
+        let pgdata = root.join("pgdata");
+        let ts = root.join("ts");
+        for d in [
+            "base/5",
+            "global",
+            "pg_wal/archive_status",
+            "pg_tblspc",
+            "pg_notify",
+        ] {
+            std::fs::create_dir_all(pgdata.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(ts.join("PG_15_202209061/5")).unwrap();
+        for i in 0..50 {
+            std::fs::write(
+                pgdata.join(format!("base/5/{}", 16384 + i)),
+                vec![i as u8; 8192 * (i + 1)],
+            )
+            .unwrap();
+        }
+        let mut control = 4242u64.to_ne_bytes().to_vec();
+        control.resize(8192, 0);
+        std::fs::write(pgdata.join("global/pg_control"), control).unwrap();
+        std::fs::write(pgdata.join("postmaster.pid"), b"123").unwrap();
+        std::fs::write(
+            pgdata.join("pg_wal/000000010000000000000001"),
+            vec![0u8; 1 << 20],
+        )
+        .unwrap();
+        std::fs::write(pgdata.join("pg_notify/0000"), b"x").unwrap();
+        std::fs::write(ts.join("PG_15_202209061/5/16400"), vec![7u8; 100_000]).unwrap();
+        std::os::unix::fs::symlink(&ts, pgdata.join("pg_tblspc/16390")).unwrap();
+        (pgdata, ts)
+    }
+
+    fn copy_for(root: &Path, seen: &Arc<Mutex<Seen>>, rsync: RsyncSettings) -> RsyncCopy {
+        let (pgdata, ts) = fake_cluster(root);
+        let start = BackupStart {
+            start_lsn: Lsn(0x2000028),
+            server_version_num: 150004,
+            systemid: None,
+            wal_segment_size: 16 << 20,
+            data_directory: pgdata.display().to_string(),
+            tablespaces: vec![SourceTablespace {
+                name: "tbs".into(),
+                oid: 16390,
+                location: ts.display().to_string(),
+            }],
+            external_config_files: Vec::new(),
+            server_time: 1_700_000_000,
+        };
+        let session = FakeSession {
+            start,
+            seen: seen.clone(),
+        };
+        RsyncCopy::new(
+            Host::Local,
+            Box::new(session),
+            RsyncCopyOptions {
+                jobs: 3,
+                rsync,
+                keepalive_interval: Some(Duration::from_millis(1)),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn copies_a_cluster_between_start_and_stop() {
+        let d = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let copy = copy_for(d.path(), &seen, RsyncSettings::default());
+        let backup = d.path().join("backup");
+        let (outcome, stats) = copy
+            .run(&backup.join("data"), &backup, &mut NoProgress)
+            .unwrap();
+        let data = backup.join("data");
+        assert_eq!(
+            std::fs::read(data.join("base/5/16433")).unwrap().len(),
+            8192 * 50
+        );
+        assert!(!data.join("postmaster.pid").exists());
+        assert!(data.join("pg_wal/archive_status").is_dir());
+        assert_eq!(std::fs::read_dir(data.join("pg_wal")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(data.join("pg_notify")).unwrap().count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("backup_label")).unwrap(),
+            LABEL
+        );
+        assert_eq!(
+            std::fs::read_link(data.join("pg_tblspc/16390")).unwrap(),
+            backup.join("16390")
+        );
+        assert_eq!(
+            std::fs::read(backup.join("16390/PG_15_202209061/5/16400"))
+                .unwrap()
+                .len(),
+            100_000
+        );
+        assert_eq!(outcome.systemid, "4242", "read from the copied pg_control");
+        assert_eq!(outcome.start_tli, 1);
+        assert_eq!(outcome.end_tli, 1);
+        let expected: u64 = (1..=50).map(|i| 8192 * i).sum::<u64>() + 8192 + 100_000;
+        assert_eq!(stats.total_bytes, expected);
+        assert_eq!(stats.copied_bytes, expected);
+        let s = seen.lock().unwrap();
+        assert_eq!((s.starts, s.stops), (1, 1));
+        assert!(
+            s.keepalives > 0,
+            "the session was kept alive during the copy"
+        );
+    }
+
+    #[test]
+    fn a_failed_copy_still_stops_the_backup() {
+        let d = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let broken = RsyncSettings {
+            program: PathBuf::from("/nonexistent/rsync"),
+            ..Default::default()
+        };
+        let copy = copy_for(d.path(), &seen, broken);
+        let backup = d.path().join("backup");
+        let e = copy
+            .run(&backup.join("data"), &backup, &mut NoProgress)
+            .unwrap_err();
+        assert!(matches!(e, Error::Rsync { .. }), "{e}");
+        let s = seen.lock().unwrap();
+        assert_eq!(
+            (s.starts, s.stops),
+            (1, 1),
+            "pg_backup_stop ran after the failure"
+        );
+    }
 
     #[test]
     fn systemid_is_read_from_pg_control() {

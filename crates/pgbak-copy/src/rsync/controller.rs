@@ -278,9 +278,12 @@ pub struct TreeCopy {
     pub dest: Side,
     /// An earlier copy of the same tree on the destination host.
     pub reuse: Option<(ReuseMode, PathBuf)>,
-    /// Files modified at or after this time (source clock, whole seconds) may differ from the
-    /// earlier copy without a visible change of size and time: they are compared by content.
-    pub reuse_horizon: Option<i64>,
+    /// When the earlier copy was made (source clock, whole seconds): from its start to its end,
+    /// if known. A file modified in that window may differ from the earlier copy without a
+    /// visible change of size and time, so it is compared by content; one modified before has
+    /// not changed since, and one modified after has a time no earlier copy can have. `None`
+    /// compares every file by content.
+    pub reuse_window: Option<(i64, Option<i64>)>,
     /// The tree's own bandwidth limit (kB/s).
     pub bwlimit_kbps: Option<u64>,
 }
@@ -303,6 +306,18 @@ impl TreeCopy {
         }
     }
 
+    /// Whether a file modified at `mtime` could differ from the earlier copy with the same size
+    /// and time (one second of margin on each side: rsync compares whole seconds).
+    pub fn may_hide_a_change(&self, mtime: i64) -> bool {
+        match self.reuse_window {
+            None => true,
+            Some((start, end)) => {
+                mtime.saturating_add(1) >= start
+                    && end.is_none_or(|end| mtime <= end.saturating_add(1))
+            }
+        }
+    }
+
     /// One run creating every directory of `dirs` (with its mode), or none when empty.
     pub fn dir_task(&self, dirs: &[FileEntry]) -> Option<Task> {
         if dirs.is_empty() {
@@ -319,10 +334,7 @@ impl TreeCopy {
     /// modified since the horizon go into buckets of their own compared by content.
     pub fn file_tasks(&self, files: &[FileEntry], jobs: usize) -> Vec<Task> {
         let (check, safe): (Vec<&FileEntry>, Vec<&FileEntry>) = files.iter().partition(|e| {
-            self.reuse.is_some()
-                && e.kind == EntryKind::File
-                // One second of margin: times are compared in whole seconds.
-                && self.reuse_horizon.is_none_or(|h| e.mtime.saturating_add(1) >= h)
+            self.reuse.is_some() && e.kind == EntryKind::File && self.may_hide_a_change(e.mtime)
         });
         let mut out = Vec::new();
         for (group, checksum) in [(safe, false), (check, true)] {
@@ -382,14 +394,16 @@ mod tests {
             source: Side::local("/src"),
             dest: Side::local("/dst"),
             reuse: Some((ReuseMode::Link, PathBuf::from("/prev"))),
-            reuse_horizon: Some(1000),
+            reuse_window: Some((1000, Some(1500))),
             bwlimit_kbps: None,
         };
         let files = vec![
             entry("old", EntryKind::File, 10, 500),
             entry("edge", EntryKind::File, 10, 999),
-            entry("new", EntryKind::File, 10, 2000),
-            entry("link", EntryKind::Symlink, 3, 2000),
+            entry("new", EntryKind::File, 10, 1200),
+            entry("end", EntryKind::File, 10, 1501),
+            entry("later", EntryKind::File, 10, 2000),
+            entry("link", EntryKind::Symlink, 3, 1200),
         ];
         let tasks = tree.file_tasks(&files, 1);
         let by_content: Vec<_> = tasks
@@ -399,14 +413,29 @@ mod tests {
             .collect();
         assert_eq!(
             by_content,
-            vec![PathBuf::from("edge"), PathBuf::from("new")]
+            vec![
+                PathBuf::from("edge"),
+                PathBuf::from("end"),
+                PathBuf::from("new")
+            ]
         );
         let plain: usize = tasks
             .iter()
             .filter(|t| !t.checksum)
             .map(|t| t.names.len())
             .sum();
-        assert_eq!(plain, 2);
+        assert_eq!(plain, 3);
+        let open_ended = TreeCopy {
+            reuse_window: Some((1000, None)),
+            ..tree.clone()
+        };
+        assert!(open_ended.may_hide_a_change(2000));
+        assert!(!open_ended.may_hide_a_change(998));
+        let unknown = TreeCopy {
+            reuse_window: None,
+            ..tree.clone()
+        };
+        assert!(unknown.may_hide_a_change(0));
 
         let no_reuse = TreeCopy {
             reuse: None,
@@ -436,7 +465,7 @@ mod tests {
             source: Side::local(&src),
             dest: Side::local(d.path().join("dst")),
             reuse: None,
-            reuse_horizon: None,
+            reuse_window: None,
             bwlimit_kbps: None,
         };
         let c = Controller {

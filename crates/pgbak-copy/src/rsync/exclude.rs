@@ -103,12 +103,12 @@ pub fn is_temp_relation(name: &str) -> bool {
 /// The relfilenode of a relation file name (`16384`, `16384_fsm`, `16384.2`, `16384_init`),
 /// with whether it is the init fork.
 fn relation_node(name: &str) -> Option<(&str, bool)> {
-    let (base, segment) = match name.split_once('.') {
-        Some((b, s)) if is_digits(s) => (b, Some(s)),
+    // A segment number after the dot changes nothing about which relation it is.
+    let base = match name.split_once('.') {
+        Some((b, s)) if is_digits(s) => b,
         Some(_) => return None,
-        None => (name, None),
+        None => name,
     };
-    let _ = segment;
     let (node, fork) = match base.split_once('_') {
         Some((n, f)) => (n, Some(f)),
         None => (base, None),

@@ -134,10 +134,15 @@ fn describe(e: &openssh::Error) -> String {
 impl SshMaster {
     /// Opens the master connection (`ssh -M`), waiting at most `connect_timeout` to connect.
     pub fn connect(command: SshCommand, connect_timeout: Duration) -> Result<SshMaster> {
+        // A Unix socket path holds at most 107 bytes: a long $TMPDIR falls back to /tmp.
+        let mut parent = std::env::temp_dir();
+        if parent.as_os_str().len() > 60 {
+            parent = PathBuf::from("/tmp");
+        }
         let dir = tempfile::Builder::new()
             .prefix(".pgbak-ssh-")
-            .tempdir_in(std::env::temp_dir())
-            .map_err(|e| Error::io("create", std::env::temp_dir(), e))?;
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io("create", &parent, e))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
