@@ -46,6 +46,7 @@ conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
 backup_method = postgres
 backup_compression = zstd
 compression = zstd
+immediate_checkpoint = true
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -l "$work/pg.log" -w start >/dev/null
 
