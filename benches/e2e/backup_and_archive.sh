@@ -52,14 +52,18 @@ measure() {
 }
 report() { # tool compression seconds rss_kb bytes
   awk -v t="$1" -v c="$2" -v s="$3" -v r="$4" -v b="$5" -v d="$datasize" \
-    'BEGIN { printf "%-16s %-6s %7.2f s %8.1f MB/s  peak RSS %6.1f MB  size %8.1f MB\n", t, c, s, d/1e6/s, r/1024, b/1e6 }'
+    'BEGIN { printf "%-17s %-11s %7.2f s %8.1f MB/s  peak RSS %6.1f MB  size %8.1f MB\n", t, c, s, d/1e6/s, r/1024, b/1e6 }'
 }
 
-for comp in none zstd zstd-T2 lz4 gzip; do
+for comp in none zstd zstd-T2 zstd-server lz4 gzip; do
   home="$work/home-$comp"; as_pg mkdir -p "$home"
   extra=""
   codec=$comp
   if [ "$comp" = zstd-T2 ]; then codec=zstd; extra="backup_compression_workers = 2"; fi
+  if [ "$comp" = zstd-server ]; then
+    codec=zstd
+    extra=$'backup_compression_location = server\nbackup_compression_workers = 2'
+  fi
   as_pg tee "$work/pgbak-$comp.conf" >/dev/null <<CONF
 [pgbak]
 home = $home
@@ -76,6 +80,13 @@ CONF
 
   [ "$comp" = zstd-T2 ] && continue
   dest="$work/pgbb-$comp"
+  if [ "$comp" = zstd-server ]; then
+    read -r secs rss < <(measure "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$dest" -Ft -X none -c fast \
+       --compress=server-zstd:level=1,workers=2)
+    report "pg_basebackup -Ft" "$comp" "$secs" "$rss" "$(du -sb "$dest" | cut -f1)"
+    rm -rf "$dest"
+    continue
+  fi
   if [ "$comp" = none ]; then
     read -r secs rss < <(measure "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$dest" -Fp -X none -c fast)
     report "pg_basebackup -Fp" "$comp" "$secs" "$rss" "$(du -sb "$dest" | cut -f1)"

@@ -124,6 +124,14 @@ fn a_healthy_server_passes_then_each_check_fails_on_purpose() {
         "{logged}"
     );
     assert!(logged.contains("INFO"), "{logged}");
+    assert!(
+        !logged.contains('\x1b'),
+        "ANSI escapes in the log file:\n{logged:?}"
+    );
+    // Captured stderr is not a terminal: no colour escapes either.
+    let out = env.run(&["-d", "check", "main"]);
+    assert!(out.stderr.contains("DEBUG"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
 
     // Stale backup: the latest backup ended 3 hours ago, the limit is 1 hour.
     write_config(

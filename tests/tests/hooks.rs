@@ -3,8 +3,9 @@
 //! `PGBAK_`); a retry script is retried until it succeeds; ABORT_STOP (63) from a pre retry script
 //! stops a backup cleanly (FAILED, nothing copied) and keeps a WAL segment in PostgreSQL until
 //! the hook lets it go; ABORT_CONTINUE (62), and ABORT_STOP after the action, change nothing.
+//! A file that arrives through `put-wal` runs the archive hooks too.
 
-use pgbak_tests::{give_to_owner, Cluster, ClusterOptions, PgbakEnv};
+use pgbak_tests::{command_as_owner, give_to_owner, pgbak_bin, Cluster, ClusterOptions, PgbakEnv};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -357,4 +358,51 @@ fn abort_stop_before_archiving_keeps_the_segment_in_postgres() {
     ])
     .ok();
     assert!(stored.exists());
+}
+
+/// A WAL file that arrives through put-wal (the receiving end of wal-archive) runs the archive
+/// hooks as one from archive_command does, and the hooks see it under its own name.
+#[test]
+fn put_wal_runs_the_archive_hooks() {
+    let env = PgbakEnv::new();
+    let dir = hook_dir(&env);
+    let rec = recorder(&dir);
+    let text = format!(
+        "[pgbak]\nhome = {}\n\n[main]\nconninfo = host=/nonexistent dbname=postgres\n\
+         pre_archive_script = {rec}\npost_archive_script = {rec}\n",
+        env.home.display()
+    );
+    std::fs::write(&env.config, text).unwrap();
+    give_to_owner(&env.config);
+    let send = env.dir.path().join("send");
+    std::fs::create_dir(&send).unwrap();
+    let name = "00000002.history";
+    std::fs::write(
+        send.join(name),
+        "1\t0/3000000\tno recovery target specified\n",
+    )
+    .unwrap();
+    give_to_owner(&send);
+    let script = format!(
+        "set -e; cd {send}; sha256sum {name} > SHA256SUMS; \
+         tar --format=ustar -cf - {name} SHA256SUMS | {bin} -c {conf} put-wal main",
+        send = send.display(),
+        bin = pgbak_bin().display(),
+        conf = env.config.display()
+    );
+    let out = command_as_owner("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pre = runs(&dir, "archive_script", "pre");
+    let post = runs(&dir, "archive_script", "post");
+    assert_eq!((pre.len(), post.len()), (1, 1), "{pre:?} {post:?}");
+    common(&pre[0].1, &env, "archive_script", "pre", false);
+    assert_eq!(pre[0].1["BARMAN_SEGMENT"], name);
+    assert_eq!(post[0].1["BARMAN_SEGMENT"], name);
+    let error = post[0].1.get("BARMAN_ERROR").map(String::as_str);
+    assert_eq!(error.unwrap_or(""), "", "{:?}", post[0].1);
+    assert!(pre[0].0 < post[0].0);
 }

@@ -301,6 +301,32 @@ fn kept_backups_survive_and_standalone_keeps_only_its_own_wal() {
         statuses(&env, &day(5)),
         ["KEEP:STANDALONE", "OBSOLETE", "OBSOLETE", "VALID"]
     );
+    // show-backup says the same, with the keep target.
+    let shown = |id: &str, format: &str| {
+        env.run_env(
+            &["-f", format, "show-backup", "main", id],
+            &[(NOW, &day(5))],
+        )
+        .ok()
+    };
+    let kept = shown(&ids[0], "json").json();
+    assert_eq!(kept["retention_status"], "KEEP:STANDALONE", "{kept}");
+    assert_eq!(kept["keep_target"], "standalone", "{kept}");
+    let released = shown(&ids[1], "json").json();
+    assert_eq!(released["retention_status"], "OBSOLETE", "{released}");
+    assert!(released["keep_target"].is_null(), "{released}");
+    let text = shown(&ids[0], "console").stdout;
+    let row = |key: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key} ")))
+            .map(|l| l.rsplit(" : ").next().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        row("retention_status").as_deref(),
+        Some("KEEP:STANDALONE"),
+        "{text}"
+    );
+    assert_eq!(row("keep_target").as_deref(), Some("standalone"), "{text}");
     let expected_rows = final_rows(&env, &cluster);
     let before = archived(&env);
 

@@ -605,6 +605,17 @@ fn slot_operations_lock_reset_stop_and_cron() {
 
     let receiver = Receiver::start(&env, "e1");
     let pid = receiver_pid(&env).unwrap();
+    // status shows the receiver and its slot.
+    let st = env.run(&["-f", "json", "status", "main"]).ok().json();
+    assert_eq!(st["receive_wal"], format!("running (pid {pid})"), "{st}");
+    let slot = st["replication_slot"].as_str().unwrap_or_default();
+    assert!(slot.starts_with("pgbak (active, wal_status "), "{st}");
+    assert!(
+        st["replication_slot_lag"]
+            .as_str()
+            .is_some_and(|l| l.ends_with('B')),
+        "{st}"
+    );
     // One receiver per server: a second one fails fast and names the first.
     let t = Instant::now();
     let second = env.run(&["receive-wal", "main"]);
@@ -628,6 +639,19 @@ fn slot_operations_lock_reset_stop_and_cron() {
             .stdout
             .trim(),
         "No receive-wal process runs for server 'main'"
+    );
+    let st = env.run(&["-f", "json", "status", "main"]).ok().json();
+    assert!(
+        st["receive_wal"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("FAILED (not running")),
+        "{st}"
+    );
+    assert!(
+        st["replication_slot"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("pgbak (inactive")),
+        "{st}"
     );
 
     // Reset: the .partial goes, an empty marker at the slot's position replaces it.
@@ -670,6 +694,11 @@ fn slot_operations_lock_reset_stop_and_cron() {
         let log =
             std::fs::read_to_string(env.server_dir().join("receive-wal.log")).unwrap_or_default();
         if log.contains(&format!("resuming from {marker}")) {
+            // stderr redirected to a file gets no colour escapes.
+            assert!(
+                !log.contains('\x1b'),
+                "ANSI escapes in receive-wal.log:\n{log:?}"
+            );
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{log}");

@@ -361,46 +361,14 @@ fn run(cli: &Cli) -> Result<u8> {
             Ok(0)
         }
         Command::ShowBackup { server, backup_id } => {
-            let config = load(cli)?;
-            let server = Server::new(&config, server)?;
-            let cat = server.catalogue();
-            let id = if pgbak_core::catalogue::is_backup_id(backup_id) {
-                backup_id.clone()
-            } else {
-                cat.resolve(backup_id)?.backup_id
-            };
-            let info = server
-                .backups()?
-                .into_iter()
-                .find(|b| b.backup_id == id)
-                .map(Ok)
-                .unwrap_or_else(|| cat.read(&id))?;
-            match cli.format {
-                Format::Json => print_json(&info),
-                Format::Console => {
-                    let v = serde_json::to_value(&info).map_err(|e| Error::Other(e.to_string()))?;
-                    let mut rows = Vec::new();
-                    if let serde_json::Value::Object(m) = v {
-                        for (k, v) in m {
-                            let text = match v {
-                                serde_json::Value::String(s) => s,
-                                serde_json::Value::Null => "-".into(),
-                                other => other.to_string(),
-                            };
-                            rows.push((k, text));
-                        }
-                    }
-                    println!("Backup {}:", info.backup_id);
-                    print_kv(&rows);
-                }
-            }
-            Ok(0)
+            commands::show_backup::run(cli, server, backup_id)
         }
         Command::Status { server } => {
             let config = load(cli)?;
             let server = Server::new(&config, server)?;
             let mut rows = maintenance::status(&server)?;
             rows.extend(pgbak_core::rsync_check::status_rows(&server));
+            rows.extend(pgbak_core::streaming_status::status_rows(&server));
             match cli.format {
                 Format::Json => print_json(&serde_json::Value::Object(
                     rows.into_iter()

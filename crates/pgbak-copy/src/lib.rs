@@ -21,6 +21,7 @@
 //!     max_rate_kbps: None,
 //!     verify_checksums: true,
 //!     wait_for_wal_archive: false,
+//!     server_compression: None,
 //! };
 //! let dest = BackupDestination::Plain {
 //!     data_dir: "/var/lib/pgbak/db1/base/20260101T000000/data".into(),
@@ -36,6 +37,7 @@ mod durable;
 mod error;
 pub mod extract;
 pub mod rsync;
+mod server_decode;
 mod strategy;
 mod streaming;
 pub mod tar;

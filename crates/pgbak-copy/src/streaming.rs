@@ -9,6 +9,7 @@ use crate::durable::SyncMethod;
 use crate::strategy::{BackupDestination, CopyOutcome, CopyProgress, CopyStrategy};
 use crate::writer::{self, Job, Target, WriterOutput};
 use crate::{Error, Result};
+use pgbak_compress::Compression;
 use pgbak_wal::{
     BaseBackupEnd, BaseBackupOptions, BaseBackupSink, ConnParams, Lsn, ReplicationClient,
     TablespaceInfo,
@@ -56,6 +57,7 @@ impl CopyStrategy for StreamingCopy {
                 "StreamingCopy::copy was called from inside an async runtime; call it from a blocking thread".into(),
             ));
         }
+        let server_compression = self.server_compression()?;
         let target = match dest {
             BackupDestination::Plain {
                 data_dir,
@@ -73,22 +75,52 @@ impl CopyStrategy for StreamingCopy {
                 storage,
                 prefix,
                 compressor,
-            } => Target::Tar {
-                storage: storage.clone(),
-                prefix: prefix.clone(),
-                compressor: compressor.clone(),
-            },
+            } => {
+                // Compressing what the server already compressed only burns CPU, and a reader
+                // would have to undo two layers.
+                if server_compression.is_some() && compressor.compression() != Compression::None {
+                    return Err(Error::Config(format!(
+                        "the server compresses this backup; its tar destination must not compress again ({})",
+                        compressor.compression().name()
+                    )));
+                }
+                Target::Tar {
+                    storage: storage.clone(),
+                    prefix: prefix.clone(),
+                    compressor: compressor.clone(),
+                }
+            }
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::stream("start", "async runtime", e))?;
-        runtime.block_on(self.run(target, progress))
+        runtime.block_on(self.run(target, server_compression, progress))
     }
 }
 
 impl StreamingCopy {
-    async fn run(&self, target: Target, progress: &mut dyn CopyProgress) -> Result<CopyOutcome> {
+    /// The format of the archives when the options ask the server to compress them.
+    fn server_compression(&self) -> Result<Option<Compression>> {
+        let Some(c) = &self.options.server_compression else {
+            return Ok(None);
+        };
+        match c.method.as_str() {
+            "gzip" => Ok(Some(Compression::Gzip)),
+            "lz4" => Ok(Some(Compression::Lz4)),
+            "zstd" => Ok(Some(Compression::Zstd)),
+            other => Err(Error::Config(format!(
+                "PostgreSQL compresses on the server only with gzip, lz4 or zstd, not {other:?}"
+            ))),
+        }
+    }
+
+    async fn run(
+        &self,
+        target: Target,
+        server_compression: Option<Compression>,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<CopyOutcome> {
         let mut client = ReplicationClient::connect(&self.conninfo).await?;
         let server_version_num = client.server_version_num();
         let system = client.identify_system().await?;
@@ -98,10 +130,11 @@ impl StreamingCopy {
         let (recycle_tx, recycle_rx) = sync_channel(CHANNEL_DEPTH + 2);
         let worker = std::thread::Builder::new()
             .name("pgbak-copy-writer".into())
-            .spawn(move || writer::run(target, rx, recycle_tx))
+            .spawn(move || writer::run(target, server_compression, rx, recycle_tx))
             .map_err(|e| Error::stream("start", "backup writer thread", e))?;
 
         let mut sink = Sink::new(tx, recycle_rx, progress, server_version_num);
+        sink.archive_suffix = server_compression.map_or("", |c| c.tar_suffix());
         let streamed = client.base_backup(&self.options, &mut sink).await;
         let finished = match streamed {
             Ok(_) => sink.finish(),
@@ -189,6 +222,8 @@ struct Sink<'p> {
     tablespaces: Vec<TablespaceInfo>,
     bytes_received: u64,
     in_manifest: bool,
+    /// What the server appends to archive names when it compresses them (`.zst`), else empty.
+    archive_suffix: &'static str,
     /// Why the sink refused the stream, when it did (reported instead of the protocol error).
     failure: Option<Error>,
 }
@@ -213,6 +248,7 @@ impl<'p> Sink<'p> {
             tablespaces: Vec::new(),
             bytes_received: 0,
             in_manifest: false,
+            archive_suffix: "",
             failure: None,
         }
     }
@@ -287,11 +323,15 @@ impl BaseBackupSink for Sink<'_> {
                 "archive {name:?} after the manifest"
             ))));
         }
-        let Some(oid) = archive_oid(name) else {
+        // A compressing server names its archives `base.tar.zst`: the writer adds the suffix back.
+        let Some((tar_name, oid)) = name
+            .strip_suffix(self.archive_suffix)
+            .and_then(|n| Some((n, archive_oid(n)?)))
+        else {
             return Err(self.refuse(Error::Server(format!("unexpected archive name {name:?}"))));
         };
         self.send(Job::Archive {
-            name: name.to_string(),
+            name: tar_name.to_string(),
             oid,
         })
     }
@@ -322,6 +362,49 @@ impl BaseBackupSink for Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_and_client_compression_are_not_combined() {
+        use crate::strategy::NoProgress;
+        use pgbak_compress::Codec;
+        use pgbak_wal::ServerCompression;
+        use std::sync::Arc;
+        let tmp = tempfile::tempdir().unwrap();
+        let options = BaseBackupOptions {
+            label: "x".into(),
+            progress: false,
+            fast_checkpoint: false,
+            manifest: true,
+            manifest_checksums: None,
+            tablespace_map: true,
+            max_rate_kbps: None,
+            verify_checksums: true,
+            wait_for_wal_archive: true,
+            server_compression: Some(ServerCompression {
+                method: "zstd".into(),
+                detail: None,
+            }),
+        };
+        // Port 1 is never listened on: the refusals must come before any connection.
+        let conninfo = ConnParams::resolve("host=127.0.0.1 port=1").unwrap();
+        let copy = StreamingCopy::new(conninfo, options.clone());
+        let dest = BackupDestination::Tar {
+            storage: Arc::new(pgbak_storage::LocalStorage::new(tmp.path())),
+            prefix: "b".into(),
+            compressor: Arc::new(Codec::new(Compression::Zstd, None).unwrap()),
+        };
+        let err = copy.copy(&dest, &mut NoProgress).unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        let mut bad = options;
+        bad.server_compression = Some(ServerCompression {
+            method: "xz".into(),
+            detail: None,
+        });
+        let err = StreamingCopy::new(copy.conninfo.clone(), bad)
+            .copy(&dest, &mut NoProgress)
+            .unwrap_err();
+        assert!(err.to_string().contains("xz"), "{err}");
+    }
 
     #[test]
     fn archive_names() {

@@ -1,14 +1,17 @@
 //! The writing side of a streaming backup, on its own thread: it takes the archives received from
 //! the server through a bounded channel and compresses them into storage objects or extracts them
-//! into plain trees, so that receiving and compressing overlap on two cores. Nothing is committed
-//! until the receiving side says the whole backup succeeded.
+//! into plain trees, so that receiving and compressing overlap on two cores. Archives the server
+//! already compressed are stored as they arrive and decoded only for parsing
+//! ([`crate::server_decode`]). Nothing is committed until the receiving side says the whole
+//! backup succeeded.
 
 use crate::durable::SyncMethod;
 use crate::extract::{ExtractOptions, TarExtractor};
+use crate::server_decode;
 use crate::strategy::{join_key, OutputFile};
 use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use crate::{Error, Result};
-use pgbak_compress::Compressor;
+use pgbak_compress::{Compression, Compressor};
 use pgbak_storage::local::DurableFile;
 use pgbak_storage::{CommitMode, ObjectWriter, StorageBackend};
 use std::collections::HashMap;
@@ -45,7 +48,7 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             Job::Begin { .. } => "begin",
             Job::Archive { .. } => "archive start",
@@ -88,13 +91,16 @@ enum Pending {
 
 /// Runs until `Commit` (returns the output) or until the channel closes first (returns `None`:
 /// the receiving side gave up, and everything uncommitted is discarded on drop).
+/// `server_compression` is how the server compressed the tar archives, if it did.
 pub(crate) fn run(
     target: Target,
+    server_compression: Option<Compression>,
     rx: Receiver<Job>,
     recycle: SyncSender<Vec<u8>>,
 ) -> Result<Option<WriterOutput>> {
     let mut w = Writer {
         target,
+        server_compression,
         rx,
         recycle,
         version: 0,
@@ -165,6 +171,7 @@ pub(crate) fn run(
 
 struct Writer {
     target: Target,
+    server_compression: Option<Compression>,
     rx: Receiver<Job>,
     recycle: SyncSender<Vec<u8>>,
     version: u32,
@@ -196,13 +203,37 @@ impl Writer {
                 prefix,
                 compressor,
             } => {
-                let file_name = format!("{name}{}", compressor.compression().tar_suffix());
+                let suffix = match self.server_compression {
+                    Some(c) => c.tar_suffix(),
+                    None => compressor.compression().tar_suffix(),
+                };
+                let file_name = format!("{name}{suffix}");
                 let key = join_key(prefix, &file_name);
                 let mut counted = Counting {
                     inner: storage.put(&key)?,
                     bytes: 0,
                 };
-                let complete = {
+                let complete = if let Some(c) = self.server_compression {
+                    let mut visitor = Observer {
+                        capture: is_base.then_some(&mut self.capture),
+                        extractor: None,
+                    };
+                    let complete = pump_server_compressed(
+                        &mut self.rx,
+                        &self.recycle,
+                        c,
+                        &key,
+                        &mut parser,
+                        &mut visitor,
+                        Some(&mut counted),
+                    )?;
+                    if complete {
+                        counted
+                            .flush()
+                            .map_err(|e| Error::stream("write", &key, e))?;
+                    }
+                    complete
+                } else {
                     let mut enc = compressor
                         .encoder(Box::new(&mut counted))
                         .map_err(|e| Error::stream("compress", &key, e))?;
@@ -262,14 +293,25 @@ impl Writer {
                     capture: is_base.then_some(&mut self.capture),
                     extractor: Some(&mut extractor),
                 };
-                let complete = pump(
-                    &self.rx,
-                    &self.recycle,
-                    self.version,
-                    &mut parser,
-                    &mut visitor,
-                    &mut |_| Ok(()),
-                )?;
+                let complete = match self.server_compression {
+                    Some(c) => pump_server_compressed(
+                        &mut self.rx,
+                        &self.recycle,
+                        c,
+                        name,
+                        &mut parser,
+                        &mut visitor,
+                        None,
+                    )?,
+                    None => pump(
+                        &self.rx,
+                        &self.recycle,
+                        self.version,
+                        &mut parser,
+                        &mut visitor,
+                        &mut |_| Ok(()),
+                    )?,
+                };
                 if !complete {
                     return Ok(false);
                 }
@@ -400,6 +442,26 @@ fn pump(
     }
 }
 
+/// [`server_decode::pump_compressed`] on the writer's receiver, which it needs by value for the
+/// time of the archive: a receiver whose sender is already gone stands in meanwhile, so that
+/// nothing could ever wait on it.
+fn pump_server_compressed<'a>(
+    rx: &mut Receiver<Job>,
+    recycle: &SyncSender<Vec<u8>>,
+    compression: Compression,
+    what: &'a str,
+    parser: &mut TarStreamParser,
+    visitor: &mut Observer<'_>,
+    raw: Option<&'a mut (dyn Write + Send)>,
+) -> Pumped {
+    let (_, closed) = std::sync::mpsc::sync_channel(0);
+    let taken = std::mem::replace(rx, closed);
+    let (back, result) =
+        server_decode::pump_compressed(taken, recycle, compression, what, parser, visitor, raw);
+    *rx = back;
+    result
+}
+
 /// A missing or empty directory is fine; anything else would mix two backups.
 pub(crate) fn ensure_empty_or_missing(dir: &Path) -> Result<()> {
     match std::fs::read_dir(dir) {
@@ -442,8 +504,8 @@ enum Captured {
 #[derive(Debug, Default)]
 pub(crate) struct LabelCapture {
     current: Option<Captured>,
-    label: Option<Vec<u8>>,
-    map: Option<Vec<u8>>,
+    pub(crate) label: Option<Vec<u8>>,
+    pub(crate) map: Option<Vec<u8>>,
 }
 
 impl TarVisitor for LabelCapture {
@@ -496,9 +558,9 @@ impl TarVisitor for LabelCapture {
 }
 
 /// Sends each tar event to the label capture (base.tar only) and to the extractor (plain only).
-struct Observer<'a> {
-    capture: Option<&'a mut LabelCapture>,
-    extractor: Option<&'a mut TarExtractor>,
+pub(crate) struct Observer<'a> {
+    pub(crate) capture: Option<&'a mut LabelCapture>,
+    pub(crate) extractor: Option<&'a mut TarExtractor>,
 }
 
 impl TarVisitor for Observer<'_> {
@@ -580,6 +642,16 @@ mod tests {
     /// Sends a whole backup as the receiving side would, in odd-sized chunks; `commit` false
     /// stops before the commit, as when the stream is cut.
     fn jobs(version: u32, base: &[u8], commit: bool) -> Receiver<Job> {
+        jobs_as(version, base, commit, |t| t)
+    }
+
+    /// [`jobs`] with each archive passed through `wrap` (a server's compression).
+    fn jobs_as(
+        version: u32,
+        base: &[u8],
+        commit: bool,
+        wrap: impl Fn(Vec<u8>) -> Vec<u8>,
+    ) -> Receiver<Job> {
         let (tx, rx) = sync_channel(10_000);
         tx.send(Job::Begin {
             server_version_num: version,
@@ -595,7 +667,7 @@ mod tests {
                 oid,
             })
             .unwrap();
-            for c in data.chunks(777) {
+            for c in wrap(data).chunks(777) {
                 tx.send(Job::Data(c.to_vec())).unwrap();
             }
             tx.send(Job::End).unwrap();
@@ -631,7 +703,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (storage, target) = tar_target(tmp.path(), Compression::Zstd);
         let (recycle, _keep) = sync_channel(4);
-        let out = run(target, jobs(150000, &base_tar(true), true), recycle)
+        let out = run(target, None, jobs(150000, &base_tar(true), true), recycle)
             .unwrap()
             .unwrap();
         let names: Vec<_> = out.files.iter().map(|f| f.name.as_str()).collect();
@@ -662,9 +734,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (storage, target) = tar_target(tmp.path(), Compression::Gzip);
         let (recycle, _keep) = sync_channel(4);
-        assert!(run(target, jobs(150000, &base_tar(true), false), recycle)
-            .unwrap()
-            .is_none());
+        assert!(
+            run(target, None, jobs(150000, &base_tar(true), false), recycle)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(storage.list("").unwrap(), vec![]);
     }
 
@@ -675,7 +749,7 @@ mod tests {
         let mut base = base_tar(true);
         base[1024 + 10] ^= 1; // inside the second header
         let (recycle, _keep) = sync_channel(4);
-        let err = run(target, jobs(150000, &base, true), recycle).unwrap_err();
+        let err = run(target, None, jobs(150000, &base, true), recycle).unwrap_err();
         assert!(matches!(err, Error::CorruptTar { .. }), "{err}");
         assert_eq!(storage.list("").unwrap(), vec![]);
     }
@@ -685,14 +759,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (storage, target) = tar_target(tmp.path(), Compression::None);
         let (recycle, _keep) = sync_channel(4);
-        run(target, jobs(140010, &base_tar(false), true), recycle)
+        run(target, None, jobs(140010, &base_tar(false), true), recycle)
             .unwrap()
             .unwrap();
         assert_eq!(read_object(&storage, "b1/base.tar"), base_tar(true));
         // From 15 on, a missing end is a truncated stream.
         let (_, target) = tar_target(&tmp.path().join("other"), Compression::None);
         let (recycle, _keep) = sync_channel(4);
-        let err = run(target, jobs(150000, &base_tar(false), true), recycle).unwrap_err();
+        let err = run(target, None, jobs(150000, &base_tar(false), true), recycle).unwrap_err();
         assert!(matches!(err, Error::TruncatedTar { .. }), "{err}");
     }
 
@@ -707,7 +781,7 @@ mod tests {
             sync: SyncMethod::None,
         };
         let (recycle, _keep) = sync_channel(4);
-        let out = run(target, jobs(150000, &base_tar(true), true), recycle)
+        let out = run(target, None, jobs(150000, &base_tar(true), true), recycle)
             .unwrap()
             .unwrap();
         let manifest_len = MANIFEST.len() as u64;
@@ -746,8 +820,100 @@ mod tests {
             sync: SyncMethod::None,
         };
         let (recycle, _keep) = sync_channel(4);
-        let err = run(target, jobs(150000, &base_tar(true), true), recycle).unwrap_err();
+        let err = run(target, None, jobs(150000, &base_tar(true), true), recycle).unwrap_err();
         assert!(matches!(err, Error::DestinationNotEmpty { .. }), "{err}");
+    }
+
+    fn server_compressed(c: Compression) -> impl Fn(Vec<u8>) -> Vec<u8> {
+        move |data| {
+            let codec = Codec::new(c, None).unwrap();
+            let mut out = Vec::new();
+            let mut enc = codec.encoder(Box::new(&mut out)).unwrap();
+            enc.write_all(&data).unwrap();
+            enc.finish().unwrap();
+            out
+        }
+    }
+
+    #[test]
+    fn server_compressed_archives_are_stored_as_received() {
+        for c in [Compression::Zstd, Compression::Lz4, Compression::Gzip] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (storage, target) = tar_target(tmp.path(), Compression::None);
+            let (recycle, _keep) = sync_channel(4);
+            let wrap = server_compressed(c);
+            let rx = jobs_as(150000, &base_tar(true), true, &wrap);
+            let out = run(target, Some(c), rx, recycle).unwrap().unwrap();
+            let suffix = c.tar_suffix();
+            let names: Vec<_> = out.files.iter().map(|f| f.name.clone()).collect();
+            assert_eq!(
+                names,
+                [
+                    format!("16384.tar{suffix}"),
+                    format!("base.tar{suffix}"),
+                    "backup_manifest".into()
+                ]
+            );
+            let mut stored = Vec::new();
+            storage
+                .get(&format!("b1/base.tar{suffix}"))
+                .unwrap()
+                .read_to_end(&mut stored)
+                .unwrap();
+            assert_eq!(stored, wrap(base_tar(true)), "{c:?}: stored as received");
+            assert_eq!(out.files[1].size, stored.len() as u64);
+            assert_eq!(
+                read_object(&storage, &format!("b1/16384.tar{suffix}")),
+                ts_tar()
+            );
+            assert!(out.backup_label.unwrap().starts_with("START WAL LOCATION"));
+            assert_eq!(out.tablespace_map.as_deref(), Some("16384 /srv/ts\n"));
+        }
+    }
+
+    #[test]
+    fn a_cut_server_compressed_stream_commits_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (storage, target) = tar_target(tmp.path(), Compression::None);
+        let (recycle, _keep) = sync_channel(4);
+        let wrap = server_compressed(Compression::Zstd);
+        let rx = jobs_as(150000, &base_tar(true), false, &wrap);
+        assert!(run(target, Some(Compression::Zstd), rx, recycle)
+            .unwrap()
+            .is_none());
+        assert_eq!(storage.list("").unwrap(), vec![]);
+        // A tar cut inside a complete compressed stream fails the same way.
+        let tmp = tempfile::tempdir().unwrap();
+        let (storage, target) = tar_target(tmp.path(), Compression::None);
+        let (recycle, _keep) = sync_channel(4);
+        let rx = jobs_as(150000, &base_tar(false), true, &wrap);
+        let err = run(target, Some(Compression::Zstd), rx, recycle).unwrap_err();
+        assert!(matches!(err, Error::TruncatedTar { .. }), "{err}");
+        assert_eq!(storage.list("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn server_compressed_plain_backup_is_extracted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let target = Target::Plain {
+            data_dir: data_dir.clone(),
+            tablespaces_root: tmp.path().join("tablespaces"),
+            sync: SyncMethod::None,
+        };
+        let (recycle, _keep) = sync_channel(4);
+        let wrap = server_compressed(Compression::Lz4);
+        let rx = jobs_as(150000, &base_tar(true), true, &wrap);
+        let out = run(target, Some(Compression::Lz4), rx, recycle)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.files[0].size, 100_000);
+        assert_eq!(fs_read(&data_dir.join("base/PG_VERSION")), b"15\n");
+        assert_eq!(
+            fs_read(&data_dir.join("pg_tblspc/16384/PG_15_202209061/1")).len(),
+            100_000
+        );
+        assert!(out.backup_label.is_some());
     }
 
     fn fs_read(p: &Path) -> Vec<u8> {

@@ -54,6 +54,7 @@ fn options(tablespace_map: bool) -> BaseBackupOptions {
         max_rate_kbps: None,
         verify_checksums: true,
         wait_for_wal_archive: false,
+        server_compression: None,
     }
 }
 

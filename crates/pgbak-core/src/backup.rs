@@ -4,7 +4,7 @@
 //! its files are durable and every WAL segment from its begin to its end LSN is in the archive.
 
 use crate::catalogue::{new_backup_id, BackupFile, BackupInfo, BackupStatus, TablespaceRecord};
-use crate::config::BackupFormat;
+use crate::config::{BackupFormat, CompressionLocation};
 use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::locks::LockName;
 use crate::server::Server;
@@ -12,7 +12,9 @@ use crate::{Error, Result};
 use pgbak_compress::{Codec, Compression, Level};
 use pgbak_copy::{BackupDestination, CopyProgress, CopyStrategy, StreamingCopy};
 use pgbak_storage::LocalStorage;
-use pgbak_wal::{segments_between, BaseBackupOptions, ConnParams, Lsn, SegmentName};
+use pgbak_wal::{
+    segments_between, BaseBackupOptions, ConnParams, Lsn, SegmentName, ServerCompression,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,8 +76,13 @@ pub fn backup(
         id = new_backup_id(crate::clock::now());
     }
     let dir = cat.backup_dir(&id);
+    // With `backup_compression_location = server` PostgreSQL compresses and pgbak stores the
+    // archives as they arrive (tar) or decompresses them on arrival (plain).
+    let server_compression = server_compression(cfg);
     let (format, compression) = match cfg.backup_compression_format {
-        BackupFormat::Plain if cfg.backup_compression != Compression::None => {
+        BackupFormat::Plain
+            if cfg.backup_compression != Compression::None && server_compression.is_none() =>
+        {
             return Err(Error::Usage(format!(
                 "server '{}': backup_compression_format = plain cannot be combined with backup_compression = {}",
                 cfg.name,
@@ -104,9 +111,14 @@ pub fn backup(
                 .backup_compression_level
                 .map(Level::Value)
                 .or(Some(Level::Low));
-            let codec = Codec::new(compression, level)
-                .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?
-                .with_workers(cfg.backup_compression_workers.unwrap_or(0));
+            let codec = if server_compression.is_some() {
+                // The stored objects are exactly the server's: named and read like client ones.
+                Codec::new(Compression::None, None)
+            } else {
+                Codec::new(compression, level)
+                    .map(|c| c.with_workers(cfg.backup_compression_workers.unwrap_or(0)))
+            }
+            .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
             BackupDestination::Tar {
                 storage: Arc::new(LocalStorage::new(&dir)),
                 prefix: "data".into(),
@@ -133,6 +145,7 @@ pub fn backup(
                 // Without archive_mode the WAL comes from receive-wal: the server has nothing to
                 // wait for (and would only warn that archiving is off).
                 wait_for_wal_archive: archive_mode != "off",
+                server_compression: server_compression.clone(),
             },
         };
         let started = Instant::now();
@@ -234,6 +247,27 @@ pub fn backup(
     Ok(info)
 }
 
+/// What BASE_BACKUP asks the server to compress with, when `backup_compression_location =
+/// server`: the configured method at `backup_compression_level` (1, the fastest, by default)
+/// and, for zstd, `backup_compression_workers` threads.
+fn server_compression(cfg: &crate::config::ServerConfig) -> Option<ServerCompression> {
+    if cfg.backup_compression_location != CompressionLocation::Server
+        || cfg.backup_compression == Compression::None
+    {
+        return None;
+    }
+    let mut detail = format!("level={}", cfg.backup_compression_level.unwrap_or(1));
+    if cfg.backup_compression == Compression::Zstd {
+        if let Some(workers) = cfg.backup_compression_workers.filter(|&w| w > 0) {
+            detail.push_str(&format!(",workers={workers}"));
+        }
+    }
+    Some(ServerCompression {
+        method: cfg.backup_compression.name().to_string(),
+        detail: Some(detail),
+    })
+}
+
 /// Closes the current WAL segment after a backup of a streaming server, as Barman does: a
 /// receiver archives a segment only once it is complete, so the backup's end segment must be
 /// closed for the backup to become DONE. (`pg_backup_stop` already switches on a primary, making
@@ -300,4 +334,38 @@ pub fn complete_if_wal_archived(server: &Server, info: &mut BackupInfo) -> Resul
     info.status = BackupStatus::Done;
     server.catalogue().write(info)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn detail_for(settings: &str) -> Option<ServerCompression> {
+        let text =
+            format!("[pgbak]\nhome = /var/lib/pgbak\n\n[main]\nconninfo = host=db1\n{settings}");
+        let config = Config::parse_str(&text, Path::new("/etc/pgbak.conf")).unwrap();
+        server_compression(config.server("main").unwrap())
+    }
+
+    #[test]
+    fn server_compression_follows_the_configuration() {
+        let zstd = detail_for(
+            "backup_compression = zstd\nbackup_compression_location = server\nbackup_compression_workers = 2\n",
+        )
+        .unwrap();
+        assert_eq!(zstd.method, "zstd");
+        assert_eq!(zstd.detail.as_deref(), Some("level=1,workers=2"));
+        // The level is passed as configured.
+        let gzip = detail_for(
+            "backup_compression = gzip\nbackup_compression_location = server\nbackup_compression_level = 6\n",
+        )
+        .unwrap();
+        assert_eq!(gzip.method, "gzip");
+        assert_eq!(gzip.detail.as_deref(), Some("level=6"));
+        // Client compression, or none at all, asks nothing of the server.
+        assert_eq!(detail_for("backup_compression = zstd\n"), None);
+        assert_eq!(detail_for("backup_compression_location = server\n"), None);
+    }
 }

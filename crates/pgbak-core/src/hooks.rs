@@ -432,15 +432,27 @@ pub fn with_archive_hooks(
     src: &Path,
     archive_it: impl FnOnce() -> Result<ArchiveOutcome>,
 ) -> Result<ArchiveOutcome> {
-    let hooks = Hooks::new(server, HookEvent::Archive);
-    if !hooks.any_configured() {
-        return archive_it();
-    }
     let name = src
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string();
+    with_archive_hooks_named(server, archive, src, &name, archive_it)
+}
+
+/// [`with_archive_hooks`] for a file waiting under a temporary name (as `put-wal` receives
+/// them): the hooks see `name` as the segment.
+pub fn with_archive_hooks_named(
+    server: &Server,
+    archive: &WalArchive,
+    src: &Path,
+    name: &str,
+    archive_it: impl FnOnce() -> Result<ArchiveOutcome>,
+) -> Result<ArchiveOutcome> {
+    let hooks = Hooks::new(server, HookEvent::Archive);
+    if !hooks.any_configured() {
+        return archive_it();
+    }
     let meta = std::fs::metadata(src).map_err(|e| Error::io("stat", src, e))?;
     let mtime = meta
         .modified()
@@ -448,7 +460,7 @@ pub fn with_archive_hooks(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let pre = HookEnv::for_wal(&name, src, meta.len(), mtime, &detect_compression(src));
+    let pre = HookEnv::for_wal(name, src, meta.len(), mtime, &detect_compression(src));
     hooks.run_pre(&pre)?;
     let result = archive_it();
     let post = match &result {

@@ -31,6 +31,7 @@ pub mod retention;
 pub mod rsync_backup;
 pub mod rsync_check;
 pub mod server;
+pub mod streaming_status;
 pub mod timelines;
 pub mod units;
 pub mod verify;

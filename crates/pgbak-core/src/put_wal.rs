@@ -7,7 +7,9 @@
 //! A WAL file compressed by the sender (any format the archive detects by its magic bytes) is
 //! decompressed before archiving, so the archive holds it with the server's own compression.
 
+use crate::hooks::with_archive_hooks_named;
 use crate::locks::LockManager;
+use crate::server::Server;
 use crate::wal_archive::{ArchiveOutcome, WalArchive};
 use crate::wal_tar::{parse_sums, SumKind, Summer};
 use crate::{Error, Result};
@@ -148,12 +150,40 @@ impl TarVisitor for Spool {
 
 /// Reads a put-wal tar stream from `input`, verifies it, and archives every WAL file in it.
 /// `spool_dir` (the server's `incoming/` folder: same filesystem as the archive) holds the files
-/// while they are checked.
+/// while they are checked. No hook runs: see [`put_wal_with_hooks`].
 pub fn put_wal(
     archive: &WalArchive,
     input: &mut dyn Read,
     spool_dir: &Path,
     locks: &dyn LockManager,
+) -> Result<Vec<ArchiveOutcome>> {
+    receive(input, spool_dir, &mut |src, name| {
+        archive.archive_file_as(src, name, locks)
+    })
+}
+
+/// [`put_wal`] into `server`'s archive through its `incoming/` folder, with the server's archive
+/// hooks around each file, as `archive-wal` runs them: a WAL file that arrives through put-wal
+/// must trigger the same scripts as one from `archive_command`.
+pub fn put_wal_with_hooks(server: &Server, input: &mut dyn Read) -> Result<Vec<ArchiveOutcome>> {
+    let archive = server.wal_archive()?;
+    receive(
+        input,
+        &server.config.incoming_wals_directory,
+        &mut |src, name| {
+            with_archive_hooks_named(server, &archive, src, name, || {
+                archive.archive_file_as(src, name, server.locks())
+            })
+        },
+    )
+}
+
+/// Receives and verifies the stream, then hands each file (its path, its WAL name) to
+/// `archive_one`, in the order of the stream.
+fn receive(
+    input: &mut dyn Read,
+    spool_dir: &Path,
+    archive_one: &mut dyn FnMut(&Path, &str) -> Result<ArchiveOutcome>,
 ) -> Result<Vec<ArchiveOutcome>> {
     pgbak_storage::local::create_dir_all_durable(spool_dir)
         .map_err(|e| Error::io("create", spool_dir, e))?;
@@ -234,7 +264,7 @@ pub fn put_wal(
     for f in &spool.files {
         let plain = decompress_if_needed(&f.path)?;
         let src = plain.as_deref().unwrap_or(&f.path);
-        let r = archive.archive_file_as(src, &f.name, locks);
+        let r = archive_one(src, &f.name);
         if let Some(p) = &plain {
             let _ = std::fs::remove_file(p);
         }
@@ -426,5 +456,37 @@ mod tests {
             a.segment_names().unwrap(),
             vec![NAME.to_string(), n2.to_string()]
         );
+    }
+
+    #[test]
+    fn the_archive_hooks_see_each_segment_by_its_name() {
+        let d = tempfile::tempdir().unwrap();
+        let seen = d.path().join("seen");
+        let text = format!(
+            "[pgbak]\nhome = {}\n\n[main]\nconninfo = host=localhost\n\
+             pre_archive_script = echo \"pre $BARMAN_SEGMENT\" >> {seen}\n\
+             post_archive_script = echo \"post $BARMAN_SEGMENT $BARMAN_ERROR\" >> {seen}\n",
+            d.path().display(),
+            seen = seen.display()
+        );
+        let cfg = crate::config::Config::parse_str(&text, &d.path().join("pgbak.conf")).unwrap();
+        let server = Server::new(&cfg, "main").unwrap();
+        let second = "000000010000000000000004";
+        let input = stream(
+            &[(NAME, segment(NAME, 1)), (second, segment(second, 1))],
+            Some(SumKind::Sha256),
+        );
+        let out = put_wal_with_hooks(&server, &mut &input[..]).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(server.wal_archive().unwrap().contains(second).unwrap());
+        let lines = std::fs::read_to_string(&seen).unwrap();
+        assert_eq!(
+            lines,
+            format!("pre {NAME}\npost {NAME} \npre {second}\npost {second} \n")
+        );
+        assert!(std::fs::read_dir(&server.config.incoming_wals_directory)
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

@@ -457,7 +457,8 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
     m
 }
 
-fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
+/// The stream `<stem>` of a tar-format backup, whatever its compression suffix.
+pub(crate) fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
     for e in rd {
         let e = e.map_err(|e| Error::io("read", dir, e))?;

@@ -8,7 +8,7 @@
 //! folder and sent last.
 
 use crate::catalogue::BackupInfo;
-use crate::recover::{RecoverOptions, RecoverySummary, WAL_SPOOL_DIR};
+use crate::recover::{find_archive, RecoverOptions, RecoverySummary, WAL_SPOOL_DIR};
 use crate::rsync_backup::rsync_program;
 use crate::server::Server;
 use crate::{Error, Result};
@@ -334,22 +334,6 @@ fn unpack_locally(
         unpack(&format!("{oid}.tar"), &t.path().join(oid.to_string()))?;
     }
     Ok(t)
-}
-
-fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
-    let rd = fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
-    for e in rd {
-        let e = e.map_err(|e| Error::io("read", dir, e))?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name == stem || name.starts_with(&format!("{stem}.")) {
-            return Ok(e.path());
-        }
-    }
-    Err(Error::Corrupt {
-        what: format!("backup folder {}", dir.display()),
-        detail: format!("{stem} is missing"),
-    })
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub use receiver::{
 };
 pub use replication::{
     BaseBackupEnd, BaseBackupOptions, BaseBackupSink, IdentifySystem, ReplicationClient,
-    ReplicationMessage, ReplicationStream, StreamEnd, TablespaceInfo,
+    ReplicationMessage, ReplicationStream, ServerCompression, StreamEnd, TablespaceInfo,
 };
 pub use segment::{
     segments_between, validate_segment_size, SegmentName, WalFileName, DEFAULT_SEGMENT_SIZE,

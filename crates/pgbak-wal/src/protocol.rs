@@ -276,6 +276,30 @@ impl BaseBackupOptions {
             _ => None,
         };
 
+        if let Some(c) = &self.server_compression {
+            if server_version_num < NEW_BASE_BACKUP_SYNTAX_VERSION_NUM {
+                return Err(Error::UnsupportedServerVersion {
+                    version: server_version_num.to_string(),
+                    reason: "compression on the server needs PostgreSQL 15 or later".to_string(),
+                });
+            }
+            if !matches!(c.method.as_str(), "gzip" | "lz4" | "zstd") {
+                return Err(bad("COMPRESSION", "must be gzip, lz4 or zstd"));
+            }
+            // The server parses the detail itself; only refuse what cannot be a detail at all.
+            if c.detail.as_deref().is_some_and(|d| {
+                d.is_empty()
+                    || !d
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b',' | b'-'))
+            }) {
+                return Err(bad(
+                    "COMPRESSION_DETAIL",
+                    "must be a list such as level=1,workers=2",
+                ));
+            }
+        }
+
         let label = quote_literal(&self.label);
         if server_version_num >= NEW_BASE_BACKUP_SYNTAX_VERSION_NUM {
             let mut opts = vec![format!("LABEL {label}")];
@@ -302,6 +326,12 @@ impl BaseBackupOptions {
             }
             if !self.verify_checksums {
                 opts.push("VERIFY_CHECKSUMS false".into());
+            }
+            if let Some(c) = &self.server_compression {
+                opts.push(format!("COMPRESSION {}", quote_literal(&c.method)));
+                if let Some(d) = &c.detail {
+                    opts.push(format!("COMPRESSION_DETAIL {}", quote_literal(d)));
+                }
             }
             Ok(format!("BASE_BACKUP ( {} )", opts.join(", ")))
         } else {
@@ -350,6 +380,7 @@ mod tests {
             max_rate_kbps: Some(1024),
             verify_checksums: false,
             wait_for_wal_archive: false,
+            server_compression: None,
         }
     }
 
@@ -370,6 +401,7 @@ mod tests {
             max_rate_kbps: None,
             verify_checksums: true,
             wait_for_wal_archive: true,
+            server_compression: None,
         };
         // Checksums without a manifest would be refused by the server: not sent.
         assert_eq!(
@@ -431,6 +463,69 @@ mod tests {
             .command(150000)
             .unwrap()
             .starts_with(r"BASE_BACKUP ( LABEL 'a\''b''''',"));
+    }
+
+    #[test]
+    fn base_backup_command_server_compression() {
+        use crate::replication::ServerCompression;
+        let zstd = BaseBackupOptions {
+            server_compression: Some(ServerCompression {
+                method: "zstd".into(),
+                detail: Some("level=1,workers=2".into()),
+            }),
+            ..opts()
+        };
+        assert_eq!(
+            zstd.command(150018).unwrap(),
+            "BASE_BACKUP ( LABEL 'pgbak it''s 1', PROGRESS, CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', \
+             MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP, MAX_RATE 1024, VERIFY_CHECKSUMS false, \
+             COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=1,workers=2' )"
+        );
+        let lz4 = BaseBackupOptions {
+            label: "x".into(),
+            progress: false,
+            fast_checkpoint: false,
+            manifest: false,
+            manifest_checksums: None,
+            tablespace_map: false,
+            max_rate_kbps: None,
+            verify_checksums: true,
+            wait_for_wal_archive: true,
+            server_compression: Some(ServerCompression {
+                method: "lz4".into(),
+                detail: None,
+            }),
+        };
+        assert_eq!(
+            lz4.command(160000).unwrap(),
+            "BASE_BACKUP ( LABEL 'x', COMPRESSION 'lz4' )"
+        );
+        // 13 and 14 cannot compress: refused rather than silently storing uncompressed tars.
+        let err = zstd.command(140010).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedServerVersion { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("PostgreSQL 15"), "{err}");
+        for (method, detail) in [
+            ("bzip2", None),
+            ("ZSTD", None),
+            ("zstd", Some("")),
+            ("zstd", Some("level=1' , WAIT true")),
+        ] {
+            let o = BaseBackupOptions {
+                server_compression: Some(ServerCompression {
+                    method: method.into(),
+                    detail: detail.map(String::from),
+                }),
+                ..opts()
+            };
+            let err = o.command(150000).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidOption { .. }),
+                "{method} {detail:?}: {err}"
+            );
+        }
     }
 
     #[test]

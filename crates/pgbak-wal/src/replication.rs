@@ -72,6 +72,19 @@ pub struct BaseBackupOptions {
     pub verify_checksums: bool,
     /// When false, NOWAIT: the server does not wait for the end WAL segment to be archived.
     pub wait_for_wal_archive: bool,
+    /// Have the server compress the tar archives (PostgreSQL 15 and later); the manifest still
+    /// arrives uncompressed and each archive's name gains the method's suffix (`base.tar.zst`).
+    pub server_compression: Option<ServerCompression>,
+}
+
+/// Compression done by the server before the archives leave it (BASE_BACKUP's `COMPRESSION` and
+/// `COMPRESSION_DETAIL`), which saves network bandwidth and the client's CPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCompression {
+    /// `gzip`, `lz4` or `zstd`.
+    pub method: String,
+    /// The server's detail string, e.g. `level=1,workers=2` (`workers` is zstd only).
+    pub detail: Option<String>,
 }
 
 /// Receives the streams of a BASE_BACKUP, in order. Calls may block (back-pressure).

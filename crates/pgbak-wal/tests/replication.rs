@@ -500,6 +500,7 @@ async fn base_backup_with_manifest_and_tablespace() {
         max_rate_kbps: None,
         verify_checksums: true,
         wait_for_wal_archive: false,
+        server_compression: None,
     };
     let mut sink = Collect::default();
     let end = client.base_backup(&opts, &mut sink).await.unwrap();

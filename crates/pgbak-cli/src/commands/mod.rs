@@ -6,6 +6,7 @@ pub mod inspect;
 pub mod keep;
 pub mod lock_cleanup;
 pub mod receive_wal;
+pub mod show_backup;
 pub mod verify;
 pub mod wal;
 pub mod wal_args;

@@ -115,14 +115,9 @@ pub fn put_wal(cli: &Cli, a: &PutWalArgs) -> Result<u8> {
         println!("Ready to accept WAL files for the server {}", server.name());
         return Ok(0);
     }
-    let archive = server.wal_archive()?;
     let mut stdin = std::io::stdin().lock();
-    let outcomes = pgbak_core::put_wal::put_wal(
-        &archive,
-        &mut stdin,
-        &server.config.incoming_wals_directory,
-        server.locks(),
-    )?;
+    // The archive hooks run around each file, as for archive-wal.
+    let outcomes = pgbak_core::put_wal::put_wal_with_hooks(&server, &mut stdin)?;
     if !cli.quiet {
         for o in outcomes {
             if let ArchiveOutcome::AlreadyArchived { name } = o {

@@ -326,6 +326,7 @@ fn options() -> BaseBackupOptions {
         max_rate_kbps: None,
         verify_checksums: true,
         wait_for_wal_archive: false,
+        server_compression: None,
     }
 }
 

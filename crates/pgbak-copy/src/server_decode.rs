@@ -1,0 +1,283 @@
+//! Archives the server compressed (BASE_BACKUP's `COMPRESSION`): the bytes are kept exactly as
+//! they arrive, while the tar parser (which captures `backup_label` and `tablespace_map`, and
+//! extracts plain backups) reads them decompressed. Decoding is streaming on the writer thread,
+//! so memory stays bounded by the channel depth and the decoder's window whatever the archive size.
+
+use crate::tar::TarStreamParser;
+use crate::writer::{Job, Observer};
+use crate::{Error, Result};
+use pgbak_compress::{Codec, Compression, Compressor};
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+/// Decompressed bytes handed to the tar parser at a time.
+const DECODED_CHUNK: usize = 256 << 10;
+
+/// Why the channel reader stopped giving bytes.
+#[derive(Debug)]
+enum Stop {
+    /// The archive's end arrived.
+    End,
+    /// The receiving side gave up: the channel closed before the end.
+    Closed,
+    /// Storing the raw bytes failed, or a message arrived that has no place inside an archive.
+    Failed(Error),
+}
+
+/// Reads an archive's chunks from the channel as one byte stream, writing each chunk unchanged to
+/// `raw` (the stored object) as it passes.
+struct ChannelReader<'a> {
+    rx: Receiver<Job>,
+    recycle: SyncSender<Vec<u8>>,
+    raw: Option<&'a mut (dyn Write + Send)>,
+    what: &'a str,
+    current: Vec<u8>,
+    pos: usize,
+    stop: Option<Stop>,
+}
+
+impl ChannelReader<'_> {
+    fn fail(&mut self, stop: Stop) -> io::Error {
+        let e = match &stop {
+            Stop::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, "the stream was cut"),
+            _ => io::Error::other("the archive could not be stored"),
+        };
+        self.stop = Some(stop);
+        e
+    }
+}
+
+impl Read for ChannelReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.current.len() {
+                let n = out.len().min(self.current.len() - self.pos);
+                out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match self.stop {
+                Some(Stop::End) => return Ok(0),
+                Some(_) => return Err(io::Error::other("the archive stream already failed")),
+                None => {}
+            }
+            match self.rx.recv() {
+                Err(_) => return Err(self.fail(Stop::Closed)),
+                Ok(Job::Data(buf)) => {
+                    if let Some(raw) = self.raw.as_deref_mut() {
+                        if let Err(e) = raw.write_all(&buf) {
+                            let error = Error::stream("write", self.what, e);
+                            return Err(self.fail(Stop::Failed(error)));
+                        }
+                    }
+                    let used = std::mem::replace(&mut self.current, buf);
+                    self.pos = 0;
+                    // Hand the buffer back for reuse; if the pool is full it is simply freed.
+                    let _ = self.recycle.try_send(used);
+                }
+                Ok(Job::End) => self.stop = Some(Stop::End),
+                Ok(other) => {
+                    let error =
+                        Error::Aborted(format!("internal: {} inside an archive", other.describe()));
+                    return Err(self.fail(Stop::Failed(error)));
+                }
+            }
+        }
+    }
+}
+
+/// Feeds one server-compressed archive to `raw` as received and, decompressed with `compression`,
+/// to the tar parser, until its end. Returns the receiver (taken by value because decoders must
+/// be `Send`) and false when the channel closed first.
+pub(crate) fn pump_compressed<'a>(
+    rx: Receiver<Job>,
+    recycle: &SyncSender<Vec<u8>>,
+    compression: Compression,
+    what: &'a str,
+    parser: &mut TarStreamParser,
+    visitor: &mut Observer<'_>,
+    raw: Option<&'a mut (dyn Write + Send)>,
+) -> (Receiver<Job>, Result<bool>) {
+    let mut reader = ChannelReader {
+        rx,
+        recycle: recycle.clone(),
+        raw,
+        what,
+        current: Vec::new(),
+        pos: 0,
+        stop: None,
+    };
+    let result = decode_into(&mut reader, compression, what, parser, visitor);
+    let result = match (result, reader.stop.take()) {
+        (_, Some(Stop::Closed)) => Ok(false),
+        (_, Some(Stop::Failed(e))) => Err(e),
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(Stop::End)) => parser.finish().map(|()| true),
+        (Ok(()), None) => Err(Error::Aborted(format!(
+            "internal: {what} decoded to its end before the archive ended"
+        ))),
+    };
+    (reader.rx, result)
+}
+
+fn decode_into(
+    reader: &mut ChannelReader<'_>,
+    compression: Compression,
+    what: &str,
+    parser: &mut TarStreamParser,
+    visitor: &mut Observer<'_>,
+) -> Result<()> {
+    let codec = Codec::new(compression, None)
+        .map_err(|e| Error::Config(format!("decompressing {what}: {e}")))?;
+    let decode_error = |e: io::Error| Error::stream("decompress", what, e);
+    let mut decoder = codec
+        .decoder(Box::new(&mut *reader))
+        .map_err(decode_error)?;
+    let mut buf = vec![0u8; DECODED_CHUNK];
+    loop {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(decode_error(e)),
+        };
+        parser.feed(&buf[..n], visitor)?;
+    }
+    drop(decoder);
+    // The decoders refuse trailing bytes, so the stream is normally read up to the archive's
+    // end already; anything left would be stored but never restored.
+    let trailing = io::copy(reader, &mut io::sink()).map_err(decode_error)?;
+    if trailing > 0 {
+        return Err(Error::Server(format!(
+            "{trailing} bytes after the end of the {} stream of {what}",
+            compression.name()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::LabelCapture;
+    use std::sync::mpsc::sync_channel;
+
+    fn compressed(c: Compression, data: &[u8]) -> Vec<u8> {
+        let codec = Codec::new(c, None).unwrap();
+        let mut out = Vec::new();
+        let mut enc = codec.encoder(Box::new(&mut out)).unwrap();
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap();
+        out
+    }
+
+    fn tar_of(len: usize) -> Vec<u8> {
+        let mut t = Vec::new();
+        crate::tar::testutil::file(&mut t, "backup_label", b"LABEL\n");
+        crate::tar::testutil::file(&mut t, "big", &vec![7u8; len]);
+        crate::tar::testutil::end(&mut t);
+        t
+    }
+
+    fn run(c: Compression, stored: &[u8], end: bool) -> (Vec<u8>, Result<bool>, LabelCapture) {
+        let (tx, rx) = sync_channel(100_000);
+        for chunk in stored.chunks(333) {
+            tx.send(Job::Data(chunk.to_vec())).unwrap();
+        }
+        if end {
+            tx.send(Job::End).unwrap();
+        }
+        drop(tx);
+        let (recycle, _keep) = sync_channel(4);
+        let mut raw = Vec::new();
+        let mut capture = LabelCapture::default();
+        let mut parser = TarStreamParser::new();
+        let mut visitor = Observer {
+            capture: Some(&mut capture),
+            extractor: None,
+        };
+        let (_, result) = pump_compressed(
+            rx,
+            &recycle,
+            c,
+            "base.tar",
+            &mut parser,
+            &mut visitor,
+            Some(&mut raw),
+        );
+        (raw, result, capture)
+    }
+
+    #[test]
+    fn raw_bytes_are_kept_and_the_tar_is_parsed_decompressed() {
+        for c in [Compression::Zstd, Compression::Lz4, Compression::Gzip] {
+            let stored = compressed(c, &tar_of(3_000_000));
+            let (raw, result, capture) = run(c, &stored, true);
+            assert!(result.unwrap(), "{c:?}");
+            assert_eq!(raw, stored, "{c:?}");
+            assert_eq!(capture.label.as_deref(), Some(&b"LABEL\n"[..]), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_cut_stream_is_not_complete() {
+        let stored = compressed(Compression::Zstd, &tar_of(100_000));
+        let (_, result, _) = run(Compression::Zstd, &stored[..stored.len() / 2], false);
+        assert!(!result.unwrap());
+    }
+
+    #[test]
+    fn corrupt_or_truncated_streams_fail() {
+        let mut stored = compressed(Compression::Lz4, &tar_of(100_000));
+        let (_, result, _) = run(Compression::Lz4, &stored[..stored.len() - 10], true);
+        assert!(result.is_err());
+        // A tar that ends early inside a valid compressed stream.
+        let short = compressed(Compression::Zstd, &tar_of(100_000)[..2048]);
+        let (_, result, _) = run(Compression::Zstd, &short, true);
+        assert!(
+            matches!(result, Err(Error::TruncatedTar { .. })),
+            "{result:?}"
+        );
+        // Garbage after a complete stream.
+        stored.extend_from_slice(b"garbage");
+        let (_, result, _) = run(Compression::Lz4, &stored, true);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn a_storage_failure_is_reported() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let stored = compressed(Compression::Zstd, &tar_of(1000));
+        let (tx, rx) = sync_channel(1000);
+        for chunk in stored.chunks(100) {
+            tx.send(Job::Data(chunk.to_vec())).unwrap();
+        }
+        tx.send(Job::End).unwrap();
+        let (recycle, _keep) = sync_channel(4);
+        let mut parser = TarStreamParser::new();
+        let mut visitor = Observer {
+            capture: None,
+            extractor: None,
+        };
+        let (_, result) = pump_compressed(
+            rx,
+            &recycle,
+            Compression::Zstd,
+            "b1/base.tar.zst",
+            &mut parser,
+            &mut visitor,
+            Some(&mut Full),
+        );
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(err.to_string().contains("b1/base.tar.zst"), "{err}");
+    }
+}
