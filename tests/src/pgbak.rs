@@ -132,6 +132,20 @@ impl PgbakEnv {
         c.spawn().expect("spawn pgbak")
     }
 
+    /// `switch-wal main --force --archive`: closes the current segment and waits (up to a
+    /// minute) until it is in the archive, so everything written so far can be replayed.
+    pub fn switch_wal_archived(&self) {
+        self.run(&[
+            "switch-wal",
+            "main",
+            "--force",
+            "--archive",
+            "--archive-timeout",
+            "60",
+        ])
+        .ok();
+    }
+
     /// Starts pgbak in the background.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)

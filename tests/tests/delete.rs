@@ -140,15 +140,7 @@ fn delete_killed_midway_leaves_a_restorable_catalogue_and_is_finished_later() {
     let (env, cluster) = setup("");
     let ids: Vec<String> = (1..=4).map(|d| backup(&env, &cluster, d)).collect();
     cluster.psql("INSERT INTO t VALUES (-1, 'last')");
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
     let expected = rows(&cluster);
 
     // Killed while removing WAL: some files are gone, their index lines not yet.

@@ -133,15 +133,7 @@ fn segments(names: &BTreeSet<String>) -> Vec<&String> {
 /// Switches WAL, waits for it in the archive, and returns every id of `t`.
 fn final_rows(env: &PgbakEnv, cluster: &Cluster) -> String {
     cluster.psql("INSERT INTO t VALUES (-1, 'after the last backup')");
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
     cluster.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t")
 }
 

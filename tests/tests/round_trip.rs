@@ -62,15 +62,7 @@ fn point_in_time_recovery_to_time_lsn_and_name() {
         insert(&cluster, id);
     }
     cluster.psql("DELETE FROM t WHERE id <= 100");
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
     let final_rows = ids(&cluster.psql("SELECT id FROM t ORDER BY id"));
     assert_ne!(final_rows, at_time);
 

@@ -156,15 +156,7 @@ fn round_trip_over_ssh_restored_here_and_remotely() {
     std::thread::sleep(Duration::from_millis(20));
     cluster.psql("INSERT INTO t (id, v) VALUES (3000000, 'too late')");
     cluster.psql("DELETE FROM t WHERE id <= 100");
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
 
     let targets = ["--target-time", &target_time, "--target-action", "promote"];
     let local = restore(&env, &id2, "local", &targets);
@@ -292,15 +284,7 @@ fn reuse_sends_only_changed_files_and_both_backups_restore() {
         std::fs::read(d3.join(&b_path)).unwrap()
     );
 
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
     let immediate = ["--target-immediate", "--target-action", "promote"];
     let r2 = restore(&env, &second_id, "second", &immediate);
     assert_eq!(snapshot(&r2), at_second, "the linked backup restores");
@@ -355,15 +339,7 @@ fn tablespaces_are_copied_and_one_is_relocated() {
         cluster.psql("SELECT count(*), sum(hashtext(v)) FROM in1"),
         cluster.psql("SELECT count(*), sum(hashtext(v)) FROM in2 WHERE v > 'a'"),
     );
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
 
     // Onto the "remote" host, both tablespaces relocated there.
     let far = pgbak_tests::postgres_tempdir();
@@ -617,15 +593,7 @@ fn local_rsync_round_trip() {
     let second = backup_json(&env, &[]);
     assert_eq!(second["reuse_mode"], "copy");
     assert!(second["reused_bytes"].as_u64().unwrap() > 0, "{second}");
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
     let r = restore(
         &env,
         second["backup_id"].as_str().unwrap(),
@@ -648,15 +616,7 @@ fn remote_recovery_of_a_compressed_streaming_backup() {
     assert_eq!(b["mode"], "postgres");
     assert_eq!(b["backup_format"], "tar");
     let expected = cluster.psql("SELECT count(*), sum(hashtext(v)) FROM t");
-    env.run(&[
-        "switch-wal",
-        "main",
-        "--force",
-        "--archive",
-        "--archive-timeout",
-        "60",
-    ])
-    .ok();
+    env.switch_wal_archived();
     let ssh = sshd.ssh_command();
     let r = restore(
         &env,

@@ -111,15 +111,7 @@ fn wal_archive_and_wal_restore_over_ssh() {
             10_000 + round * 1000,
             10_000 + round * 1000 + 999
         ));
-        env.run(&[
-            "switch-wal",
-            "main",
-            "--force",
-            "--archive",
-            "--archive-timeout",
-            "60",
-        ])
-        .ok();
+        env.switch_wal_archived();
     }
     let expected = ids(&cluster);
     assert!(segment_count(&env) >= 8);
