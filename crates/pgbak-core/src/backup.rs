@@ -4,6 +4,7 @@
 //! its files are durable and every WAL segment from its begin to its end LSN is in the archive.
 
 use crate::catalogue::{new_backup_id, BackupFile, BackupInfo, BackupStatus, TablespaceRecord};
+use crate::check::{CheckOptions, ServerChecks};
 use crate::config::{BackupFormat, CompressionLocation};
 use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::locks::LockName;
@@ -53,6 +54,9 @@ pub fn backup(
         .locks()
         .try_lock(&LockName::ServerBackup(cfg.name.clone()))?;
     server.fail_interrupted_backups()?;
+    // Barman's backup starts with a full `check`: a critical failure stops it before anything is
+    // written, while the non-critical ones (age, redundancy, failed backups...) never block it.
+    pre_backup_checks(server)?;
 
     // Fail fast, before anything is written, when the server cannot be reached or cannot archive.
     let conn = server.connect()?;
@@ -230,6 +234,7 @@ pub fn backup(
         return Err(e);
     }
 
+    create_restore_point(server, &info.backup_id);
     if cfg.streaming_archiver {
         switch_wal_for_streaming(server);
     }
@@ -245,6 +250,67 @@ pub fn backup(
     }
     hooks.run_post(&HookEnv::for_backup(server, &info));
     Ok(info)
+}
+
+/// The name of the restore point created at the end of backup `backup_id`, usable as
+/// `recover --target-name`.
+pub fn restore_point_name(backup_id: &str) -> String {
+    format!("pgbak_{backup_id}")
+}
+
+/// Runs the server checks and refuses the backup, naming them, when a critical one fails.
+fn pre_backup_checks(server: &Server) -> Result<()> {
+    let started = Instant::now();
+    let checks = crate::check::check_loaded_server(server, &CheckOptions::default())?;
+    tracing::debug!(
+        server = server.name(),
+        seconds = started.elapsed().as_secs_f64(),
+        "pre-backup checks done"
+    );
+    if checks.ready_for_backup() {
+        return Ok(());
+    }
+    Err(Error::Other(refusal(server.name(), &checks)))
+}
+
+/// The message of a backup refused by its checks: every failed critical check with its hint.
+fn refusal(name: &str, checks: &ServerChecks) -> String {
+    let failed: Vec<String> = checks
+        .failed()
+        .filter(|c| c.critical)
+        .map(|c| match &c.hint {
+            Some(h) => format!("{} ({h})", c.name),
+            None => c.name.clone(),
+        })
+        .collect();
+    format!(
+        "cannot start the backup of server '{name}': critical checks failed: {}; run 'pgbak check {name}' for details",
+        failed.join("; ")
+    )
+}
+
+/// Creates the restore point `pgbak_<id>` after the copy, as Barman creates `barman_<id>`, so
+/// that recovery can stop exactly at the end of this backup. A standby cannot create one and is
+/// skipped; a failure only loses that convenience, so it is a warning.
+fn create_restore_point(server: &Server, backup_id: &str) {
+    let name = restore_point_name(backup_id);
+    let created = server.connect().and_then(|c| {
+        if c.is_in_recovery()? {
+            return Ok(false);
+        }
+        c.query_value(&format!("SELECT pg_create_restore_point('{name}')::text"))?;
+        Ok(true)
+    });
+    match created {
+        Ok(true) => {
+            tracing::debug!(server = server.name(), restore_point = %name, "restore point created")
+        }
+        Ok(false) => tracing::debug!(server = server.name(), "standby: no restore point"),
+        Err(e) => tracing::warn!(
+            server = server.name(),
+            "cannot create restore point {name}: {e}"
+        ),
+    }
 }
 
 /// What BASE_BACKUP asks the server to compress with, when `backup_compression_location =
@@ -347,6 +413,36 @@ mod tests {
             format!("[pgbak]\nhome = /var/lib/pgbak\n\n[main]\nconninfo = host=db1\n{settings}");
         let config = Config::parse_str(&text, Path::new("/etc/pgbak.conf")).unwrap();
         server_compression(config.server("main").unwrap())
+    }
+
+    #[test]
+    fn refusal_names_only_the_critical_failures() {
+        use crate::check::Check;
+        let checks = ServerChecks {
+            server: "main".into(),
+            active: true,
+            checks: vec![
+                Check::new("PostgreSQL", false, Some("connection refused".into())),
+                Check::new("backup maximum age", false, Some("too old".into())),
+                Check::new("failed backups", false, None),
+                Check::new("directories", true, None),
+                Check::new("archive_mode", false, None),
+            ],
+        };
+        assert!(!checks.ready_for_backup());
+        assert_eq!(
+            refusal("main", &checks),
+            "cannot start the backup of server 'main': critical checks failed: PostgreSQL (connection refused); archive_mode; run 'pgbak check main' for details"
+        );
+        let harmless = ServerChecks {
+            checks: checks.checks[1..4].to_vec(),
+            ..checks
+        };
+        assert!(harmless.ready_for_backup());
+        assert_eq!(
+            restore_point_name("20260101T000000"),
+            "pgbak_20260101T000000"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use serde::Serialize;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Checks whose failure does not stop a backup (Barman's `NON_CRITICAL_CHECKS`).
+/// Checks whose failure does not stop a backup (Barman's `NON_CRITICAL_CHECKS`, plus pgbak's
+/// catalogue check).
 pub const NON_CRITICAL_CHECKS: &[&str] = &[
     "minimum redundancy requirements",
     "backup maximum age",
@@ -31,6 +32,8 @@ pub const NON_CRITICAL_CHECKS: &[&str] = &[
     "streaming WALs directory",
     "wal maximum age",
     "PostgreSQL server is standby",
+    // pgbak's own: an unreadable metadata file of an old backup must not stop new backups.
+    "backup catalogue",
 ];
 
 /// The result of one check.
@@ -113,7 +116,19 @@ impl Default for CheckOptions {
 /// The checks run on their own thread so that the timeout holds whatever blocks; a run cut short
 /// leaves that thread to finish on its own (its results are dropped).
 pub fn check_server(config: &Config, name: &str, opts: &CheckOptions) -> Result<ServerChecks> {
-    let server_config = config.server(name)?.clone();
+    config.server(name)?;
+    let server = crate::server::Server::new(config, name)?;
+    check_loaded_server(&server, opts)
+}
+
+/// Runs every check of an already loaded `server` (what `backup` runs before it starts), bounded
+/// like [`check_server`].
+pub fn check_loaded_server(
+    server: &crate::server::Server,
+    opts: &CheckOptions,
+) -> Result<ServerChecks> {
+    let server_config = &server.config;
+    let name = server_config.name.clone();
     let timeout = match opts.timeout {
         Some(t) if t.is_zero() => None,
         Some(t) => Some(t),
@@ -121,8 +136,8 @@ pub fn check_server(config: &Config, name: &str, opts: &CheckOptions) -> Result<
             .then(|| Duration::from_secs(server_config.check_timeout)),
     };
     let (tx, rx) = mpsc::channel::<Check>();
-    let config_owned = config.clone();
-    let name_owned = name.to_string();
+    let server_owned = server.clone();
+    let name_owned = name.clone();
     let switch = opts.switch_wal_if_empty;
     std::thread::Builder::new()
         .name(format!("check {name}"))
@@ -136,16 +151,8 @@ pub fn check_server(config: &Config, name: &str, opts: &CheckOptions) -> Result<
                 }
                 let _ = tx.send(c);
             };
-            match crate::server::Server::new(&config_owned, &name_owned) {
-                Ok(server) => server_checks::run(
-                    &server,
-                    &config_owned.global.lock_directory,
-                    timeout,
-                    switch,
-                    &mut emit,
-                ),
-                Err(e) => emit(Check::new("configuration", false, Some(e.to_string()))),
-            }
+            let lock_directory = server_owned.lock_directory().to_path_buf();
+            server_checks::run(&server_owned, &lock_directory, timeout, switch, &mut emit);
         })
         .map_err(|e| Error::Other(format!("cannot start the checks of server '{name}': {e}")))?;
     let deadline = timeout.map(|t| Instant::now() + t);
@@ -169,7 +176,7 @@ pub fn check_server(config: &Config, name: &str, opts: &CheckOptions) -> Result<
         }
     }
     Ok(ServerChecks {
-        server: name.to_string(),
+        server: name,
         active: server_config.active,
         checks,
     })

@@ -11,6 +11,7 @@ use pgbak_compress::Codec;
 use std::path::PathBuf;
 
 /// A configured server ready to work on.
+#[derive(Clone)]
 pub struct Server {
     pub config: ServerConfig,
     /// The configuration file(s) it came from (the first is passed to `restore_command`).
@@ -27,6 +28,11 @@ impl Server {
             config_files: config.source.clone(),
             locks: FileLockManager::new(config.global.lock_directory.clone()),
         })
+    }
+
+    /// The lock directory (`lock_directory` of the global section).
+    pub fn lock_directory(&self) -> &std::path::Path {
+        self.locks.dir()
     }
 
     /// The server's name.

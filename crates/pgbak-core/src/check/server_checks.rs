@@ -128,12 +128,7 @@ pub(super) fn run(
         file_archiver(&remote, &mut out);
     }
     if cfg.streaming_archiver {
-        let running = matches!(
-            server
-                .locks()
-                .try_lock(&LockName::ServerReceiveWal(cfg.name.clone())),
-            Err(LockError::Busy { .. })
-        );
+        let running = receive_wal_running(server);
         out.result(
             "receive-wal running",
             running,
@@ -146,6 +141,16 @@ pub(super) fn run(
         );
     }
     archiver_errors(&cfg.errors_directory, &mut out);
+}
+
+/// Whether a `pgbak receive-wal` of this server holds its lock now.
+fn receive_wal_running(server: &Server) -> bool {
+    matches!(
+        server
+            .locks()
+            .try_lock(&LockName::ServerReceiveWal(server.name().to_string())),
+        Err(LockError::Busy { .. })
+    )
 }
 
 /// `WAL archive`: something was archived already, or a backup waits for WAL, or (as Barman does
@@ -187,10 +192,12 @@ fn wal_archive(
             .archive_command
             .as_deref()
             .is_some_and(|c| !c.is_empty() && c != "(disabled)");
+    // A running receiver archives the switched segment as surely as archive_command does.
+    let streaming = cfg.streaming_archiver && receive_wal_running(server);
     let can_switch = switch_wal_if_empty
         && remote.conn_error.is_none()
         && remote.in_recovery == Some(false)
-        && file_archiving;
+        && (file_archiving || streaming);
     if can_switch {
         let wait = timeout.map(|t| t / 3).unwrap_or(Duration::from_secs(10));
         match crate::maintenance::switch_wal(server, false, true, wait) {
