@@ -132,6 +132,20 @@ impl PgbakEnv {
         c.spawn().expect("spawn pgbak")
     }
 
+    /// `-f json backup main --wait` (up to two minutes for its WAL), which must succeed.
+    pub fn backup_wait(&self) -> PgbakOutput {
+        self.run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok()
+    }
+
     /// `switch-wal main --force --archive`: closes the current segment and waits (up to a
     /// minute) until it is in the archive, so everything written so far can be replayed.
     pub fn switch_wal_archived(&self) {

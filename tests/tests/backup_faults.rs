@@ -97,17 +97,7 @@ fn killed_backup_is_failed_and_the_next_one_succeeds() {
     assert!(!dest.exists());
 
     env.write_config(&_cluster, "");
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE");
     let backups = env.backups();
     assert_eq!(backups.len(), 2);

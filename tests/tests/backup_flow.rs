@@ -116,17 +116,7 @@ fn recovery_to_the_backup_restore_point_stops_at_the_backup_end() {
     cluster.psql("INSERT INTO t SELECT generate_series(1, 1000)");
     let at_backup = ids(&cluster.psql("SELECT id FROM t ORDER BY id"));
 
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
     let id = out.json()["backup_id"].as_str().unwrap().to_string();
     let name = format!("pgbak_{id}");

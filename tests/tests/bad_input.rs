@@ -72,18 +72,7 @@ fn recover_refuses_bad_destinations_and_targets() {
     let env = PgbakEnv::new();
     let cluster = env.cluster("", ClusterOptions::default());
     cluster.psql("CREATE TABLE t AS SELECT 1 AS x");
-    let info = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok()
-        .json();
+    let info = env.backup_wait().json();
     let end_lsn = info["end_lsn"].as_str().unwrap().to_string();
 
     // Not empty.

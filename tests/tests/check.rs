@@ -26,17 +26,7 @@ fn line<'a>(out: &'a PgbakOutput, name: &str) -> &'a str {
 }
 
 fn backup(env: &PgbakEnv) -> String {
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE");
     out.json()["backup_id"].as_str().unwrap().to_string()
 }

@@ -45,17 +45,7 @@ fn every_codec_round_trips() {
             next + 1000
         ));
         next += 1000;
-        let out = env
-            .run(&[
-                "-f",
-                "json",
-                "backup",
-                "main",
-                "--wait",
-                "--wait-timeout",
-                "120",
-            ])
-            .ok();
+        let out = env.backup_wait();
         let info = out.json();
         assert_eq!(info["status"], "DONE");
         let id = info["backup_id"].as_str().unwrap().to_string();
@@ -134,18 +124,7 @@ fn pg_verifybackup_accepts_a_plain_backup() {
     cluster.psql(
         "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g",
     );
-    let info = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok()
-        .json();
+    let info = env.backup_wait().json();
     let data = env
         .server_dir()
         .join("base")

@@ -24,17 +24,7 @@ fn point_in_time_recovery_to_time_lsn_and_name() {
     );
     cluster.psql("INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
 
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
 
     // Keep writing after the backup, noting what was committed at each target.

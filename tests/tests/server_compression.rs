@@ -32,18 +32,7 @@ fn server_compressed_backups_restore_exactly() {
             next + 5000
         ));
         next += 5000;
-        let info = env
-            .run(&[
-                "-f",
-                "json",
-                "backup",
-                "main",
-                "--wait",
-                "--wait-timeout",
-                "120",
-            ])
-            .ok()
-            .json();
+        let info = env.backup_wait().json();
         assert_eq!(info["status"], "DONE", "{compression} {format}: {info}");
         let id = info["backup_id"].as_str().unwrap().to_string();
         let data = env.server_dir().join("base").join(&id).join("data");

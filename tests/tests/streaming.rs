@@ -295,17 +295,7 @@ fn streaming_only_server_backup_and_point_in_time_recovery() {
         "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
     );
     cluster.psql("INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
 
     for id in 10001..=10010 {
@@ -762,17 +752,7 @@ fn receiver_follows_a_promotion_to_the_next_timeline() {
     let receiver = Receiver::start(&env, "f1");
     primary.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
     primary.psql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g");
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE", "{}", out.stdout);
 
     // A standby of the primary.

@@ -31,18 +31,7 @@ fn two_tablespaces_restore_relocated() {
         cluster.psql("CREATE TABLE b (id int, v text) TABLESPACE ts_two");
         cluster.psql("INSERT INTO a SELECT g, md5(g::text) FROM generate_series(1, 20000) g");
         cluster.psql("INSERT INTO b SELECT g, md5(g::text) FROM generate_series(1, 30000) g");
-        let info = env
-            .run(&[
-                "-f",
-                "json",
-                "backup",
-                "main",
-                "--wait",
-                "--wait-timeout",
-                "120",
-            ])
-            .ok()
-            .json();
+        let info = env.backup_wait().json();
         assert_eq!(info["status"], "DONE", "{format}");
         assert_eq!(
             info["tablespaces"].as_array().unwrap().len(),

@@ -39,17 +39,7 @@ fn promote_keep_archiving_and_restore_on_the_new_timeline() {
     let origin = env.cluster("compression = zstd\n", ClusterOptions::default());
     origin.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
     origin.psql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g");
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE");
     assert_eq!(out.json()["timeline"], 1);
     origin.psql("INSERT INTO t SELECT g, 'before fork' FROM generate_series(1001, 1010) g");

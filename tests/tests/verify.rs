@@ -10,17 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn backup(env: &PgbakEnv) -> String {
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE");
     out.json()["backup_id"].as_str().unwrap().to_string()
 }

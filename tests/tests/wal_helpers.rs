@@ -92,17 +92,7 @@ fn wal_archive_and_wal_restore_over_ssh() {
     // The backup can only complete when its WAL arrives through wal-archive.
     cluster.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
     cluster.psql("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g");
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait();
     assert_eq!(out.json()["status"], "DONE", "{}", cluster.server_log());
     // Several segments after the backup, so the restore has something to prefetch.
     for round in 0..6 {
