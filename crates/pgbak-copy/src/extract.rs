@@ -5,8 +5,12 @@
 //! Every entry name is checked before anything is written: absolute names, `..` components, paths
 //! that would pass through a symlink (such as `pg_tblspc/16384/x` once `pg_tblspc/16384` is a link)
 //! and hard links whose target lies outside the destination are refused with
-//! [`Error::HostileTar`]. Symlinks themselves are created as they are, because `pg_tblspc/<oid>`
-//! legitimately points to an absolute tablespace location; they are never written through.
+//! [`Error::HostileTar`]. The only symlinks created are the ones PostgreSQL itself makes,
+//! `pg_tblspc/<oid>` (which legitimately point to absolute tablespace locations); any other link
+//! in a backup is left out with a warning, so nothing written later into the tree (recovery
+//! settings, signal files) can land outside it. Modes come from the archive without write access
+//! for the group and without any access for others (at most 0750/0640, PostgreSQL's group
+//! access).
 
 use crate::durable::{SyncMethod, SyncTracker};
 use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
@@ -53,7 +57,12 @@ pub struct ExtractStats {
     pub symlinks: u64,
     /// Hard links created.
     pub hard_links: u64,
+    /// Symbolic links left out: a restored tree holds only the links PostgreSQL makes.
+    pub skipped_links: u64,
 }
+
+/// The most a restored file or folder may allow: nothing for others, no writing for the group.
+pub const MODE_MASK: u32 = 0o750;
 
 /// A file being written.
 #[derive(Debug)]
@@ -209,7 +218,7 @@ impl TarExtractor {
         self.current = Some(OpenFile {
             path: abs,
             out: BufWriter::with_capacity(WRITE_BUFFER, file),
-            mode: entry.mode & 0o777,
+            mode: entry.mode & MODE_MASK,
             mtime: entry.mtime,
             written: 0,
         });
@@ -256,7 +265,7 @@ impl TarExtractor {
         }
         self.sync.dir_touched(&abs);
         self.known_dirs.insert(rel);
-        set_dir_mode(&abs, entry.mode & 0o777, &mut self.deferred_modes)?;
+        set_dir_mode(&abs, entry.mode & MODE_MASK, &mut self.deferred_modes)?;
         self.stats.dirs += 1;
         Ok(())
     }
@@ -266,8 +275,12 @@ impl TarExtractor {
         if rel.as_os_str().is_empty() {
             return Err(hostile(entry, "a link entry names the destination itself"));
         }
-        let target = match tablespace_oid(&rel).and_then(|oid| self.opts.tablespace_remap.get(&oid))
-        {
+        let Some(oid) = tablespace_oid(&rel) else {
+            skip_link(&rel, entry.link_target.as_deref());
+            self.stats.skipped_links += 1;
+            return Ok(());
+        };
+        let target = match self.opts.tablespace_remap.get(&oid) {
             Some(new_target) => new_target.clone(),
             None => entry
                 .link_target
@@ -426,6 +439,15 @@ fn tablespace_oid(rel: &Path) -> Option<u32> {
     }
 }
 
+/// Leaves out a link that PostgreSQL does not make, saying so.
+fn skip_link(rel: &Path, target: Option<&Path>) {
+    tracing::warn!(
+        "left out the symbolic link {} -> {}: a restored tree holds only the links PostgreSQL makes (pg_tblspc/<oid>); restore what it pointed to by hand if it is needed",
+        rel.display(),
+        target.map(|t| t.display().to_string()).unwrap_or_default()
+    );
+}
+
 fn hostile(entry: &TarEntry, reason: &'static str) -> Error {
     Error::HostileTar {
         entry: entry.path.to_string_lossy().into_owned(),
@@ -537,7 +559,7 @@ pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<
     };
     set_dir_mode(
         dest,
-        src_meta.permissions().mode() & 0o777,
+        src_meta.permissions().mode() & MODE_MASK,
         &mut copier.deferred_modes,
     )?;
     // Depth-first with an explicit stack: PGDATA nesting is shallow but the input is not trusted.
@@ -572,7 +594,7 @@ impl TreeCopier<'_> {
     fn copy_entry(&mut self, from: &Path, to: &Path, rel: &Path) -> Result<bool> {
         let meta = fs::symlink_metadata(from).map_err(|e| Error::io("stat", from, e))?;
         let ft = meta.file_type();
-        let mode = meta.permissions().mode() & 0o777;
+        let mode = meta.permissions().mode() & MODE_MASK;
         if ft.is_dir() {
             match fs::symlink_metadata(to) {
                 Ok(m) if m.is_dir() => {}
@@ -591,18 +613,24 @@ impl TreeCopier<'_> {
             self.stats.dirs += 1;
             return Ok(true);
         }
-        self.clear_existing(to)?;
         if ft.is_symlink() {
-            let target =
-                match tablespace_oid(rel).and_then(|oid| self.opts.tablespace_remap.get(&oid)) {
-                    Some(t) => t.clone(),
-                    None => fs::read_link(from).map_err(|e| Error::io("read link", from, e))?,
-                };
+            let Some(oid) = tablespace_oid(rel) else {
+                skip_link(rel, fs::read_link(from).ok().as_deref());
+                self.stats.skipped_links += 1;
+                return Ok(false);
+            };
+            self.clear_existing(to)?;
+            let target = match self.opts.tablespace_remap.get(&oid) {
+                Some(t) => t.clone(),
+                None => fs::read_link(from).map_err(|e| Error::io("read link", from, e))?,
+            };
             std::os::unix::fs::symlink(&target, to)
                 .map_err(|e| Error::io("create symlink", to, e))?;
             self.stats.symlinks += 1;
         } else if ft.is_file() {
-            let mut input = File::open(from).map_err(|e| Error::io("open", from, e))?;
+            self.clear_existing(to)?;
+            let mut input = pgbak_storage::staging::open_regular(from)
+                .map_err(|e| Error::io("open", from, e))?;
             let mut output = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -702,6 +730,11 @@ mod tests {
         symlink(&mut t, "pg_tblspc/16385", "/srv/ts2");
         entry(&mut t, b"pg_wal/", b'5', 0o750, b"", b"");
         hardlink(&mut t, "base/1/1259_copy", "base/1/1259");
+        // Links PostgreSQL does not make are left out; modes never allow others in.
+        symlink(&mut t, "recovery.signal", "/some/file");
+        symlink(&mut t, "base/1/conf", "../../../outside");
+        entry(&mut t, b"world", b'0', 0o777, b"", b"w");
+        entry(&mut t, b"open/", b'5', 0o777, b"", b"");
         end(&mut t);
         t
     }
@@ -714,14 +747,16 @@ mod tests {
         o.tablespace_remap
             .insert(16384, PathBuf::from("/restore/ts1"));
         let stats = extract_tar(&pgdata_tar()[..], &dest, &o).unwrap();
+        let mode = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap().mode() & 0o7777;
         assert_eq!(
             stats,
             ExtractStats {
-                files: 3,
-                bytes: 30 + 3 + 9000,
-                dirs: 4,
+                files: 4,
+                bytes: 30 + 3 + 9000 + 1,
+                dirs: 5,
                 symlinks: 2,
-                hard_links: 1
+                hard_links: 1,
+                skipped_links: 2,
             }
         );
         assert_eq!(
@@ -733,13 +768,16 @@ mod tests {
                 "base/1/1259",
                 "base/1/1259_copy",
                 "base/1/PG_VERSION",
+                "open/",
                 "pg_tblspc/",
                 "pg_tblspc/16384 -> /restore/ts1",
                 "pg_tblspc/16385 -> /srv/ts2",
                 "pg_wal/",
+                "world",
             ]
         );
-        let mode = |p: &str| fs::symlink_metadata(dest.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("world"), 0o750);
+        assert_eq!(mode("open"), 0o750);
         assert_eq!(mode(""), 0o700);
         assert_eq!(mode("base"), 0o700);
         assert_eq!(mode("pg_wal"), 0o750);
@@ -810,6 +848,7 @@ mod tests {
         for (link_name, write_name) in [
             ("pg_tblspc/16384", "pg_tblspc/16384/PG_15/x"),
             ("l", "l/victim"),
+            ("recovery.signal", "recovery.signal"),
         ] {
             let mut t = Vec::new();
             dir(&mut t, "pg_tblspc/");
@@ -819,29 +858,38 @@ mod tests {
             let dest = sandbox
                 .path()
                 .join(format!("dest-{}", link_name.replace('/', "_")));
-            let err = extract(&t, &dest).unwrap_err();
-            assert!(matches!(err, Error::HostileTar { .. }), "{err}");
+            let r = extract(&t, &dest);
             assert_eq!(
                 fs::read_dir(&outside).unwrap().count(),
                 0,
                 "wrote through {link_name}"
             );
-            // The link itself was created, as PostgreSQL's tablespace links must be.
-            assert!(fs::symlink_metadata(dest.join(link_name))
+            let kept = fs::symlink_metadata(dest.join(link_name))
                 .unwrap()
                 .file_type()
-                .is_symlink());
+                .is_symlink();
+            if link_name.starts_with("pg_tblspc/") {
+                // The link itself was created, as PostgreSQL's tablespace links must be, and
+                // nothing is written through it.
+                let err = r.unwrap_err();
+                assert!(matches!(err, Error::HostileTar { .. }), "{err}");
+                assert!(kept);
+            } else {
+                // Other links are left out: the name holds what the archive wrote after it.
+                assert_eq!(r.unwrap().skipped_links, 1);
+                assert!(!kept, "{link_name} must not be a link");
+            }
         }
         // A directory entry over a symlink would chmod through it.
         let mut t = Vec::new();
-        symlink(&mut t, "d", "/");
-        dir(&mut t, "d/");
+        symlink(&mut t, "pg_tblspc/16384", "/");
+        dir(&mut t, "pg_tblspc/16384/");
         end(&mut t);
         assert_refused(&t, "symlink");
         // Nor may a file replace a symlink (O_EXCL refuses) unless replacing is allowed.
         let mut t = Vec::new();
-        symlink(&mut t, "f", "../outside/victim");
-        file(&mut t, "f", b"pwned");
+        symlink(&mut t, "pg_tblspc/16386", "../../outside/victim");
+        file(&mut t, "pg_tblspc/16386", b"pwned");
         end(&mut t);
         let sb = tempfile::tempdir().unwrap();
         fs::create_dir(sb.path().join("outside")).unwrap();
@@ -857,7 +905,10 @@ mod tests {
             fs::read(sb.path().join("outside/victim")).unwrap(),
             b"original"
         );
-        assert_eq!(fs::read(sb.path().join("dest2/f")).unwrap(), b"pwned");
+        assert_eq!(
+            fs::read(sb.path().join("dest2/pg_tblspc/16386")).unwrap(),
+            b"pwned"
+        );
     }
 
     #[test]
@@ -873,14 +924,14 @@ mod tests {
         // Through a symlink that points outside.
         let sandbox = tempfile::tempdir().unwrap();
         let mut t = Vec::new();
-        symlink(&mut t, "l", sandbox.path().to_str().unwrap());
-        hardlink(&mut t, "h", "l/victim");
+        symlink(&mut t, "pg_tblspc/7", sandbox.path().to_str().unwrap());
+        hardlink(&mut t, "h", "pg_tblspc/7/victim");
         end(&mut t);
         assert_refused(&t, "hard link target");
         // To a symlink (which could later be followed).
         let mut t = Vec::new();
-        symlink(&mut t, "l", "/etc/passwd");
-        hardlink(&mut t, "h", "l");
+        symlink(&mut t, "pg_tblspc/7", "/etc/passwd");
+        hardlink(&mut t, "h", "pg_tblspc/7");
         end(&mut t);
         assert_refused(&t, "hard link target");
     }
@@ -955,7 +1006,7 @@ mod tests {
                 ..Default::default()
             };
             extract_tar(&pgdata_tar()[..], &tmp.path().join("d"), &o).unwrap();
-            assert_eq!(listing(&tmp.path().join("d")).len(), 10, "{sync:?}");
+            assert_eq!(listing(&tmp.path().join("d")).len(), 12, "{sync:?}");
         }
     }
 
@@ -969,10 +1020,14 @@ mod tests {
         let mut o = opts();
         o.tablespace_remap
             .insert(16385, PathBuf::from("/elsewhere"));
+        // A link planted in a plain backup (not one PostgreSQL makes) is left out.
+        std::os::unix::fs::symlink("/etc/passwd", src.join("postgresql.auto.conf")).unwrap();
         let stats = copy_tree_with(&src, &dest, &o).unwrap();
-        assert_eq!(stats.files, 4); // hard links become separate files
+        assert_eq!(stats.files, 5); // hard links become separate files
         assert_eq!(stats.symlinks, 2);
-        assert_eq!(stats.dirs, 4);
+        assert_eq!(stats.dirs, 5);
+        assert_eq!(stats.skipped_links, 1);
+        fs::remove_file(src.join("postgresql.auto.conf")).unwrap();
         let mut want = listing(&src);
         for w in want.iter_mut() {
             if w.starts_with("pg_tblspc/16385") {

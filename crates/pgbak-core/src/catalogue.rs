@@ -247,7 +247,37 @@ impl Catalogue {
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        parse_info(&text, &path)
+        self.parse_record(&text, &path, id, "backup metadata")
+    }
+
+    /// Parses a backup record (`backup.json`, or the copy a delete marker holds) read from the
+    /// folder of backup `id`, and checks it against that place: a record is never trusted to say
+    /// which backup it is, nor where its tablespaces go, beyond what the place allows.
+    pub(crate) fn parse_record(
+        &self,
+        text: &[u8],
+        path: &Path,
+        id: &str,
+        what: &str,
+    ) -> Result<BackupInfo> {
+        let mut info = parse_info(text, path, what)?;
+        let corrupt = |detail: String| Error::Corrupt {
+            what: format!("{what} {}", path.display()),
+            detail,
+        };
+        if info.backup_id != id {
+            return Err(corrupt(format!(
+                "it names backup {:?} but lies in the folder of backup {id}",
+                info.backup_id
+            )));
+        }
+        for t in &info.tablespaces {
+            check_tablespace(t).map_err(&corrupt)?;
+        }
+        // The folder says which server the record belongs to (a server section may have been
+        // renamed since the backup was taken).
+        info.server_name.clone_from(&self.server);
+        Ok(info)
     }
 
     /// Every backup, oldest first. Folders without readable metadata are reported as errors in
@@ -308,23 +338,47 @@ impl Catalogue {
     }
 }
 
-fn parse_info(text: &[u8], path: &Path) -> Result<BackupInfo> {
+/// A tablespace record fit to restore: a name without control characters, an oid PostgreSQL
+/// could have given, and an absolute location without `..` or control characters.
+fn check_tablespace(t: &TablespaceRecord) -> std::result::Result<(), String> {
+    if t.oid == 0 || t.name.is_empty() || t.name.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid tablespace record {:?} ({})",
+            t.name, t.oid
+        ));
+    }
+    let loc = Path::new(&t.location);
+    let plain = loc.is_absolute()
+        && loc
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir))
+        && !t.location.chars().any(char::is_control);
+    if !plain {
+        return Err(format!(
+            "tablespace {:?} has an unusable location {:?}",
+            t.name, t.location
+        ));
+    }
+    Ok(())
+}
+
+fn parse_info(text: &[u8], path: &Path, what: &str) -> Result<BackupInfo> {
     #[derive(Deserialize)]
     struct Version {
         format_version: u32,
     }
     let v: Version = serde_json::from_slice(text).map_err(|e| Error::Corrupt {
-        what: format!("backup metadata {}", path.display()),
+        what: format!("{what} {}", path.display()),
         detail: e.to_string(),
     })?;
     if v.format_version > FORMAT_VERSION {
         return Err(Error::Corrupt {
-            what: format!("backup metadata {}", path.display()),
+            what: format!("{what} {}", path.display()),
             detail: format!("format version {} was written by a newer pgbak (this one reads up to {FORMAT_VERSION})", v.format_version),
         });
     }
     serde_json::from_slice(text).map_err(|e| Error::Corrupt {
-        what: format!("backup metadata {}", path.display()),
+        what: format!("{what} {}", path.display()),
         detail: e.to_string(),
     })
 }

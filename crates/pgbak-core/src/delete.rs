@@ -150,10 +150,7 @@ fn write_marker(cat: &Catalogue, info: &BackupInfo) -> Result<()> {
 fn read_marker(cat: &Catalogue, id: &str) -> Result<BackupInfo> {
     let path = cat.backup_dir(id).join(DELETE_MARKER);
     let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
-        what: format!("delete marker {}", path.display()),
-        detail: e.to_string(),
-    })
+    cat.parse_record(&text, &path, id, "delete marker")
 }
 
 /// Steps 3 to 7; each one can be repeated, so this also finishes an interrupted delete.

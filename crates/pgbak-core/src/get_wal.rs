@@ -4,7 +4,7 @@
 //! fills its spool with one SSH round trip instead of one per segment.
 
 use crate::wal_archive::WalArchive;
-use crate::wal_tar::{write_end, write_entry};
+use crate::wal_tar::{sums_line, write_end, write_entry, SumKind};
 use crate::{Error, Result};
 use pgbak_wal::WalFileName;
 use std::io::Write;
@@ -70,6 +70,9 @@ impl WalArchive {
         }
         let label = Path::new("standard output");
         let mut sent = Vec::new();
+        // The CRC-32C of each file sent, as a last `CRC32CSUMS` entry: the receiver hands a file
+        // over only once it matches.
+        let mut sums = String::new();
         // Decompression of the next file overlaps with the writing (and the SSH encryption) of the
         // current one.
         std::thread::scope(|scope| -> Result<()> {
@@ -94,6 +97,7 @@ impl WalArchive {
                             .unwrap_or(0);
                         write_entry(out, &n, &data, mtime)
                             .map_err(|e| Error::io("write", label, e))?;
+                        sums.push_str(&sums_line(&format!("{:08x}", crc32c::crc32c(&data)), &n));
                         sent.push(n);
                     }
                     Err(e) if sent.is_empty() => return Err(e),
@@ -105,8 +109,10 @@ impl WalArchive {
             }
             Ok(())
         })?;
-        write_end(out).map_err(|e| Error::io("write", label, e))?;
-        out.flush().map_err(|e| Error::io("write", label, e))?;
+        write_entry(out, SumKind::Crc32c.file_name(), sums.as_bytes(), 0)
+            .and_then(|()| write_end(out))
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io("write", label, e))?;
         Ok(sent)
     }
 }
@@ -202,11 +208,15 @@ mod tests {
         let mut p = TarStreamParser::new();
         p.feed(&out, &mut c).unwrap();
         p.finish().unwrap();
-        assert_eq!(c.0.len(), 3);
-        for (i, (n, data)) in c.0.iter().enumerate() {
+        assert_eq!(c.0.len(), 4);
+        let mut want_sums = String::new();
+        for (i, (n, data)) in c.0[..3].iter().enumerate() {
             assert_eq!(n, names[i]);
             assert_eq!(data, &segment(n, 3));
+            want_sums.push_str(&format!("{:08x} *{n}\n", crc32c::crc32c(data)));
         }
+        assert_eq!(c.0[3].0, "CRC32CSUMS");
+        assert_eq!(String::from_utf8(c.0[3].1.clone()).unwrap(), want_sums);
 
         // Damage the second: the bundle holds only the first.
         let stored = a.dir().join(WalArchive::key_of(names[1]).unwrap());

@@ -14,6 +14,7 @@ use crate::wal_archive::{ArchiveOutcome, WalArchive};
 use crate::wal_tar::{parse_sums, SumKind, Summer};
 use crate::{Error, Result};
 use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
+use pgbak_storage::staging;
 use pgbak_wal::WalFileName;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -99,10 +100,8 @@ impl TarVisitor for Spool {
         if self.files.len() >= MAX_FILES || self.files.iter().any(|f| f.name == name) {
             return Err(self.bad(format!("{name}: too many or repeated files")));
         }
-        let path = self
-            .dir
-            .join(format!(".{}-{name}.put-wal", std::process::id()));
-        let f = match File::create(&path) {
+        let path = staging::temp_name(&self.dir.join(&name));
+        let f = match staging::create_fresh(&path, staging::PRIVATE_FILE) {
             Ok(f) => f,
             Err(err) => return Err(self.fail(Error::io("create", &path, err))),
         };
@@ -262,7 +261,7 @@ fn receive(
     }
     let mut out = Vec::new();
     for f in &spool.files {
-        let plain = decompress_if_needed(&f.path)?;
+        let plain = decompress_if_needed(&f.path, &f.name)?;
         let src = plain.as_deref().unwrap_or(&f.path);
         let r = archive_one(src, &f.name);
         if let Some(p) = &plain {
@@ -274,7 +273,7 @@ fn receive(
 }
 
 fn digest_file(path: &Path, kind: SumKind) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut f = staging::open_regular(path).map_err(|e| Error::io("open", path, e))?;
     let mut s = Summer::new(kind);
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -288,25 +287,54 @@ fn digest_file(path: &Path, kind: SumKind) -> Result<String> {
     Ok(s.hex())
 }
 
+/// Largest file other than a segment (a history or backup history file) accepted.
+const MAX_OTHER_BYTES: u64 = 16 << 20;
+
 /// When the file starts with a compression magic, writes its plain bytes next to it and returns
-/// that path.
-fn decompress_if_needed(path: &Path) -> Result<Option<PathBuf>> {
+/// that path. What is written is bounded by what the file can be: a segment by the size its own
+/// header names (read before anything is written), any other WAL file by [`MAX_OTHER_BYTES`].
+/// A small upload can never fill the disk.
+fn decompress_if_needed(path: &Path, name: &str) -> Result<Option<PathBuf>> {
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let (c, mut dec) = pgbak_compress::auto_decoder(Box::new(io::BufReader::new(f)))
         .map_err(|e| Error::io("read", path, e))?;
     if c == pgbak_compress::Compression::None {
         return Ok(None);
     }
-    let plain = path.with_extension("plain");
-    let mut out = File::create(&plain).map_err(|e| Error::io("create", &plain, e))?;
-    if let Err(e) = io::copy(&mut dec, &mut out) {
-        let _ = std::fs::remove_file(&plain);
-        return Err(Error::Corrupt {
-            what: format!("put-wal file {} ({} compressed)", path.display(), c.name()),
-            detail: e.to_string(),
-        });
+    let bad = |detail: String| Error::Corrupt {
+        what: format!("put-wal file {name} ({} compressed)", c.name()),
+        detail,
+    };
+    let mut head = [0u8; 40];
+    let got = crate::wal_archive::read_full(&mut dec, &mut head).map_err(|e| bad(e.to_string()))?;
+    let limit = match WalFileName::parse(name) {
+        Ok(WalFileName::Segment { .. }) => {
+            let hdr = crate::wal_archive::check_segment_header(name, &head[..got]).map_err(&bad)?;
+            hdr.seg_size
+        }
+        _ => MAX_OTHER_BYTES,
+    };
+    let plain = staging::temp_name(path);
+    let result = (|| -> Result<()> {
+        let mut out = staging::create_fresh(&plain, staging::PRIVATE_FILE)
+            .map_err(|e| Error::io("create", &plain, e))?;
+        out.write_all(&head[..got])
+            .map_err(|e| Error::io("write", &plain, e))?;
+        // One byte more than allowed tells a file that is too large from one that fits.
+        let rest = limit.saturating_sub(got as u64) + 1;
+        let n = io::copy(&mut (&mut dec).take(rest), &mut out).map_err(|e| bad(e.to_string()))?;
+        if n == rest {
+            return Err(bad(format!("it decompresses to more than {limit} bytes")));
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(Some(plain)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&plain);
+            Err(e)
+        }
     }
-    Ok(Some(plain))
 }
 
 #[cfg(test)]
@@ -439,6 +467,76 @@ mod tests {
             assert!(a.segment_names().unwrap().is_empty(), "{what}");
             assert!(a.history_names().unwrap().is_empty(), "{what}");
             assert!(incoming_is_empty(&d), "{what}: temporary files left");
+        }
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = Codec::new(Compression::Zstd, None)
+            .unwrap()
+            .encoder(Box::new(&mut out))
+            .unwrap();
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap();
+        out
+    }
+
+    /// Watches `dir` while a put-wal runs and returns the most bytes it ever held.
+    fn peak_bytes_during(dir: &Path, work: impl FnOnce()) -> u64 {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dir2, stop2) = (dir.to_path_buf(), stop.clone());
+        let watcher = std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                let now: u64 = std::fs::read_dir(&dir2)
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter_map(|e| e.metadata().ok())
+                            .map(|m| m.len())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                peak = peak.max(now);
+            }
+            peak
+        });
+        work();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        watcher.join().unwrap()
+    }
+
+    #[test]
+    fn decompression_is_bounded_by_what_the_file_can_be() {
+        // A real 1 MiB segment followed by 64 MiB more: 1 MiB at most is ever written.
+        let mut big = segment(NAME, 5);
+        let seg = big.len() as u64;
+        big.resize(big.len() + (64 << 20), 0);
+        let bomb = zstd(&big);
+        assert!(bomb.len() < 64 << 10, "{} bytes compressed", bomb.len());
+        // A history file that decompresses to 64 MiB, and compressed garbage named as a segment.
+        let history = zstd(&vec![b'1'; 64 << 20]);
+        let garbage = zstd(&vec![7u8; 64 << 20]);
+        for (name, input, expect) in [
+            (NAME, bomb, "decompresses to more than"),
+            ("00000002.history", history, "decompresses to more than"),
+            (NAME, garbage, "does not start with a WAL segment header"),
+        ] {
+            let (d, a, l) = setup();
+            let incoming = d.path().join("incoming");
+            let input = stream(&[(name, input)], Some(SumKind::Crc32c));
+            let mut result = None;
+            let peak = peak_bytes_during(&incoming, || {
+                result = Some(put_wal(&a, &mut &input[..], &incoming, &l));
+            });
+            let err = result.unwrap().unwrap_err().to_string();
+            assert!(err.contains(expect), "{name}: {err}");
+            assert!(
+                peak <= seg.max(MAX_OTHER_BYTES) + (64 << 10),
+                "{name}: {peak} bytes written"
+            );
+            assert!(incoming_is_empty(&d), "{name}: temporary files left");
+            assert!(a.segment_names().unwrap().is_empty());
         }
     }
 

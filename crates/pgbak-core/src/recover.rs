@@ -11,6 +11,7 @@ use crate::server::Server;
 use crate::{Error, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pgbak_copy::{copy_tree, extract_tar, ExtractOptions};
+use pgbak_storage::staging;
 use pgbak_wal::Lsn;
 use std::collections::BTreeMap;
 use std::fs;
@@ -129,6 +130,45 @@ fn conf_quote(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The `restore_command` that calls `pgbak get-wal` on this host. Every word is quoted for the
+/// shell PostgreSQL runs it with, and every `%` is doubled so that PostgreSQL replaces only the
+/// `%f` and `%p` pgbak means.
+pub fn get_wal_restore_command(opts: &RecoverOptions, server: &str) -> Result<String> {
+    let exe = path_word(&opts.pgbak_exe, "the pgbak program")?;
+    let mut words = vec![exe];
+    if let Some(c) = &opts.config_file {
+        words.push("-c".into());
+        words.push(path_word(c, "the configuration file")?);
+    }
+    words.push("get-wal".into());
+    words.push(server.to_string());
+    let mut cmd = words
+        .iter()
+        .map(|w| pgbak_copy::rsync::shell::quote(w).replace('%', "%%"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    cmd.push_str(" %f %p");
+    check_setting_text("restore_command", &cmd)?;
+    Ok(cmd)
+}
+
+fn path_word(p: &Path, what: &str) -> Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::Usage(format!("{what} {} is not a UTF-8 path", p.display())))
+}
+
+/// Refuses a value that PostgreSQL's configuration files cannot hold: control characters
+/// (a newline would end the setting and start another line).
+fn check_setting_text(what: &str, value: &str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::Usage(format!(
+            "{what} cannot contain the control character {c:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks the target against itself and against the backup; returns the recovery settings.
 pub fn recovery_settings(
     target: &RecoveryTarget,
@@ -146,6 +186,18 @@ pub fn recovery_settings(
     .count();
     if given > 1 {
         return Err(Error::Usage("give at most one of --target-time, --target-xid, --target-lsn, --target-name, --target-immediate".into()));
+    }
+    for (what, v) in [
+        ("--target-time", &target.time),
+        ("--target-xid", &target.xid),
+        ("--target-lsn", &target.lsn),
+        ("--target-name", &target.name),
+        ("--target-tli", &target.tli),
+        ("--target-action", &target.action),
+    ] {
+        if let Some(v) = v {
+            check_setting_text(what, v)?;
+        }
     }
     let mut s = Vec::new();
     if let Some(t) = &target.time {
@@ -265,15 +317,18 @@ fn ensure_empty_or_missing(path: &Path, force: bool, what: &str) -> Result<()> {
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|e| Error::io("create", path, e))?;
+    staging::create_dir_all_private(path).map_err(|e| Error::io("create", path, e))?;
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io("chmod", path, e))
+}
+
+/// Writes one of the files recovery adds to a restored tree: created fresh and renamed into
+/// place (a link under that name is replaced, never written through), fsynced.
+pub(crate) fn write_recovery_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    staging::write_replace(&path, bytes, staging::PRIVATE_FILE)
+        .map_err(|e| Error::io("write", &path, e))
 }
 
 /// Restores a backup and writes the recovery configuration.
@@ -284,6 +339,10 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     let _in_use = crate::backup_lock::lock_backup_shared(server, &backup.backup_id)?;
     let backup = server.catalogue().resolve(&backup.backup_id)?;
     let mut settings = recovery_settings(&opts.target, &backup)?;
+    let get_wal_command = match opts.get_wal && opts.remote_ssh_command.is_none() {
+        true => Some(get_wal_restore_command(opts, server.name())?),
+        false => None,
+    };
     let hooks = Hooks::new(server, HookEvent::Recovery);
     let hook_env = HookEnv::for_recovery(
         server,
@@ -319,6 +378,10 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
                 loc.display()
             )));
         }
+        check_setting_text(
+            "a tablespace location",
+            &path_word(loc, "tablespace location")?,
+        )?;
         locations.insert(t.oid, loc.clone());
     }
 
@@ -389,12 +452,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     relink_tablespaces(&opts.dest, &locations)?;
 
     // WAL.
-    let (restore_command, copied) = if opts.get_wal {
-        let mut cmd = format!("'{}'", opts.pgbak_exe.display());
-        if let Some(c) = &opts.config_file {
-            cmd.push_str(&format!(" -c '{}'", c.display()));
-        }
-        cmd.push_str(&format!(" get-wal {} %f %p", server.name()));
+    let (restore_command, copied) = if let Some(cmd) = get_wal_command {
         (cmd, 0)
     } else {
         let spool = opts.dest.join(WAL_SPOOL_DIR);
@@ -406,16 +464,13 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     // Like Barman: the restored server must not archive into the catalogue it came from.
     settings.push(("archive_command".into(), "false".into()));
     write_auto_conf(&opts.dest, &backup, &settings)?;
-    let signal = if opts.standby_mode {
-        "standby.signal"
-    } else {
-        "recovery.signal"
-    };
-    fs::write(opts.dest.join(signal), b"")
-        .map_err(|e| Error::io("write", opts.dest.join(signal), e))?;
     for stale in ["postmaster.pid", "postmaster.opts"] {
         let _ = fs::remove_file(opts.dest.join(stale));
     }
+    // Everything restored so far (the copied WAL above all) is durable before the signal file
+    // that makes PostgreSQL use it.
+    staging::sync_filesystem(&opts.dest).map_err(|e| Error::io("sync", &opts.dest, e))?;
+    write_recovery_file(&opts.dest, signal_file(opts.standby_mode), b"")?;
     hooks.run_post(&hook_env);
     Ok(RecoverySummary {
         backup,
@@ -424,6 +479,15 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         restore_command,
         settings,
     })
+}
+
+/// The file that starts recovery in the restored server.
+pub(crate) fn signal_file(standby_mode: bool) -> &'static str {
+    if standby_mode {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    }
 }
 
 /// The recovery options given, as `BARMAN_RECOVER_OPTIONS` reports them (unset ones left out).
@@ -489,13 +553,8 @@ fn relink_tablespaces(dest: &Path, locations: &BTreeMap<u32, PathBuf>) -> Result
     if locations.is_empty() {
         return Ok(());
     }
-    let map = dest.join("tablespace_map");
-    if map.exists() {
-        let mut text = String::new();
-        for (oid, loc) in locations {
-            text.push_str(&format!("{oid} {}\n", loc.display()));
-        }
-        fs::write(&map, text).map_err(|e| Error::io("write", &map, e))?;
+    if fs::symlink_metadata(dest.join("tablespace_map")).is_ok() {
+        write_recovery_file(dest, "tablespace_map", tablespace_map(locations).as_bytes())?;
     }
     let tblspc = dest.join("pg_tblspc");
     for (oid, loc) in locations {
@@ -506,6 +565,15 @@ fn relink_tablespaces(dest: &Path, locations: &BTreeMap<u32, PathBuf>) -> Result
         }
     }
     Ok(())
+}
+
+/// The `tablespace_map` of a restored tree: one `<oid> <location>` line per tablespace.
+pub(crate) fn tablespace_map(locations: &BTreeMap<u32, PathBuf>) -> String {
+    let mut text = String::new();
+    for (oid, loc) in locations {
+        text.push_str(&format!("{oid} {}\n", loc.display()));
+    }
+    text
 }
 
 /// Copies (decompressed and checked) every archived WAL file the recovery plan names: history
@@ -546,7 +614,18 @@ pub(crate) fn write_auto_conf(
     settings: &[(String, String)],
 ) -> Result<()> {
     let path = dest.join("postgresql.auto.conf");
-    let old = fs::read_to_string(&path).unwrap_or_default();
+    // Read without following a link: a link there would make its target's contents part of
+    // the restored configuration.
+    let old = match staging::open_regular(&path) {
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes)
+                .map_err(|e| Error::io("read", &path, e))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
     let mut out = String::new();
     for line in old.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
@@ -564,7 +643,7 @@ pub(crate) fn write_auto_conf(
     for (k, v) in settings {
         out.push_str(&format!("{k} = {}\n", conf_quote(v)));
     }
-    fs::write(&path, out).map_err(|e| Error::io("write", &path, e))
+    write_recovery_file(dest, "postgresql.auto.conf", out.as_bytes())
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //! folder and sent last.
 
 use crate::catalogue::BackupInfo;
-use crate::recover::{find_archive, RecoverOptions, RecoverySummary, WAL_SPOOL_DIR};
+use crate::recover::{
+    find_archive, signal_file, tablespace_map, write_recovery_file, RecoverOptions,
+    RecoverySummary, WAL_SPOOL_DIR,
+};
 use crate::rsync_backup::rsync_program;
 use crate::server::Server;
 use crate::{Error, Result};
@@ -17,8 +20,10 @@ use pgbak_copy::rsync::{
     RsyncSettings, Side, SshCommand, SshMaster, TreeCopy,
 };
 use pgbak_copy::{extract_tar, ExtractOptions, NoProgress};
+use pgbak_storage::staging;
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,17 +137,31 @@ pub fn recover_remote(
         .map_err(|e| Error::io("create", &staging_root, e))?;
     let stage = staging.path();
     set_private(stage)?;
+    // Only a regular file of the backup is carried over: a link would ship whatever it points
+    // to on this host.
     let auto_conf = data_src.join("postgresql.auto.conf");
-    if auto_conf.is_file() {
-        fs::copy(&auto_conf, stage.join("postgresql.auto.conf"))
-            .map_err(|e| Error::io("copy", &auto_conf, e))?;
-    }
-    if data_src.join("tablespace_map").is_file() {
-        let mut text = String::new();
-        for (oid, loc) in plan.locations {
-            text.push_str(&format!("{oid} {}\n", loc.display()));
+    match staging::open_regular(&auto_conf) {
+        Err(_) if fs::symlink_metadata(&auto_conf).is_ok_and(|m| m.file_type().is_symlink()) => {
+            tracing::warn!(
+                "left out {}: a symbolic link, not a file of the backup",
+                auto_conf.display()
+            );
         }
-        write(&stage.join("tablespace_map"), text.as_bytes())?;
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)
+                .map_err(|e| Error::io("read", &auto_conf, e))?;
+            write_recovery_file(stage, "postgresql.auto.conf", &bytes)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("read", &auto_conf, e)),
+    }
+    if fs::symlink_metadata(data_src.join("tablespace_map")).is_ok_and(|m| m.is_file()) {
+        write_recovery_file(
+            stage,
+            "tablespace_map",
+            tablespace_map(plan.locations).as_bytes(),
+        )?;
     }
     if !plan.locations.is_empty() {
         let tblspc = stage.join("pg_tblspc");
@@ -166,20 +185,22 @@ pub fn recover_remote(
     settings.insert(0, ("restore_command".into(), restore_command.clone()));
     settings.push(("archive_command".into(), "false".into()));
     crate::recover::write_auto_conf(stage, plan.backup, &settings)?;
-    let signal = if opts.standby_mode {
-        "standby.signal"
-    } else {
-        "recovery.signal"
-    };
-    write(&stage.join(signal), b"")?;
+    write_recovery_file(stage, signal_file(opts.standby_mode), b"")?;
     send_tree(&controller, &host, stage, &dest, false)?;
+    // Make what rsync wrote durable on the target (`sync -f` is syncfs(2): one call per
+    // filesystem) before reporting success.
     run_script(
         &host,
         &format!(
-            "rm -f {d}/postmaster.pid {d}/postmaster.opts",
-            d = shell::quote(&dest)
+            "rm -f {d}/postmaster.pid {d}/postmaster.opts && sync -f {all}",
+            d = shell::quote(&dest),
+            all = dirs
+                .iter()
+                .map(|d| shell::quote(d))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
-        "clean the destination",
+        "finish the destination",
     )?;
     Ok(RecoverySummary {
         backup: plan.backup.clone(),
@@ -199,10 +220,6 @@ fn path_text(p: &Path) -> Result<String> {
 fn set_private(p: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(p, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod", p, e))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    fs::write(path, bytes).map_err(|e| Error::io("write", path, e))
 }
 
 /// Where local staging folders go: `staging_path` when set, else the system's temp folder.
@@ -275,13 +292,14 @@ fn send_tree(
     skip_tablespace_links: bool,
 ) -> Result<()> {
     let entries = list_tree(&Host::Local, &path_text(src)?)?;
+    // Links are never sent from the backup: the staging pass makes `pg_tblspc/<oid>` itself,
+    // and any other link (a backup holds none) would point the target somewhere else.
     let (dirs, files): (Vec<FileEntry>, Vec<FileEntry>) = entries
         .into_iter()
-        .filter(|e| e.kind != EntryKind::Other)
-        .filter(|e| {
-            !(skip_tablespace_links
-                && e.kind == EntryKind::Symlink
-                && e.path.parent() == Some(Path::new("pg_tblspc")))
+        .filter(|e| match e.kind {
+            EntryKind::Other => false,
+            EntryKind::Symlink => !skip_tablespace_links,
+            _ => true,
         })
         .partition(|e| e.kind == EntryKind::Dir);
     let tree = TreeCopy {

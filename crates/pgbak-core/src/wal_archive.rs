@@ -50,27 +50,45 @@ impl IndexEntry {
         s
     }
 
+    /// Parses one line; `None` for anything that is not exactly a line pgbak (or Barman) writes:
+    /// a WAL file name, sizes, a time, a compression, and optionally pgbak's checksum columns.
+    /// Strict on purpose: a line glued to the remains of a torn one must not parse.
     pub(crate) fn parse(line: &str) -> Option<IndexEntry> {
         let mut cols = line.split('\t');
-        let name = cols.next()?.to_string();
+        let name = cols.next()?;
+        WalFileName::parse(name).ok()?;
         let stored_size = cols.next()?.parse().ok()?;
-        let time = cols.next()?.parse().ok()?;
-        let compression = cols.next().unwrap_or("None").to_string();
+        let time: f64 = cols.next()?.parse().ok()?;
+        if !time.is_finite() {
+            return None;
+        }
+        let compression = cols.next().unwrap_or("None");
+        if compression.is_empty() || !compression.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
         let _encryption = cols.next();
         let mut crc32c = None;
         let mut size = None;
         for c in cols {
             if let Some(v) = c.strip_prefix("crc32c=") {
-                crc32c = u32::from_str_radix(v, 16).ok();
+                if v.len() != 8 || crc32c.is_some() {
+                    return None;
+                }
+                crc32c = Some(u32::from_str_radix(v, 16).ok()?);
             } else if let Some(v) = c.strip_prefix("size=") {
-                size = v.parse().ok();
+                if size.is_some() {
+                    return None;
+                }
+                size = Some(v.parse().ok()?);
+            } else {
+                return None;
             }
         }
         Some(IndexEntry {
-            name,
+            name: name.to_string(),
             stored_size,
             time,
-            compression,
+            compression: compression.to_string(),
             crc32c,
             size,
         })
@@ -137,15 +155,25 @@ pub fn check_segment(
     first: &[u8],
     len: u64,
 ) -> std::result::Result<SegmentHeader, String> {
-    let hdr = parse_segment_header(first).ok_or("does not start with a WAL segment header")?;
-    validate_segment_size(hdr.seg_size)
-        .map_err(|e| format!("header names an invalid segment size: {e}"))?;
+    let hdr = check_segment_header(name, first)?;
     if len != hdr.seg_size {
         return Err(format!(
             "is {len} bytes but its header says segments are {} bytes",
             hdr.seg_size
         ));
     }
+    Ok(hdr)
+}
+
+/// Checks that `first` bytes of a file named `name` start that segment: a long header with a
+/// valid segment size and the address the name gives.
+pub fn check_segment_header(
+    name: &str,
+    first: &[u8],
+) -> std::result::Result<SegmentHeader, String> {
+    let hdr = parse_segment_header(first).ok_or("does not start with a WAL segment header")?;
+    validate_segment_size(hdr.seg_size)
+        .map_err(|e| format!("header names an invalid segment size: {e}"))?;
     let seg = SegmentName::parse(name, hdr.seg_size).map_err(|e| e.to_string())?;
     let expected = seg.start_lsn(hdr.seg_size).0;
     if hdr.pageaddr != expected {
@@ -161,7 +189,7 @@ pub fn check_segment(
 }
 
 /// Reads as many bytes as are available up to `buf.len()`.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -372,27 +400,46 @@ impl WalArchive {
         Ok((crc, size))
     }
 
+    /// Appends one line to the index, whole or not at all: the line goes out in one write at the
+    /// end of what is there, a failed write is cut off again, and a line left unfinished by an
+    /// earlier failure (a full disk, a crash) is cut off before anything is appended, so a new
+    /// line is never glued to the remains of an old one.
     pub(crate) fn append_index(&self, entry: &IndexEntry, locks: &dyn LockManager) -> Result<()> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let _guard = locks.lock_blocking(&LockName::ServerXlogDb(self.server.clone()))?;
         let path = self.wals_dir.join(INDEX_FILE);
-        let mut f = std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .create(true)
-            .append(true)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        f.write_all(entry.to_line().as_bytes())
-            .map_err(|e| Error::io("write", &path, e))?;
+        let mut len = f.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+        let whole =
+            crate::wal_index::whole_lines_len(&f, len).map_err(|e| Error::io("read", &path, e))?;
+        if whole != len {
+            tracing::warn!(
+                "{}: cutting off an unfinished last line ({} bytes) left by an interrupted write",
+                path.display(),
+                len - whole
+            );
+            f.set_len(whole)
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            len = whole;
+        }
+        let line = entry.to_line();
+        if let Err(e) = f.write_all_at(line.as_bytes(), len) {
+            let _ = f.set_len(len);
+            return Err(Error::io("write", &path, e));
+        }
         f.sync_data().map_err(|e| Error::io("fsync", &path, e))
     }
 
     /// Every index line, in the order they were written.
     pub fn index(&self) -> Result<Vec<IndexEntry>> {
-        let path = self.wals_dir.join(INDEX_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(t.lines().filter_map(IndexEntry::parse).collect()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io("read", &path, e)),
-        }
+        Ok(crate::wal_index::read_index(&self.wals_dir.join(INDEX_FILE))?.unwrap_or_default())
     }
 
     fn index_entry(&self, name: &str) -> Result<Option<IndexEntry>> {
@@ -402,15 +449,13 @@ impl WalArchive {
     /// Writes the original bytes of `name` to `dest` (through a temporary file renamed into place),
     /// checking them against the index. A missing file is [`Error::WalNotFound`].
     pub fn fetch(&self, name: &str, dest: &Path) -> Result<u64> {
-        let tmp = dest.with_file_name(format!(
-            ".{}.pgbak.tmp",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
-        ));
+        // A fresh name, created exclusively: a link planted in the destination folder is never
+        // written through, and rename(2) replaces a link at `dest` rather than its target.
+        let tmp = pgbak_storage::staging::temp_name(dest);
         let result = (|| -> Result<u64> {
-            let mut out = io::BufWriter::with_capacity(
-                CHUNK,
-                File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?,
-            );
+            let file = pgbak_storage::staging::create_fresh(&tmp, 0o600)
+                .map_err(|e| Error::io("create", &tmp, e))?;
+            let mut out = io::BufWriter::with_capacity(CHUNK, file);
             let size = self.fetch_to(name, &mut out, &tmp)?;
             out.flush().map_err(|e| Error::io("write", &tmp, e))?;
             Ok(size)

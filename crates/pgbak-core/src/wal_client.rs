@@ -10,10 +10,12 @@
 //! Exit codes follow Barman's helpers: 0 done, 1 the file is not in the archive (restore), 2 any
 //! other failure, 3 SSH itself failed (archive).
 
-use crate::wal_tar::{sums_line, write_end, write_entry, SumKind, Summer};
+use crate::wal_tar::{parse_sums, sums_line, write_end, write_entry, SumKind, Summer};
 use crate::{Error, Result};
 use pgbak_compress::{Codec, Compression, Compressor};
+use pgbak_copy::rsync::shell::quote as shell_quote;
 use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
+use pgbak_storage::staging;
 use pgbak_wal::WalFileName;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -61,18 +63,6 @@ impl SshTarget {
         remote.extend(args.iter().map(|a| shell_quote(a)));
         c.arg(remote.join(" "));
         Ok(c)
-    }
-}
-
-/// Quotes a word for the remote POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -284,22 +274,29 @@ pub enum RestoreSource {
 }
 
 /// Serves one `restore_command` call.
+///
+/// With `parallel > 1` the spool folder must be private (see [`staging::ensure_private_dir`]);
+/// one that is not is left alone with a warning and the file is fetched directly. Every file of a
+/// bundle is checked against the CRC-32C the backup host sends with it before it is handed over
+/// or spooled, and a spooled file is checked again when it is handed over.
 pub fn wal_restore(opts: &WalRestoreOptions) -> std::result::Result<RestoreSource, HelperError> {
     WalFileName::parse(&opts.wal_name).map_err(|e| HelperError::Local(e.into()))?;
     let is_segment = matches!(
         WalFileName::parse(&opts.wal_name),
         Ok(WalFileName::Segment { .. })
     );
-    if opts.parallel > 1 {
-        let spooled = opts.spool_dir.join(&opts.wal_name);
-        match std::fs::rename(&spooled, &opts.dest) {
-            Ok(()) => return Ok(RestoreSource::Spool),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                copy_then_remove(&spooled, &opts.dest)?;
-                return Ok(RestoreSource::Spool);
+    let spool = opts.parallel > 1 && {
+        match staging::ensure_private_dir(&opts.spool_dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("not using the spool folder: {e}");
+                false
             }
-            Err(e) => return Err(HelperError::Local(Error::io("move", &spooled, e))),
+        }
+    };
+    if spool {
+        if take_from_spool(opts)? {
+            return Ok(RestoreSource::Spool);
         }
         if is_segment {
             // A miss means replay moved elsewhere (a new timeline, a restart): what is spooled
@@ -307,7 +304,7 @@ pub fn wal_restore(opts: &WalRestoreOptions) -> std::result::Result<RestoreSourc
             clear_spool(&opts.spool_dir);
         }
     }
-    let bundle = opts.parallel > 1 && is_segment;
+    let bundle = spool && is_segment;
     let n = opts.parallel.max(1).to_string();
     let mut args = vec!["-q", "get-wal"];
     let net = opts
@@ -348,66 +345,143 @@ pub fn wal_restore(opts: &WalRestoreOptions) -> std::result::Result<RestoreSourc
         .wait()
         .map_err(|e| HelperError::Local(Error::io("wait for", "ssh", e)))?;
     let stderr = err_reader.join().unwrap_or_default().trim().to_string();
-    let tmp = tmp_name(&opts.dest);
-    if !bundle && (status.code() != Some(0) || received.is_err()) {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    match status.code() {
-        Some(0) => {}
-        Some(255) => return Err(HelperError::Ssh(stderr)),
-        Some(code) => {
-            if stderr.contains("not found in the archive") {
-                return Err(HelperError::NotFound(opts.wal_name.clone()));
-            }
-            return Err(HelperError::Remote {
-                code,
-                message: stderr,
-            });
+    let answer = match status.code() {
+        Some(0) => None,
+        Some(255) => Some(HelperError::Ssh(stderr)),
+        Some(_) if stderr.contains("not found in the archive") => {
+            Some(HelperError::NotFound(opts.wal_name.clone()))
         }
-        None => return Err(HelperError::Ssh("ssh was killed by a signal".into())),
-    }
-    let prefetched = received?;
-    if !bundle {
-        std::fs::rename(&tmp, &opts.dest)
-            .map_err(|e| HelperError::Local(Error::io("rename", &opts.dest, e)))?;
-    }
+        Some(code) => Some(HelperError::Remote {
+            code,
+            message: stderr,
+        }),
+        None => Some(HelperError::Ssh("ssh was killed by a signal".into())),
+    };
+    let received = match (answer, received) {
+        (Some(e), r) => {
+            if let Ok(r) = r {
+                r.discard();
+            }
+            return Err(e);
+        }
+        (None, r) => r?,
+    };
+    let prefetched = received.spooled;
+    std::fs::rename(&received.first, &opts.dest).map_err(|e| {
+        let _ = std::fs::remove_file(&received.first);
+        HelperError::Local(Error::io("rename", &opts.dest, e))
+    })?;
     Ok(RestoreSource::Remote { prefetched })
 }
 
+/// Spooled files are named `<WAL name>.crc32c-<8 hex digits>`: the checksum the backup host sent.
+const SPOOL_SUM_TAG: &str = ".crc32c-";
+
+/// Hands over the spooled copy of the requested file, if there is one whose content still
+/// matches its checksum; false when there is none (a damaged one is removed).
+fn take_from_spool(opts: &WalRestoreOptions) -> std::result::Result<bool, HelperError> {
+    let prefix = format!("{}{SPOOL_SUM_TAG}", opts.wal_name);
+    let rd = match std::fs::read_dir(&opts.spool_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(HelperError::Local(Error::io("list", &opts.spool_dir, e))),
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let Some(want) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let path = entry.path();
+        match spooled_crc(&path) {
+            Ok(got) if format!("{got:08x}") == want => {}
+            Ok(_) | Err(_) => {
+                tracing::warn!(
+                    "{} does not match its checksum; fetching it again",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+        }
+        match std::fs::rename(&path, &opts.dest) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                copy_then_remove(&path, &opts.dest)?;
+                return Ok(true);
+            }
+            Err(e) => return Err(HelperError::Local(Error::io("move", &path, e))),
+        }
+    }
+    Ok(false)
+}
+
+/// The CRC-32C of a spooled file, read without following a link.
+fn spooled_crc(path: &Path) -> io::Result<u32> {
+    let mut f = staging::open_regular(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut crc = 0u32;
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(crc),
+            n => crc = crc32c::crc32c_append(crc, &buf[..n]),
+        }
+    }
+}
+
 fn copy_then_remove(from: &Path, to: &Path) -> std::result::Result<(), HelperError> {
-    let tmp = tmp_name(to);
-    std::fs::copy(from, &tmp).map_err(|e| HelperError::Local(Error::io("copy", from, e)))?;
-    std::fs::rename(&tmp, to).map_err(|e| HelperError::Local(Error::io("rename", to, e)))?;
+    let tmp = staging::temp_name(to);
+    let r = (|| -> io::Result<()> {
+        let mut input = staging::open_regular(from)?;
+        let mut out = staging::create_fresh(&tmp, staging::PRIVATE_FILE)?;
+        io::copy(&mut input, &mut out)?;
+        drop(out);
+        std::fs::rename(&tmp, to)
+    })();
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(HelperError::Local(Error::io("copy", from, e)));
+    }
     let _ = std::fs::remove_file(from);
     Ok(())
 }
 
+/// Removes spooled WAL files and temporary files left in the spool.
 fn clear_spool(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            if let Some(n) = e.file_name().to_str() {
-                if WalFileName::parse(n.trim_start_matches('.').trim_end_matches(".tmp")).is_ok() {
-                    let _ = std::fs::remove_file(e.path());
-                }
+            let name = e.file_name();
+            let spooled = name
+                .to_str()
+                .and_then(|n| n.split_once(SPOOL_SUM_TAG))
+                .is_some_and(|(wal, _)| WalFileName::parse(wal).is_ok());
+            if spooled || staging::temp_name_pid(&name).is_some() {
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
 }
 
-fn tmp_name(p: &Path) -> PathBuf {
-    p.with_file_name(format!(
-        ".{}.tmp",
-        p.file_name().and_then(|n| n.to_str()).unwrap_or("wal")
-    ))
+/// What [`receive`] wrote: the requested file under a temporary name next to its destination
+/// (renamed into place by the caller once the remote side has exited cleanly), and how many
+/// following files went to the spool.
+struct Received {
+    first: PathBuf,
+    spooled: usize,
 }
 
-/// Reads get-wal's answer: the plain file, or a bundle whose first entry is the requested file
-/// and the rest go to the spool. Returns how many files were spooled.
+impl Received {
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.first);
+    }
+}
+
+/// Reads get-wal's answer: the plain file, or a bundle whose first entry is the requested file,
+/// the following ones go to the spool, and a last `CRC32CSUMS` entry holds their checksums.
 fn receive(
     stdout: std::process::ChildStdout,
     opts: &WalRestoreOptions,
     bundle: bool,
-) -> std::result::Result<usize, HelperError> {
+) -> std::result::Result<Received, HelperError> {
     let input: Box<dyn Read + Send> = Box::new(io::BufReader::with_capacity(1 << 20, stdout));
     let mut input = if opts.network_compression.is_some() {
         pgbak_compress::auto_decoder(input)
@@ -417,16 +491,19 @@ fn receive(
         input
     };
     if !bundle {
-        let tmp = tmp_name(&opts.dest);
+        let tmp = staging::temp_name(&opts.dest);
         let r = (|| -> io::Result<u64> {
-            let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+            let file = staging::create_fresh(&tmp, staging::PRIVATE_FILE)?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
             let n = io::copy(&mut input, &mut out)?;
             out.flush()?;
             Ok(n)
         })();
-        // Renamed into place by the caller once the remote side has confirmed the checksum.
         return match r {
-            Ok(n) if n > 0 => Ok(0),
+            Ok(n) if n > 0 => Ok(Received {
+                first: tmp,
+                spooled: 0,
+            }),
             Ok(_) => {
                 let _ = std::fs::remove_file(&tmp);
                 Err(HelperError::Remote {
@@ -440,14 +517,12 @@ fn receive(
             }
         };
     }
-    std::fs::create_dir_all(&opts.spool_dir)
-        .map_err(|e| HelperError::Local(Error::io("create", &opts.spool_dir, e)))?;
     let mut v = BundleWriter {
         opts,
-        first: true,
-        got_first: false,
         current: None,
-        spooled: 0,
+        done: Vec::new(),
+        sums: None,
+        in_sums: false,
         error: None,
     };
     let mut parser = TarStreamParser::new();
@@ -468,34 +543,27 @@ fn receive(
             break;
         }
     }
-    if let Some((_, tmp, _)) = v.current.take() {
-        // An entry cut short: discard it.
-        let _ = std::fs::remove_file(tmp);
-    }
-    if let Some(e) = v.error.take() {
-        return Err(HelperError::Local(e));
-    }
-    if !v.got_first {
-        return Err(HelperError::Remote {
-            code: 0,
-            message: if failed {
-                "the answer was cut short".into()
-            } else {
-                "the answer did not contain the requested file".into()
-            },
-        });
-    }
-    Ok(v.spooled)
+    v.settle(failed)
+}
+
+/// A file of a bundle, written under a temporary name, with the checksum of what was written.
+struct Pending {
+    name: String,
+    tmp: PathBuf,
+    crc: u32,
 }
 
 struct BundleWriter<'a> {
     opts: &'a WalRestoreOptions,
-    first: bool,
-    got_first: bool,
-    current: Option<(BufWriter<File>, PathBuf, PathBuf)>,
-    spooled: usize,
+    current: Option<(BufWriter<File>, Pending)>,
+    done: Vec<Pending>,
+    sums: Option<Vec<u8>>,
+    in_sums: bool,
     error: Option<Error>,
 }
+
+/// Largest checksum entry of a bundle (a line per file).
+const MAX_BUNDLE_SUMS: u64 = 1 << 20;
 
 impl BundleWriter<'_> {
     fn stop(&mut self, e: Error) -> pgbak_copy::Error {
@@ -503,32 +571,112 @@ impl BundleWriter<'_> {
         self.error.get_or_insert(e);
         pgbak_copy::Error::Aborted(m)
     }
+
+    fn corrupt(&mut self, detail: String) -> pgbak_copy::Error {
+        self.stop(Error::Corrupt {
+            what: "get-wal answer".into(),
+            detail,
+        })
+    }
+
+    /// Checks every received file against the sums: the requested one must match (else
+    /// nothing is handed over); following ones that match are spooled, the others dropped.
+    fn settle(mut self, failed: bool) -> std::result::Result<Received, HelperError> {
+        if let Some((_, p)) = self.current.take() {
+            // An entry cut short.
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+        let done = std::mem::take(&mut self.done);
+        let discard = |v: &[Pending]| {
+            for p in v {
+                let _ = std::fs::remove_file(&p.tmp);
+            }
+        };
+        if let Some(e) = self.error.take() {
+            discard(&done);
+            return Err(HelperError::Local(e));
+        }
+        let sums = self
+            .sums
+            .take()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| parse_sums(&t).ok());
+        let (Some(sums), Some(first)) = (sums, done.first()) else {
+            discard(&done);
+            return Err(HelperError::Remote {
+                code: 0,
+                message: if failed {
+                    "the answer was cut short".into()
+                } else {
+                    "the answer did not hold the requested file and its checksum".into()
+                },
+            });
+        };
+        let matches = |p: &Pending| {
+            let want = format!("{:08x}", p.crc);
+            sums.iter().any(|(n, d)| *n == p.name && *d == want)
+        };
+        if !matches(first) {
+            discard(&done);
+            return Err(HelperError::Local(Error::Corrupt {
+                what: format!("WAL file {} from the backup host", first.name),
+                detail: "its checksum does not match the one sent with it".into(),
+            }));
+        }
+        let mut spooled = 0;
+        for p in &done[1..] {
+            let dest = self
+                .opts
+                .spool_dir
+                .join(format!("{}{SPOOL_SUM_TAG}{:08x}", p.name, p.crc));
+            if matches(p) && std::fs::rename(&p.tmp, &dest).is_ok() {
+                spooled += 1;
+            } else {
+                tracing::warn!("{} not spooled: its checksum does not match", p.name);
+                let _ = std::fs::remove_file(&p.tmp);
+            }
+        }
+        Ok(Received {
+            first: done[0].tmp.clone(),
+            spooled,
+        })
+    }
 }
 
 impl TarVisitor for BundleWriter<'_> {
     fn entry_start(&mut self, e: &TarEntry) -> pgbak_copy::Result<()> {
         let name = e.path.to_string_lossy().into_owned();
-        if e.kind != pgbak_copy::EntryKind::File || WalFileName::parse(&name).is_err() {
-            return Err(self.stop(Error::Corrupt {
-                what: "get-wal answer".into(),
-                detail: format!("unexpected entry {name:?}"),
-            }));
+        if e.kind == pgbak_copy::EntryKind::File && name == SumKind::Crc32c.file_name() {
+            if self.sums.is_some() || e.size > MAX_BUNDLE_SUMS {
+                return Err(self.corrupt("unexpected checksum entry".into()));
+            }
+            self.sums = Some(Vec::new());
+            self.in_sums = true;
+            return Ok(());
         }
-        let dest = if self.first {
+        if self.sums.is_some()
+            || e.kind != pgbak_copy::EntryKind::File
+            || WalFileName::parse(&name).is_err()
+        {
+            return Err(self.corrupt(format!("unexpected entry {name:?}")));
+        }
+        let dest = if self.done.is_empty() {
             if name != self.opts.wal_name {
-                return Err(self.stop(Error::Corrupt {
-                    what: "get-wal answer".into(),
-                    detail: format!("expected {} first, got {name}", self.opts.wal_name),
-                }));
+                return Err(
+                    self.corrupt(format!("expected {} first, got {name}", self.opts.wal_name))
+                );
             }
             self.opts.dest.clone()
         } else {
             self.opts.spool_dir.join(&name)
         };
-        let tmp = tmp_name(&dest);
-        match File::create(&tmp) {
+        let tmp = staging::temp_name(&dest);
+        match staging::create_fresh(&tmp, staging::PRIVATE_FILE) {
             Ok(f) => {
-                self.current = Some((BufWriter::with_capacity(1 << 20, f), tmp, dest));
+                self.current = Some((
+                    BufWriter::with_capacity(1 << 20, f),
+                    Pending { name, tmp, crc: 0 },
+                ));
                 Ok(())
             }
             Err(err) => Err(self.stop(Error::io("create", &tmp, err))),
@@ -536,31 +684,32 @@ impl TarVisitor for BundleWriter<'_> {
     }
 
     fn entry_data(&mut self, data: &[u8]) -> pgbak_copy::Result<()> {
+        if self.in_sums {
+            if let Some(b) = &mut self.sums {
+                b.extend_from_slice(data);
+            }
+            return Ok(());
+        }
         let r = match &mut self.current {
-            Some((w, tmp, _)) => w.write_all(data).map_err(|e| Error::io("write", &*tmp, e)),
+            Some((w, p)) => {
+                p.crc = crc32c::crc32c_append(p.crc, data);
+                w.write_all(data).map_err(|e| Error::io("write", &p.tmp, e))
+            }
             None => Ok(()),
         };
         r.map_err(|e| self.stop(e))
     }
 
     fn entry_end(&mut self) -> pgbak_copy::Result<()> {
-        let Some((w, tmp, dest)) = self.current.take() else {
+        self.in_sums = false;
+        let Some((w, p)) = self.current.take() else {
             return Ok(());
         };
-        let r = w
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|_| std::fs::rename(&tmp, &dest));
-        if let Err(e) = r {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(self.stop(Error::io("write", &dest, e)));
+        if let Err(e) = w.into_inner().map_err(|e| e.into_error()) {
+            let _ = std::fs::remove_file(&p.tmp);
+            return Err(self.stop(Error::io("write", &p.tmp, e)));
         }
-        if self.first {
-            self.got_first = true;
-        } else {
-            self.spooled += 1;
-        }
-        self.first = false;
+        self.done.push(p);
         Ok(())
     }
 

@@ -64,12 +64,13 @@ pub(crate) fn last_entry_for(path: &Path, name: &str) -> Result<Option<IndexEntr
         while let Some(pos) = memchr::memmem::rfind(&whole[..hay_end], needle) {
             let at_line_start = pos == 0 || whole[pos - 1] == b'\n';
             let followed_by_tab = whole.get(pos + needle.len()) == Some(&b'\t');
-            if at_line_start && followed_by_tab {
-                let line_end = memchr::memchr(b'\n', &whole[pos..])
-                    .map(|i| pos + i)
-                    .unwrap_or(whole.len());
-                let line = String::from_utf8_lossy(&whole[pos..line_end]);
-                if let Some(e) = IndexEntry::parse(&line) {
+            // A line without its newline is an append that did not finish: never used.
+            let line_end = memchr::memchr(b'\n', &whole[pos..]).map(|i| pos + i);
+            if let (true, true, Some(line_end)) = (at_line_start, followed_by_tab, line_end) {
+                let parsed = std::str::from_utf8(&whole[pos..line_end])
+                    .ok()
+                    .and_then(IndexEntry::parse);
+                if let Some(e) = parsed {
                     return Ok(Some(e));
                 }
             }
@@ -81,35 +82,77 @@ pub(crate) fn last_entry_for(path: &Path, name: &str) -> Result<Option<IndexEntr
     Ok(None)
 }
 
+/// The length of `f`'s first `len` bytes up to and including its last newline: what remains
+/// when an unfinished last line is cut off.
+pub(crate) fn whole_lines_len(f: &File, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut end = len;
+    let mut buf = vec![0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        match memchr::memrchr(b'\n', chunk) {
+            Some(i) => return Ok(start + i as u64 + 1),
+            None => end = start,
+        }
+    }
+    Ok(0)
+}
+
+/// Every valid line of the index at `path`, in file order, or `None` without an index. Lines
+/// that do not parse (damaged, not UTF-8) and an unfinished last line are left out with one
+/// warning: a damaged line never makes its neighbours unreadable.
+pub(crate) fn read_index(path: &Path) -> Result<Option<Vec<IndexEntry>>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut out = Vec::with_capacity(bytes.len() / 80);
+    let mut bad = 0usize;
+    let mut lines = bytes.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let last = lines.peek().is_none();
+        if last && line.is_empty() {
+            break;
+        }
+        match std::str::from_utf8(line).ok().and_then(IndexEntry::parse) {
+            // The last line without its newline is an append that did not finish.
+            Some(e) if !last => out.push(e),
+            _ => bad += 1,
+        }
+    }
+    if bad > 0 {
+        tracing::warn!(
+            "{}: {bad} damaged or unfinished line(s) ignored (`pgbak rebuild-xlogdb` rewrites the index from the archived files)",
+            path.display()
+        );
+    }
+    Ok(Some(out))
+}
+
 /// What `rebuild-xlogdb` did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RebuildReport {
     /// Lines in the new index.
     pub entries: usize,
-    /// Files whose checksum was computed by reading them (no usable line in the old index).
+    /// Files read back and checksummed.
     pub checksummed: usize,
     /// Lines of the old index whose file no longer exists (dropped).
     pub dropped: Vec<String>,
     /// Files in the folder that are not WAL files (left alone, not indexed).
     pub unknown: Vec<String>,
+    /// WAL files that cannot be read back (damaged compression): left alone, not indexed.
+    pub unreadable: Vec<String>,
 }
 
 impl WalArchive {
     /// Every file of the index, by name (the newest line of each name), or `None` when there is
     /// no index file.
     pub fn indexed(&self) -> Result<Option<BTreeMap<String, IndexEntry>>> {
-        let path = self.dir().join(INDEX_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &path, e)),
-        };
-        Ok(Some(
-            text.lines()
-                .filter_map(IndexEntry::parse)
-                .map(|e| (e.name.clone(), e))
-                .collect(),
-        ))
+        Ok(read_index(&self.dir().join(INDEX_FILE))?
+            .map(|v| v.into_iter().map(|e| (e.name.clone(), e)).collect()))
     }
 
     /// Sorted names of indexed files accepted by `keep`, or `None` without an index.
@@ -157,9 +200,8 @@ impl WalArchive {
         )
     }
 
-    /// Recreates the index from the files in the folder (`pgbak rebuild-xlogdb`). Checksums of
-    /// the old index are kept for files whose stored size still matches; other files are read
-    /// and checksummed. Non-WAL files are reported, not indexed.
+    /// Recreates the index from the files in the folder (`pgbak rebuild-xlogdb`). Every file is
+    /// read back and checksummed. Non-WAL files and unreadable ones are reported, not indexed.
     pub fn rebuild_index(&self, locks: &dyn LockManager) -> Result<RebuildReport> {
         let _guard =
             locks.lock_blocking(&LockName::ServerXlogDb(self.server_name().to_string()))?;
@@ -201,17 +243,18 @@ impl WalArchive {
                     report.unknown.push(path.display().to_string());
                     continue;
                 }
-                let (crc32c, size) = match old.get(&fname) {
-                    Some(e) if e.stored_size == meta.len() && e.crc32c.is_some() => {
-                        (e.crc32c, e.size)
-                    }
-                    _ => {
-                        let key = WalArchive::key_of(&fname)?;
-                        let (c, s) = self.checksum_stored(&key)?;
-                        report.checksummed += 1;
-                        (Some(c), Some(s))
+                // Checksums come from the files themselves, never from the index being
+                // replaced: a wrong line there must not survive the rebuild.
+                let key = WalArchive::key_of(&fname)?;
+                let (crc32c, size) = match self.checksum_stored(&key) {
+                    Ok((c, s)) => (Some(c), Some(s)),
+                    Err(e) => {
+                        tracing::warn!("{fname}: not indexed: {e}");
+                        report.unreadable.push(fname);
+                        continue;
                     }
                 };
+                report.checksummed += 1;
                 let compression = self.stored_compression(&fname)?.name().to_string();
                 new.insert(
                     fname.clone(),
@@ -250,13 +293,9 @@ impl WalArchive {
     ) -> Result<usize> {
         let _guard =
             locks.lock_blocking(&LockName::ServerXlogDb(self.server_name().to_string()))?;
-        let path = self.dir().join(INDEX_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(Error::io("read", &path, e)),
+        let Some(all) = read_index(&self.dir().join(INDEX_FILE))? else {
+            return Ok(0);
         };
-        let all: Vec<IndexEntry> = text.lines().filter_map(IndexEntry::parse).collect();
         let before = all.len();
         let kept: Vec<IndexEntry> = all.into_iter().filter(|e| keep(e)).collect();
         let removed = before - kept.len();
@@ -407,14 +446,103 @@ mod tests {
         assert_eq!(a.segment_names().unwrap(), vec![name(1), name(2), name(3)]);
         assert_eq!(a.history_names().unwrap(), vec!["00000002.history"]);
 
-        // A second rebuild reuses the checksums; a removed file drops out.
+        // A second rebuild reads the files again (a wrong checksum in the old index does not
+        // survive it); a removed file drops out.
         std::fs::remove_file(a.dir().join(WalArchive::key_of(&name(2)).unwrap())).unwrap();
+        let text = std::fs::read_to_string(a.dir().join(INDEX_FILE)).unwrap();
+        let good = format!("{:08x}", after[&name(3)].crc32c.unwrap());
+        std::fs::write(
+            a.dir().join(INDEX_FILE),
+            text.replace(&format!("crc32c={good}"), "crc32c=0badc0de"),
+        )
+        .unwrap();
+        assert!(a.fetch(&name(3), &d.path().join("refused")).is_err());
         let r = a.rebuild_index(&l).unwrap();
-        assert_eq!(r.checksummed, 0);
+        assert_eq!(r.checksummed, 3);
         assert_eq!(r.dropped, vec![name(2)]);
+        assert_eq!(
+            a.indexed().unwrap().unwrap()[&name(3)].crc32c,
+            after[&name(3)].crc32c
+        );
         assert_eq!(a.segment_names().unwrap(), vec![name(1), name(3)]);
         let out = d.path().join("out");
         a.fetch(&name(3), &out).unwrap();
+    }
+
+    fn entry(i: u64) -> IndexEntry {
+        IndexEntry {
+            name: name(i),
+            stored_size: 100 + i,
+            time: 1.5,
+            compression: "zstd".into(),
+            crc32c: Some(0x1234_5678),
+            size: Some(16 << 20),
+        }
+    }
+
+    #[test]
+    fn an_unfinished_last_line_is_cut_off_before_the_next_append() {
+        let (_d, a, l) = setup(Compression::Zstd);
+        std::fs::create_dir_all(a.dir()).unwrap();
+        let path = a.dir().join(INDEX_FILE);
+        // What a disk that filled up in the middle of an append leaves: half a line.
+        let torn = entry(2).to_line();
+        std::fs::write(&path, format!("{}{}", entry(1).to_line(), &torn[..30])).unwrap();
+        // Readers ignore the unfinished line and keep its neighbour.
+        assert_eq!(a.index().unwrap(), vec![entry(1)]);
+        assert_eq!(last_entry_for(&path, &name(2)).unwrap(), None);
+        a.append_index(&entry(2), &l).unwrap();
+        a.append_index(&entry(3), &l).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "{}{}{}",
+                entry(1).to_line(),
+                entry(2).to_line(),
+                entry(3).to_line()
+            )
+        );
+        assert_eq!(a.index().unwrap(), vec![entry(1), entry(2), entry(3)]);
+        assert_eq!(last_entry_for(&path, &name(2)).unwrap(), Some(entry(2)));
+    }
+
+    #[test]
+    fn damaged_lines_never_poison_their_neighbours() {
+        let (_d, a, _l) = setup(Compression::Zstd);
+        std::fs::create_dir_all(a.dir()).unwrap();
+        let path = a.dir().join(INDEX_FILE);
+        let e1 = entry(1).to_line();
+        let e2 = entry(2).to_line();
+        // A line glued onto the remains of a torn one, a line with a byte that is not UTF-8,
+        // and well-formed lines around them.
+        let glued = format!("{}{}", &e1[..40], e2);
+        let mut bytes = e1.clone().into_bytes();
+        bytes.extend_from_slice(glued.as_bytes());
+        bytes.extend_from_slice(b"0000000100000000000000\xff5\t1\t1.0\tzstd\tNone\n");
+        bytes.extend_from_slice(entry(3).to_line().as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(a.index().unwrap(), vec![entry(1), entry(3)]);
+        let indexed = a.indexed().unwrap().unwrap();
+        assert_eq!(indexed.len(), 2);
+        assert_eq!(last_entry_for(&path, &name(2)).unwrap(), None);
+        for bad in [
+            "../../etc/passwd\t1\t1.0\tzstd\tNone",
+            "000000010000000000000001\t1\t1.0\tzstd\tNone\tcrc32c=1234\tsize=1",
+            "000000010000000000000001\t1\t1.0\tzstd\tNone\tcrc32c=12345678\tsize=16777216000000010000000000000002",
+            "000000010000000000000001\t1\tNaN\tzstd\tNone",
+            "000000010000000000000001\t1\t1.0\tzs td\tNone",
+            "000000010000000000000001\t1\t1.0\tzstd\tNone\textra",
+        ] {
+            assert_eq!(IndexEntry::parse(bad), None, "{bad}");
+        }
+        // Barman's own lines (four or five columns) still parse.
+        assert!(
+            IndexEntry::parse("000000010000000000000001\t16777216\t1700000000.0\tNone").is_some()
+        );
+        assert!(
+            IndexEntry::parse("000000010000000000000001\t16777216\t1700000000.0\tgzip\tNone")
+                .is_some()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod error;
 mod key;
 pub mod local;
+pub mod staging;
 
 pub use error::{Error, Result};
 pub use key::validate_key;

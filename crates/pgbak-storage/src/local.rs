@@ -3,10 +3,9 @@
 //! folder is fsynced, so a crash never leaves a partial object under a final name.
 
 use crate::{validate_key, CommitMode, Error, ObjectMeta, ObjectWriter, Result, StorageBackend};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Objects stored as files below a root directory.
 #[derive(Debug, Clone)]
@@ -32,44 +31,11 @@ impl LocalStorage {
     }
 }
 
-/// Fsyncs a directory so that entries created or renamed in it survive a crash.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::staging::fsync_dir;
 
-/// Creates `dir` and any missing parents, fsyncing each parent whose entries changed.
+/// Creates `dir` and any missing parents (mode 0700), fsyncing each parent whose entries changed.
 pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() {
-            create_dir_all_durable(parent)?;
-        }
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() {
-            fsync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary file next to `dest`, unique within this host.
-fn temp_path_for(dest: &Path) -> PathBuf {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = dest
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+    crate::staging::create_dir_all_private(dir)
 }
 
 /// Writes `dest` durably from a closure that fills the file: temp file, fsync, rename or link,
@@ -86,11 +52,8 @@ impl DurableFile {
         if let Some(parent) = dest.parent() {
             create_dir_all_durable(parent)?;
         }
-        let temp = temp_path_for(dest);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        let temp = crate::staging::temp_name(dest);
+        let file = crate::staging::create_fresh(&temp, crate::staging::PRIVATE_FILE)?;
         Ok(DurableFile {
             temp,
             dest: dest.to_path_buf(),

@@ -240,7 +240,7 @@ pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
     match cli.format {
         Format::Json => print_json(&serde_json::json!({
             "server": name, "entries": r.entries, "checksummed": r.checksummed,
-            "dropped": r.dropped, "unknown": r.unknown,
+            "dropped": r.dropped, "unknown": r.unknown, "unreadable": r.unreadable,
         })),
         Format::Console => {
             if !cli.quiet {
@@ -254,9 +254,13 @@ pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
             for u in &r.unknown {
                 eprintln!("WARNING: {u} is not a WAL file of this archive; it was not indexed");
             }
+            for u in &r.unreadable {
+                eprintln!("ERROR: {u} cannot be read back (damaged); it was not indexed");
+            }
         }
     }
-    Ok(0)
+    // Damaged files are not indexed, so get-wal refuses them; the exit code says so.
+    Ok(u8::from(!r.unreadable.is_empty()))
 }
 
 /// `check-wal-archive`.

@@ -449,6 +449,13 @@ impl RsyncCopy {
                 create_private_dir(&dest.join(d))?;
             }
             excluded += plan.excluded as u64;
+            for l in &plan.skipped_links {
+                tracing::warn!(
+                    "left out the symbolic link {} of {}: a backup holds only the links PostgreSQL makes (pg_tblspc/<oid>)",
+                    l.display(),
+                    tree.source.root
+                );
+            }
             let name = if i == 0 {
                 "data".to_string()
             } else {

@@ -177,6 +177,11 @@ pub fn arguments(settings: &RsyncSettings, run: &RsyncRun) -> Vec<OsString> {
         // -a without -r: with --files-from only the listed names are copied; listed
         // directories are created but not walked.
         "-a".into(),
+        // What lands in the catalogue or a restored tree is never writable by the group nor
+        // readable by others (at most PostgreSQL's group access, 0750/0640).
+        "--chmod=g-w,o-rwx".into(),
+        // Names travel inside rsync's protocol, never through the remote shell.
+        "--protect-args".into(),
         "--from0".into(),
         "--files-from=-".into(),
         "--stats".into(),
@@ -349,6 +354,7 @@ mod tests {
             .collect();
         for want in [
             "-a",
+            "--chmod=g-w,o-rwx",
             "--files-from=-",
             "--from0",
             "-z",

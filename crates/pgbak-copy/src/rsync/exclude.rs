@@ -61,6 +61,9 @@ pub struct TreePlan {
     pub excluded: usize,
     /// Bytes of the files left out.
     pub excluded_bytes: u64,
+    /// Symbolic links left out: a backup holds only the links PostgreSQL makes
+    /// (`pg_tblspc/<oid>`, relinked to the backup's own tablespace folders).
+    pub skipped_links: Vec<PathBuf>,
 }
 
 impl TreePlan {
@@ -160,6 +163,11 @@ pub fn plan_data_directory(
             // Relinked to the backup's own tablespace folders.
             continue;
         }
+        if !drop && e.kind == EntryKind::Symlink {
+            plan.excluded += 1;
+            plan.skipped_links.push(e.path);
+            continue;
+        }
         if !drop && e.kind != EntryKind::Dir {
             drop = FILES_EXCLUDED.contains(&name)
                 || (p.len() == 1 && TOP_FILES_EXCLUDED.contains(&name))
@@ -215,6 +223,9 @@ pub fn plan_tablespace(entries: Vec<FileEntry>, server_version_num: u32) -> Tree
             if e.kind == EntryKind::File {
                 plan.excluded_bytes += e.size;
             }
+        } else if e.kind == EntryKind::Symlink {
+            plan.excluded += 1;
+            plan.skipped_links.push(e.path);
         } else if e.kind == EntryKind::Dir {
             plan.dirs.push(e);
         } else {
@@ -364,6 +375,45 @@ mod tests {
         );
         assert_eq!(names(&plan.files), vec!["PG_15_202209061/5/16390"]);
         assert_eq!(plan.excluded, 6);
+    }
+
+    #[test]
+    fn only_tablespace_links_are_kept() {
+        let listing = vec![
+            e("pg_tblspc", Dir),
+            e("pg_tblspc/16384", Symlink),
+            e("postgresql.auto.conf", Symlink),
+            e("base", Dir),
+            e("base/1", Dir),
+            e("base/1/evil", Symlink),
+            e("pg_wal", Symlink),
+        ];
+        let plan = plan_data_directory(listing, &[], 150000);
+        assert_eq!(
+            plan.skipped_links,
+            vec![
+                PathBuf::from("postgresql.auto.conf"),
+                PathBuf::from("base/1/evil")
+            ]
+        );
+        assert!(plan.files.iter().all(|f| f.kind != Symlink));
+        assert_eq!(
+            plan.empty_dirs,
+            vec![
+                PathBuf::from("pg_wal"),
+                PathBuf::from("pg_wal/archive_status")
+            ]
+        );
+        let ts = plan_tablespace(
+            vec![
+                e("PG_15_1", Dir),
+                e("PG_15_1/1", Dir),
+                e("PG_15_1/1/link", Symlink),
+            ],
+            150000,
+        );
+        assert_eq!(ts.skipped_links, vec![PathBuf::from("PG_15_1/1/link")]);
+        assert!(ts.files.is_empty());
     }
 
     #[test]
