@@ -323,17 +323,17 @@ fn lock_directory_cleanup_reports_locks_of_dead_processes() {
     give_to_owner(&env.config);
     // A backup lock left by a process killed with -9: the kernel freed it, its PID stayed.
     let lock = env.home.join(".main-backup.lock");
-    std::fs::write(&lock, "4194303999\n").unwrap();
+    std::fs::write(&lock, "2147483646\n").unwrap();
     give_to_owner(&lock);
     let listed = env.run(&["lock-directory-cleanup", "--list"]).ok();
     assert_eq!(
         listed.stdout.trim_end(),
-        ".main-backup.lock: free, left by process 4194303999, which is no longer running"
+        ".main-backup.lock: free, left by process 2147483646, which is no longer running"
     );
     let out = env.run(&["lock-directory-cleanup"]).ok();
     assert_eq!(
         out.stdout.trim_end(),
-        "removed .main-backup.lock (left by process 4194303999, which is no longer running)"
+        "removed .main-backup.lock (left by process 2147483646, which is no longer running)"
     );
     assert!(!lock.exists());
 }

@@ -123,7 +123,7 @@ pub struct BackupArgs {
     #[arg(short = 'w', long)]
     pub wait: bool,
     /// Seconds to wait with --wait (0 = no limit).
-    #[arg(long = "wait-timeout", default_value_t = 0)]
+    #[arg(long = "wait-timeout", value_parser = clap::value_parser!(u64).range(0..=pgbak_core::config::MAX_SECONDS), default_value_t = 0)]
     pub wait_timeout: u64,
     /// rsync methods: take unchanged files from the previous backup: off, copy or link (alone: link).
     #[arg(
@@ -212,6 +212,6 @@ pub struct SwitchWalArgs {
     #[arg(long)]
     pub archive: bool,
     /// Seconds to wait with --archive.
-    #[arg(long = "archive-timeout", default_value_t = 30)]
+    #[arg(long = "archive-timeout", value_parser = clap::value_parser!(u64).range(0..=pgbak_core::config::MAX_SECONDS), default_value_t = 30)]
     pub archive_timeout: u64,
 }

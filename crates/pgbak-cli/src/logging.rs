@@ -102,12 +102,12 @@ where
 
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+        pgbak_storage::staging::create_dir_all_private(parent)?;
     }
     OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o640)
+        .mode(0o600)
         .open(path)
 }
 

@@ -185,6 +185,9 @@ fn run(cli: &Cli) -> Result<u8> {
                     if let Some(action) = &r.receive_wal {
                         println!("{}: {action}", r.server);
                     }
+                    for t in &r.removed_temp_files {
+                        println!("{}: removed {t}, left by a process that died", r.server);
+                    }
                 }
                 for e in &r.errors {
                     eprintln!("ERROR: {}: {e}", r.server);
@@ -198,7 +201,8 @@ fn run(cli: &Cli) -> Result<u8> {
                             serde_json::json!({"server": r.server, "skipped": r.skipped, "archived": r.archived,
                                 "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors,
                                 "deleted_backups": r.deleted_backups, "removed_wal": r.removed_wal, "retention_notes": r.retention_notes,
-                                "receive_wal": r.receive_wal.map(|a| a.to_string())})
+                                "receive_wal": r.receive_wal.map(|a| a.to_string()),
+                                "removed_temp_files": r.removed_temp_files})
                         })
                         .collect(),
                 ));

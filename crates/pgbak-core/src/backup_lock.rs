@@ -51,7 +51,8 @@ pub fn lock_backup_shared(server: &Server, id: &str) -> Result<SharedBackupLock>
     let lock = name(server, id);
     let path = server.lock_path(&lock)?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        pgbak_storage::staging::create_dir_all_private(dir)
+            .map_err(|e| Error::io("create", dir, e))?;
     }
     // As for every lock file: never follow a planted symlink, never truncate a holder's PID.
     let file = OpenOptions::new()

@@ -26,7 +26,7 @@ pub use choices::{BackupFormat, BackupMethod, CompressionLocation, CreateSlot};
 pub use error::ConfigError;
 pub use global::GlobalConfig;
 pub use server::ServerConfig;
-pub use values::{parse_bool, parse_interval, parse_size};
+pub use values::{parse_bool, parse_interval, parse_size, MAX_SECONDS};
 
 pub(crate) use load::is_global_section;
 

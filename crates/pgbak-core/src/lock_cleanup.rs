@@ -184,7 +184,7 @@ mod tests {
                 .unwrap(),
         );
         // A lock left by a process that died: free, with a PID nobody has.
-        std::fs::write(dir.path().join(".main-archive-wal.lock"), "4194303999\n").unwrap();
+        std::fs::write(dir.path().join(".main-archive-wal.lock"), "2147483646\n").unwrap();
         std::fs::write(dir.path().join("not-a-lock"), "").unwrap();
 
         let states = lock_files(dir.path()).unwrap();

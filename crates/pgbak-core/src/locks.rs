@@ -8,7 +8,7 @@
 //! PID of its last holder so that a busy error can name it.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -220,10 +220,12 @@ impl FileLockManager {
 
     fn open(&self, name: &LockName) -> Result<(File, PathBuf), LockError> {
         let path = self.path_for(name)?;
-        fs::create_dir_all(&self.dir).map_err(|source| LockError::Io {
-            lock: name.to_string(),
-            path: self.dir.clone(),
-            source,
+        pgbak_storage::staging::create_dir_all_private(&self.dir).map_err(|source| {
+            LockError::Io {
+                lock: name.to_string(),
+                path: self.dir.clone(),
+                source,
+            }
         })?;
         // No truncate here: the file may belong to a live holder whose PID we want to report.
         // O_NOFOLLOW keeps a planted symlink from making us write a PID into another file.
@@ -305,7 +307,27 @@ pub fn holder_pid(path: &Path) -> Option<u32> {
     // A PID is a handful of digits: never read more than a small prefix of a foreign file.
     let mut text = String::new();
     file.take(64).read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    // 0 and 1 are never a holder (and 0 would mean "my own process group" to kill(2)).
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|pid: &u32| *pid > 1 && i32::try_from(*pid).is_ok())
+}
+
+/// Whether process `pid` has the file at `path` open: proof that a PID read from a lock file
+/// names the process holding that lock, not whatever else the file was made to say.
+pub fn process_has_open(pid: u32, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::metadata(fd.path())
+            .is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+    })
 }
 
 /// True when `path` is an existing lock file that nobody holds, i.e. one a cleanup may remove.
@@ -333,6 +355,7 @@ pub fn is_stale(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
     use std::sync::mpsc;
     use std::thread;

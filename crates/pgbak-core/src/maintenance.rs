@@ -33,7 +33,13 @@ pub struct CronReport {
     pub retention_notes: Vec<String>,
     /// A WAL receiver started (streaming_archiver on, none running) or stopped (off).
     pub receive_wal: Option<crate::receive_wal::CronAction>,
+    /// Temporary files of processes that died (a killed `archive-wal`, say), removed.
+    pub removed_temp_files: Vec<String>,
 }
+
+/// How long a temporary file of a process that is gone must have been left alone before cron
+/// removes it.
+const TEMP_FILE_MIN_AGE: Duration = Duration::from_secs(300);
 
 /// Runs the periodic work of every active server; one failing server does not stop the others.
 pub fn cron(config: &Config) -> Vec<CronReport> {
@@ -94,7 +100,42 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
         }
     }
     crate::retention::enforce_retention(server)?.add_to(report);
+    report.removed_temp_files = sweep_temp_files(server);
     Ok(())
+}
+
+/// Removes the temporary files that processes which died (killed while archiving, receiving,
+/// or writing a backup) left in the server's folders.
+fn sweep_temp_files(server: &Server) -> Vec<String> {
+    let cfg = &server.config;
+    let mut dirs = vec![
+        cfg.backup_directory.clone(),
+        cfg.incoming_wals_directory.clone(),
+        cfg.streaming_wals_directory.clone(),
+        cfg.errors_directory.clone(),
+        cfg.wals_directory.clone(),
+        cfg.basebackups_directory.clone(),
+    ];
+    // The folders of the archive (`wals/<timeline and log>/`) and of each backup, where the
+    // metadata, the tar streams and a plain backup's manifest are written.
+    for parent in [&cfg.wals_directory, &cfg.basebackups_directory] {
+        if let Ok(rd) = std::fs::read_dir(parent) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                    dirs.push(e.path().join("data"));
+                }
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    for d in dirs {
+        match pgbak_storage::staging::sweep_dead_temp_files(&d, TEMP_FILE_MIN_AGE) {
+            Ok(v) => removed.extend(v.into_iter().map(|p| p.display().to_string())),
+            Err(e) => tracing::warn!("cannot sweep {}: {e}", d.display()),
+        }
+    }
+    removed
 }
 
 /// Archives every file waiting in `incoming/`, oldest name first; each file is removed from
@@ -102,10 +143,11 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
 fn archive_incoming(server: &Server, archive: &WalArchive, report: &mut CronReport) -> Result<()> {
     let dir = &server.config.incoming_wals_directory;
     let mut names: Vec<_> = match std::fs::read_dir(dir) {
+        // Regular files only: a link dropped into the folder is never followed.
         Ok(rd) => rd
             .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .map(|e| e.path())
-            .filter(|p| p.is_file())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("read", dir, e)),

@@ -124,10 +124,15 @@ impl FromStr for RetentionPolicy {
                     "MONTH" | "MONTHS" => WindowUnit::Months,
                     _ => return Err(bad()),
                 };
-                Ok(RetentionPolicy::RecoveryWindow {
-                    count: count(n)?,
-                    unit,
-                })
+                let count = count(n)?;
+                // A century bounds any window an operator can mean, and keeps date arithmetic
+                // in range.
+                if i64::from(count) * unit.days() > 36_600 {
+                    return Err(Error::Usage(format!(
+                        "invalid retention policy '{s}': a recovery window of more than a century"
+                    )));
+                }
+                Ok(RetentionPolicy::RecoveryWindow { count, unit })
             }
             _ => Err(bad()),
         }
@@ -395,6 +400,8 @@ mod tests {
             "REDUNDANCY 0",
             "REDUNDANCY",
             "RECOVERY WINDOW OF 2 YEARS",
+            "RECOVERY WINDOW OF 4294967295 MONTHS",
+            "RECOVERY WINDOW OF 1201 MONTHS",
             "keep all",
         ] {
             assert!(bad.parse::<RetentionPolicy>().is_err(), "{bad}");

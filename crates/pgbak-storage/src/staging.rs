@@ -43,6 +43,53 @@ pub fn temp_name_pid(name: &OsStr) -> Option<u32> {
     rest.split('.').next()?.parse().ok()
 }
 
+/// Whether process `pid` exists (on this host, in this PID namespace).
+pub fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Removes the temporary files made by [`temp_name`] in `dir` (not below it) whose process is
+/// gone and which have not changed for `min_age` (a guard against a PID that this host cannot
+/// see, as from another PID namespace). Returns the paths removed.
+pub fn sweep_dead_temp_files(dir: &Path, min_age: std::time::Duration) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = temp_name_pid(&name) else {
+            continue;
+        };
+        if process_exists(pid) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let idle = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        if idle && !meta.is_dir() && fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
 /// Creates a new file with `mode` (exactly, whatever the umask) for writing. Fails if the name
 /// exists in any form (file, folder, link, dangling link).
 pub fn create_fresh(path: &Path, mode: u32) -> io::Result<File> {
@@ -274,6 +321,36 @@ mod tests {
             .unwrap()
             .ends_with(".000000010000000000000001"));
         assert_eq!(temp_name_pid(OsStr::new("000000010000000000000001")), None);
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        // A process that has exited: its PID is free (until reused, which the sweep tolerates
+        // by keeping the file).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let mine = temp_name(&d.path().join("000000010000000000000001"));
+        fs::write(&mine, b"live").unwrap();
+        let theirs = d
+            .path()
+            .join(format!("{TEMP_PREFIX}{dead}.0.000000010000000000000002"));
+        fs::write(&theirs, b"dead").unwrap();
+        let other = d.path().join("000000010000000000000003");
+        fs::write(&other, b"not temporary").unwrap();
+        // Too recent: kept.
+        let swept = sweep_dead_temp_files(d.path(), std::time::Duration::from_secs(3600)).unwrap();
+        assert!(swept.is_empty());
+        let swept = sweep_dead_temp_files(d.path(), std::time::Duration::ZERO).unwrap();
+        if process_exists(dead) {
+            // The PID was reused at once: nothing may be removed.
+            assert!(swept.is_empty());
+        } else {
+            assert_eq!(swept, vec![theirs.clone()]);
+        }
+        assert!(mine.exists() && other.exists());
+        assert!(!process_exists(0) && process_exists(std::process::id()));
     }
 
     #[test]

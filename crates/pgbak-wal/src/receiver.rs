@@ -150,7 +150,7 @@ impl WalReceiver {
         if let Some(slot) = &opts.slot {
             crate::protocol::stream::validate_slot_name(slot)?;
         }
-        std::fs::create_dir_all(&opts.dir)
+        pgbak_storage::staging::create_dir_all_private(&opts.dir)
             .map_err(|e| Error::file("create directory", &opts.dir, e))?;
         let now = Instant::now();
         Ok(WalReceiver {

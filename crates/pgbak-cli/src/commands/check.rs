@@ -21,7 +21,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub nagios: bool,
     /// Seconds the checks of one server may take (0 = no limit; default: check_timeout).
-    #[arg(long = "check-timeout")]
+    #[arg(long = "check-timeout", value_parser = clap::value_parser!(u64).range(0..=pgbak_core::config::MAX_SECONDS))]
     pub check_timeout: Option<u64>,
 }
 

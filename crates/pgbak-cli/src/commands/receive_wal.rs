@@ -36,7 +36,7 @@ pub struct ReceiveWalArgs {
     #[arg(long)]
     pub stop: bool,
     /// Seconds --stop waits for the process to finish.
-    #[arg(long = "stop-timeout", default_value_t = 30, requires = "stop")]
+    #[arg(long = "stop-timeout", value_parser = clap::value_parser!(u64).range(0..=pgbak_core::config::MAX_SECONDS), default_value_t = 30, requires = "stop")]
     pub stop_timeout: u64,
 }
 

@@ -372,12 +372,9 @@ fn directories(server: &Server, lock_directory: &Path, out: &mut Out<'_>) {
 
 /// Creates `dir` if missing, then creates and removes a file in it.
 fn writable(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".pgbak-check.{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
+    pgbak_storage::staging::create_dir_all_private(dir)?;
+    let probe = pgbak_storage::staging::temp_name(&dir.join("check"));
+    pgbak_storage::staging::create_fresh(&probe, pgbak_storage::staging::PRIVATE_FILE)?;
     std::fs::remove_file(&probe)
 }
 

@@ -423,10 +423,10 @@ pub(crate) fn build(
         .parse("basebackup_retry_times", values::unsigned_value::<u32>)?
         .unwrap_or(0);
     let basebackup_retry_sleep = r
-        .parse("basebackup_retry_sleep", values::unsigned_value::<u64>)?
+        .parse("basebackup_retry_sleep", values::seconds_value)?
         .unwrap_or(30);
     let check_timeout = r
-        .parse("check_timeout", values::unsigned_value::<u64>)?
+        .parse("check_timeout", values::seconds_value)?
         .unwrap_or(30);
     let last_backup_maximum_age = r.parse("last_backup_maximum_age", |v| {
         values::interval_value(v).map(|_| v.trim().to_string())
@@ -442,7 +442,7 @@ pub(crate) fn build(
         .string("streaming_backup_name")?
         .unwrap_or_else(|| "pgbak_streaming_backup".to_string());
     let keepalive_interval = r
-        .parse("keepalive_interval", values::unsigned_value::<u64>)?
+        .parse("keepalive_interval", values::seconds_value)?
         .unwrap_or(60);
 
     let mut config = ServerConfig {

@@ -81,10 +81,12 @@ pub(crate) fn interval_value(value: &str) -> Result<Duration, String> {
         "month" => 31 * 24,
         _ => return Err(bad()),
     };
+    // A century is more than any age or window can mean, and keeps date arithmetic in range.
     number
         .checked_mul(hours * 3600)
+        .filter(|s| *s <= 100 * 366 * 24 * 3600)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("interval '{value}' is too long"))
+        .ok_or_else(|| format!("interval '{value}' is too long (at most a century)"))
 }
 
 /// A whole number that fits `T` (no sign, no unit).
@@ -100,6 +102,21 @@ pub(crate) fn unsigned_value<T: std::str::FromStr>(value: &str) -> Result<T, Str
         .map_err(|_| format!("number '{value}' is too large"))
 }
 
+/// Longest time any timeout, interval or pause of the configuration may be: one year. Larger
+/// values cannot be meant, and would overflow a clock when added to it.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A number of seconds, at most [`MAX_SECONDS`].
+pub(crate) fn seconds_value(value: &str) -> Result<u64, String> {
+    let n: u64 = unsigned_value(value)?;
+    if n > MAX_SECONDS {
+        return Err(format!(
+            "{n} seconds is more than a year (at most {MAX_SECONDS})"
+        ));
+    }
+    Ok(n)
+}
+
 /// A signed whole number.
 pub(crate) fn signed_value(value: &str) -> Result<i32, String> {
     value
@@ -112,35 +129,13 @@ pub(crate) fn signed_value(value: &str) -> Result<i32, String> {
 /// `RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS` (any case, singular units too). Returns the words
 /// normalised to upper case and single spaces.
 pub(crate) fn retention_policy_value(value: &str) -> Result<String, String> {
-    let bad = || {
-        format!("invalid retention policy '{value}' (expected 'REDUNDANCY n' or 'RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS')")
-    };
-    let words: Vec<String> = value
-        .split_whitespace()
-        .map(str::to_ascii_uppercase)
-        .collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let positive = |n: &str| -> Result<u32, String> {
-        match n.parse::<u32>() {
-            Ok(0) => Err(format!("retention policy '{value}' must keep at least 1")),
-            Ok(n) => Ok(n),
-            Err(_) => Err(bad()),
-        }
-    };
-    match words.as_slice() {
-        ["REDUNDANCY", n] => Ok(format!("REDUNDANCY {}", positive(n)?)),
-        ["RECOVERY", "WINDOW", "OF", n, unit] => {
-            let n = positive(n)?;
-            let unit = match *unit {
-                "DAY" | "DAYS" => "DAYS",
-                "WEEK" | "WEEKS" => "WEEKS",
-                "MONTH" | "MONTHS" => "MONTHS",
-                _ => return Err(bad()),
-            };
-            Ok(format!("RECOVERY WINDOW OF {n} {unit}"))
-        }
-        _ => Err(bad()),
-    }
+    value
+        .parse::<crate::retention::RetentionPolicy>()
+        .map(|p| p.to_string())
+        .map_err(|e| match e {
+            crate::Error::Usage(m) => m,
+            other => other.to_string(),
+        })
 }
 
 /// The redundancy of a `REDUNDANCY n` policy (already validated), for consistency warnings.
@@ -275,8 +270,35 @@ mod tests {
             93 * 24 * hour
         );
         assert_eq!(parse_interval("1 DAY").unwrap().as_secs(), 24 * hour);
-        for bad in ["test_string", "1 year", "days", "", "1.5 days", "-1 day"] {
+        for bad in [
+            "test_string",
+            "1 year",
+            "days",
+            "",
+            "1.5 days",
+            "-1 day",
+            "18446744073709551615 weeks",
+            "100000 months",
+        ] {
             assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn seconds_are_bounded() {
+        assert_eq!(seconds_value("30").unwrap(), 30);
+        assert_eq!(
+            seconds_value(&MAX_SECONDS.to_string()).unwrap(),
+            MAX_SECONDS
+        );
+        for bad in [
+            "18446744073709551615",
+            "99999999999999999999999",
+            "31536001",
+            "-1",
+            "1s",
+        ] {
+            assert!(seconds_value(bad).is_err(), "{bad}");
         }
     }
 

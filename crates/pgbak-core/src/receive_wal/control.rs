@@ -178,7 +178,7 @@ pub fn reset(server: &Server) -> Result<ResetReport> {
     removed.sort();
     let marker = format!("{seg}.partial");
     let path = dir.join(&marker);
-    std::fs::File::create(&path)
+    pgbak_storage::staging::create_fresh(&path, pgbak_storage::staging::PRIVATE_FILE)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("create", &path, e))?;
     pgbak_storage::local::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
@@ -235,12 +235,13 @@ pub enum StopOutcome {
 /// release the lock.
 pub fn stop(server: &Server, wait: Duration) -> Result<StopOutcome> {
     let name = LockName::ServerReceiveWal(server.name().to_string());
-    let pid = match server.locks().try_lock(&name) {
+    let (pid, path) = match server.locks().try_lock(&name) {
         Ok(_guard) => return Ok(StopOutcome::NotRunning),
         Err(LockError::Busy {
             holder_pid: Some(pid),
+            path,
             ..
-        }) => pid,
+        }) => (pid, path),
         Err(LockError::Busy { path, .. }) => {
             return Err(Error::Other(format!(
                 "server '{}': receive-wal is running but its PID cannot be read from {}",
@@ -250,10 +251,21 @@ pub fn stop(server: &Server, wait: Duration) -> Result<StopOutcome> {
         }
         Err(e) => return Err(e.into()),
     };
+    // The lock file's content is only a claim: signal the process only if it really has the
+    // lock file open (and is not this process).
     let raw = i32::try_from(pid)
-        .map_err(|_| Error::Other(format!("PID {pid} in the receive-wal lock is not valid")))?;
-    // SAFETY: kill(2) has no memory-safety preconditions; the PID was read from the lock file
-    // while its writer held the lock, so it names the receive-wal process.
+        .ok()
+        .filter(|p| *p > 1 && pid != std::process::id())
+        .filter(|_| crate::locks::process_has_open(pid, &path))
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "server '{}': the receive-wal lock {} names PID {pid}, which does not hold it; not signalling it",
+                server.name(),
+                path.display()
+            ))
+        })?;
+    // SAFETY: kill(2) has no memory-safety preconditions; the PID was checked above to be a
+    // process holding the receive-wal lock file open.
     if unsafe { libc::kill(raw, libc::SIGTERM) } != 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::ESRCH) {
@@ -339,6 +351,7 @@ const STARTUP_WATCH: Duration = Duration::from_millis(700);
 /// appended to `<backup_directory>/receive-wal.log`. A receiver that exits at once is an error
 /// quoting the end of that log.
 pub fn spawn_receive_wal(server: &Server, exe: &Path) -> Result<u32> {
+    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let cfg = &server.config;
@@ -348,6 +361,8 @@ pub fn spawn_receive_wal(server: &Server, exe: &Path) -> Result<u32> {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&log)
         .map_err(|e| Error::io("open", &log, e))?;
     let log_start = stderr.metadata().map(|m| m.len()).unwrap_or(0);

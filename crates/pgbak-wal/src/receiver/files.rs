@@ -9,6 +9,7 @@
 use crate::{Error, Result, SegmentName};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Fsyncs a directory so that entries created or renamed in it survive a crash.
@@ -21,15 +22,9 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
 /// Writes `content` to `dir/name` durably: temporary file, fsync, rename, fsync of the directory.
 pub(crate) fn write_file_durably(dir: &Path, name: &str, content: &[u8]) -> Result<PathBuf> {
     let dest = dir.join(name);
-    // A leading dot keeps half-written files out of every scan of the directory.
-    let temp = dir.join(format!(".{name}.tmp"));
-    let mut f = File::create(&temp).map_err(|e| Error::file("create", &temp, e))?;
-    f.write_all(content)
-        .map_err(|e| Error::file("write", &temp, e))?;
-    f.sync_all().map_err(|e| Error::file("fsync", &temp, e))?;
-    drop(f);
-    fs::rename(&temp, &dest).map_err(|e| Error::file("rename", &temp, e))?;
-    fsync_dir(dir)?;
+    // The temporary name starts with a dot, which keeps it out of every scan of the directory.
+    pgbak_storage::staging::write_replace(&dest, content, pgbak_storage::staging::PRIVATE_FILE)
+        .map_err(|e| Error::file("write", &dest, e))?;
     Ok(dest)
 }
 
@@ -56,6 +51,8 @@ impl PartialSegment {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::file("open", &path, e))?;
         let len = file
