@@ -228,7 +228,12 @@ pub fn backup(
         info.status = BackupStatus::Failed;
         info.error = Some(e.to_string());
         info.end_time = Some(crate::clock::now());
-        // The failure itself is what the caller must see; a failure to record it is secondary.
+        // Free the space at once (a backup that failed for lack of space must not leave the disk
+        // full for the WAL archive), then record the failure. The failure itself is what the
+        // caller must see; a failure to clean up or to record it is secondary.
+        if let Err(clean) = cat.discard_data(&id) {
+            tracing::warn!("backup {id}: cannot remove its partial data: {clean}");
+        }
         let _ = cat.write(&info);
         hooks.run_post(&HookEnv::for_backup(server, &info));
         return Err(e);

@@ -280,6 +280,42 @@ impl Catalogue {
         Ok(info)
     }
 
+    /// Removes everything a backup's folder holds but its metadata: what a failed backup had
+    /// written so far. Links are removed, never followed.
+    pub fn discard_data(&self, id: &str) -> Result<()> {
+        if !is_backup_id(id) {
+            return Err(Error::Backup {
+                server: self.server.clone(),
+                message: format!("'{id}' is not a backup id"),
+            });
+        }
+        let dir = self.backup_dir(id);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            if entry.file_name() == INFO_FILE {
+                continue;
+            }
+            let path = entry.path();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let r = if is_dir {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+        }
+        pgbak_storage::staging::fsync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e))
+    }
+
     /// Every backup, oldest first. Folders without readable metadata are reported as errors in
     /// the second list rather than silently skipped.
     pub fn list(&self) -> Result<(Vec<BackupInfo>, Vec<String>)> {

@@ -8,7 +8,8 @@
 //!
 //! The points of `delete` are, in order: `delete:after-marker`, `delete:after-metadata`,
 //! `delete:after-data`, `delete:mid-wal` (after the first WAL file is removed) and
-//! `delete:after-wal`.
+//! `delete:after-wal`. `archive-wal:before-commit` pauses an archive with the compressed copy
+//! written under its temporary name.
 
 use std::io::Write;
 use std::time::Duration;

@@ -110,6 +110,7 @@ impl Server {
             b.error = Some(
                 "interrupted: the process running this backup stopped before it finished".into(),
             );
+            cat.discard_data(&b.backup_id)?;
             cat.write(&b)?;
             failed.push(b.backup_id);
         }

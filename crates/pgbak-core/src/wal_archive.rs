@@ -320,6 +320,7 @@ impl WalArchive {
                 src.display()
             )));
         }
+        crate::fault_points::pause_point("archive-wal:before-commit");
         match writer.commit(CommitMode::CreateNew) {
             Ok(()) => {}
             Err(pgbak_storage::Error::AlreadyExists(_)) => {
