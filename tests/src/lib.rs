@@ -437,3 +437,96 @@ impl Cluster {
 
 mod sshd;
 pub use sshd::Sshd;
+
+/// A small tmpfs mounted for one test (the tests run as root), owned by the cluster owner, and
+/// unmounted on drop: a real filesystem that fills up, for the tests of what happens when a
+/// disk is full.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` bytes (rounded to pages by the kernel).
+    pub fn mount(bytes: u64) -> Tmpfs {
+        assert!(
+            is_root(),
+            "mounting a tmpfs needs root (the test suite runs as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("pgbak-tmpfs-")
+            .tempdir_in("/tmp")
+            .expect("mount point");
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={bytes},mode=0755"))
+                .arg("tmpfs")
+                .arg(dir.path()),
+        );
+        give_to_owner(dir.path());
+        Tmpfs { dir }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes still free.
+    pub fn available(&self) -> u64 {
+        let out = run_ok(
+            Command::new("df")
+                .args(["-B1", "--output=avail"])
+                .arg(self.path()),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Every path below `dir` (itself included) whose mode lets group or others in beyond `allowed`
+/// (e.g. `0o000` for private, `0o050` for PostgreSQL's group access), as "path mode" lines.
+/// Symbolic links are reported as such unless they are `pg_tblspc/<oid>`.
+pub fn loose_modes(dir: &Path, allowed: u32) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.file_type().is_symlink() {
+            let in_tblspc = p
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "pg_tblspc");
+            if !in_tblspc {
+                out.push(format!("{} is a symbolic link", p.display()));
+            }
+            continue;
+        }
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 & !allowed != 0 {
+            out.push(format!("{} {mode:o}", p.display()));
+        }
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

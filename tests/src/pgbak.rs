@@ -99,6 +99,20 @@ impl PgbakEnv {
         Self::output(self.command(args))
     }
 
+    /// Runs pgbak with `args` (after `-c CONFIG`) as the cluster owner under `umask`.
+    pub fn run_umask(&self, umask: u32, args: &[&str]) -> PgbakOutput {
+        use std::os::unix::process::CommandExt;
+        let mut c = self.command(args);
+        // SAFETY: umask(2) is async-signal-safe and has no preconditions.
+        unsafe {
+            c.pre_exec(move || {
+                libc::umask(umask as libc::mode_t);
+                Ok(())
+            });
+        }
+        Self::output(c)
+    }
+
     /// Runs pgbak with exactly `args` (no `-c`) as the cluster owner.
     pub fn run_raw(&self, args: &[&str]) -> PgbakOutput {
         let mut c = command_as_owner(pgbak_bin());

@@ -281,6 +281,8 @@ pub struct RetentionReport {
     pub deleted: Vec<DeleteReport>,
     /// Why something was left for a later run (a busy lock, minimum redundancy), one line each.
     pub notes: Vec<String>,
+    /// What needs an operator (a damaged catalogue record), one line each.
+    pub errors: Vec<String>,
 }
 
 impl RetentionReport {
@@ -291,6 +293,7 @@ impl RetentionReport {
             report.removed_wal += d.wal_removed.len();
         }
         report.retention_notes.extend(self.notes.iter().cloned());
+        report.errors.extend(self.errors.iter().cloned());
     }
 }
 
@@ -319,6 +322,7 @@ pub fn enforce_retention(server: &Server) -> Result<RetentionReport> {
     for outcome in delete::resume_interrupted_deletes(server)? {
         match outcome {
             Ok(r) => report.resumed.push(r),
+            Err(e @ Error::Corrupt { .. }) => report.errors.push(e.to_string()),
             Err(e) => report.notes.push(e.to_string()),
         }
     }
