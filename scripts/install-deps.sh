@@ -8,7 +8,8 @@ packages=(
   pkg-config gcc make             # C parts of the compression crates
   zstd lz4                        # command-line codecs for benchmarks and cross-checks
   rsync openssh-server openssh-client   # rsync method and SSH helpers
-  procps util-linux               # ps, runuser
+  procps util-linux               # ps, runuser, mount (tmpfs for the full-disk tests)
+  strace                          # tests that check what recovery makes durable
 )
 
 missing=()
