@@ -535,7 +535,7 @@ impl ReplicationClient {
                     {
                         let why = if !self.encrypted {
                             format!(
-                                "channel_binding=require, but the connection to {} is not encrypted",
+                                "channel binding is required (channel_binding=require), but the connection to {} is not encrypted",
                                 self.server
                             )
                         } else if !offered(SCRAM_SHA_256_PLUS) {
