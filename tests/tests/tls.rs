@@ -117,6 +117,19 @@ fn certificate_checks_client_certificates_and_channel_binding() {
     );
     // The default sslmode (prefer) gets TLS from this server, which admits nothing else.
     assert_both_ok(&env, &conninfo(&cluster, "user=postgres"), &[]);
+    // allow: cleartext first; refused by pg_hba.conf, then again with TLS.
+    assert_both_ok(
+        &env,
+        &conninfo(&cluster, "user=postgres sslmode=allow"),
+        &[],
+    );
+    // disable: cleartext only, which this server refuses.
+    assert_both_refused(
+        &env,
+        &conninfo(&cluster, "user=postgres sslmode=disable"),
+        &[],
+        "no encryption",
+    );
 
     // verify-full against a name the certificate does not carry.
     let wrong_name = format!(

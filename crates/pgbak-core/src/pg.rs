@@ -16,6 +16,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Time allowed for connecting and authenticating when the connection string sets none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A SQL connection to one server.
 pub struct PgConnection {
     server: String,
@@ -43,7 +46,7 @@ pub fn tokio_config(p: &ConnParams) -> tokio_postgres::Config {
         c.password(pw);
     }
     c.application_name(p.application_name.as_deref().unwrap_or("pgbak"));
-    c.connect_timeout(p.connect_timeout.unwrap_or(Duration::from_secs(30)));
+    c.connect_timeout(p.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
     if let Some(o) = &p.options {
         c.options(o);
     }
@@ -165,6 +168,19 @@ async fn attempt(
             rejected,
         )
     };
+    let limit = params.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let timed_out = || {
+        (
+            Error::Sql {
+                server: server.to_string(),
+                message: format!(
+                    "timed out after {} s connecting to the server",
+                    limit.as_secs()
+                ),
+            },
+            false,
+        )
+    };
     let (client, handle) = match params.socket_path() {
         Some(path) => {
             let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
@@ -177,14 +193,22 @@ async fn attempt(
                     false,
                 )
             })?;
-            let (client, conn) = config.connect_raw(stream, tls).await.map_err(sql_err)?;
+            let (client, conn) = tokio::time::timeout(limit, config.connect_raw(stream, tls))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(sql_err)?;
             let handle = tokio::spawn(async move {
                 let _ = conn.await;
             });
             (client, handle)
         }
         None => {
-            let (client, conn) = config.connect(tls).await.map_err(sql_err)?;
+            // tokio-postgres's connect_timeout covers the TCP connection; this covers the TLS
+            // negotiation and authentication too, as libpq's does.
+            let (client, conn) = tokio::time::timeout(limit, config.connect(tls))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(sql_err)?;
             let handle = tokio::spawn(async move {
                 let _ = conn.await;
             });

@@ -324,6 +324,7 @@ async fn tcp_and_unix_socket_identify_system_and_show() {
         .await
         .unwrap();
     assert!(!plain.is_encrypted());
+    plain.close().await.unwrap();
 
     // A pg_hba.conf rejection is an authentication error that names the server's reason.
     let err = connect(&c.tcp("nobody", "")).await.err().unwrap();

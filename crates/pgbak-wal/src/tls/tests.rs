@@ -922,3 +922,40 @@ async fn scram_binds_to_the_tls_channel() {
     assert!(err.to_string().contains("without channel binding"), "{err}");
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn system_roots_come_from_the_system_store() {
+    let pki = Pki::new(&["localhost"]);
+    // rustls-native-certs reads SSL_CERT_FILE first, as OpenSSL does: point "the system" at the
+    // test CA. No other test of this crate reads it.
+    std::env::set_var("SSL_CERT_FILE", pki.path("root.crt"));
+    let (port, task) = server(ServerOpts::tls(pki.server_config(false, false)), 1).await;
+    // sslrootcert=system alone means verify-full.
+    let c = connect(&base(port, "sslrootcert=system"), None)
+        .await
+        .unwrap();
+    assert!(c.is_encrypted());
+    c.close().await.unwrap();
+    task.await.unwrap();
+    let (port, task) = server(ServerOpts::tls(pki.server_config(false, false)), 1).await;
+    let ci =
+        format!("host=wrong.example hostaddr=127.0.0.1 port={port} user=bob sslrootcert=system");
+    let err = connect(&ci, None).await.err().unwrap();
+    assert!(
+        err.to_string().contains("does not match host name"),
+        "{err}"
+    );
+    task.await.unwrap();
+    std::env::set_var("SSL_CERT_FILE", pki.path("other-root.crt"));
+    let (port, task) = server(ServerOpts::tls(pki.server_config(false, false)), 1).await;
+    let err = connect(&base(port, "sslrootcert=system"), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("not signed by a trusted root"),
+        "{err}"
+    );
+    task.await.unwrap();
+    std::env::remove_var("SSL_CERT_FILE");
+}
