@@ -152,6 +152,9 @@ pub struct ClusterOptions {
     pub hba: Vec<String>,
     /// Data checksums at initdb.
     pub data_checksums: bool,
+    /// Leave out the `host ... trust` lines for 127.0.0.1: TCP clients get only the `hba` lines
+    /// (a `hostssl`-only configuration). Unix-socket access stays open.
+    pub no_tcp_trust: bool,
 }
 
 /// A running throwaway PostgreSQL cluster, stopped (immediately) on drop.
@@ -218,8 +221,10 @@ impl Cluster {
         let mut hba = opts.hba.clone();
         hba.push("local all all trust".into());
         hba.push("local replication all trust".into());
-        hba.push("host all all 127.0.0.1/32 trust".into());
-        hba.push("host replication all 127.0.0.1/32 trust".into());
+        if !opts.no_tcp_trust {
+            hba.push("host all all 127.0.0.1/32 trust".into());
+            hba.push("host replication all 127.0.0.1/32 trust".into());
+        }
         std::fs::write(data_dir.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba");
         give_to_owner(&data_dir.join("pg_hba.conf"));
         Cluster {
@@ -530,3 +535,6 @@ pub fn loose_modes(dir: &Path, allowed: u32) -> Vec<String> {
     out.sort();
     out
 }
+
+mod tls;
+pub use tls::TestPki;

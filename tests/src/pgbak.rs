@@ -75,10 +75,15 @@ impl PgbakEnv {
 
     /// Writes the configuration for `cluster`.
     pub fn write_config(&self, cluster: &Cluster, server_extra: &str) {
+        self.write_config_conninfo(&cluster.conninfo(), server_extra);
+    }
+
+    /// Writes the configuration of server `main` with its connection string.
+    pub fn write_config_conninfo(&self, conninfo: &str, server_extra: &str) {
         let text = format!(
             "[pgbak]\nhome = {}\nlog_level = INFO\n\n[main]\ndescription = test server\nconninfo = {}\nbackup_method = postgres\nimmediate_checkpoint = true\n{}\n",
             self.home.display(),
-            cluster.conninfo(),
+            conninfo,
             server_extra
         );
         std::fs::write(&self.config, text).expect("write config");

@@ -2,21 +2,31 @@
 //! `PG*` environment variables, built-in defaults and the password file. Operators configure pgbak
 //! the way they configure psql and pg_basebackup, and tokio-postgres does none of this by itself.
 //!
+//! The TLS keywords (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `sslcrl`, `sslcrldir`,
+//! `sslnegotiation`, `sslsni`, `sslcertmode`, `ssl_min_protocol_version`,
+//! `ssl_max_protocol_version`, `channel_binding`) and their `PGSSL*` variables are resolved in
+//! [`SslParams`] and used by [`crate::tls`].
+//!
 //! Keywords that only matter for features this client does not use are accepted and ignored:
-//! the TLS file and protocol settings (`sslrootcert`, `sslcert`, `sslkey`, `sslcrl`, `sslcrldir`,
-//! `sslpassword`, `sslsni`, `sslcompression`, `sslcertmode`, `sslnegotiation`,
-//! `ssl_min_protocol_version`, `ssl_max_protocol_version`), TCP tuning (`keepalives`,
-//! `keepalives_idle`, `keepalives_interval`, `keepalives_count`, `tcp_user_timeout`),
-//! multi-host selection (`target_session_attrs`, `load_balance_hosts`), Kerberos naming
-//! (`krbsrvname`, `gsslib`, `gssdelegation`), `client_encoding` (this client always asks for UTF8)
-//! and `replication` (set by the client itself). `channel_binding` and `gssencmode` are accepted
-//! unless they demand what this client cannot do (`require`). Anything else, including `service`,
-//! `require_auth` and `requirepeer`, is an error naming the keyword.
+//! `sslcompression` (a no-op in libpq too), TCP tuning (`keepalives`, `keepalives_idle`,
+//! `keepalives_interval`, `keepalives_count`, `tcp_user_timeout`), multi-host selection
+//! (`target_session_attrs`, `load_balance_hosts`), Kerberos naming (`krbsrvname`, `gsslib`,
+//! `gssdelegation`), `client_encoding` (this client always asks for UTF8) and `replication` (set
+//! by the client itself). `gssencmode` is accepted unless it demands what this client cannot do
+//! (`require`). Anything else, including `service`, `require_auth`, `requirepeer` and
+//! `sslpassword` (encrypted keys are not supported), is an error naming the keyword.
 
 mod parse;
 mod pgpass;
+mod ssl;
+#[cfg(test)]
+mod ssl_tests;
 
 pub use parse::{parse_conninfo, redacted};
+pub use ssl::{
+    ChannelBindingMode, RootCert, SslCertMode, SslFile, SslMode, SslNegotiation, SslParams,
+    TlsVersion,
+};
 
 use crate::{Error, Result};
 use parse::quote_value;
@@ -29,15 +39,6 @@ use std::time::Duration;
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 const DEFAULT_PORT: u16 = 5432;
 
-const SSLMODES: &[&str] = &[
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
-
 /// Resolved connection parameters for one server, after conninfo, environment, defaults and the
 /// password file were applied.
 ///
@@ -48,6 +49,10 @@ pub struct ConnParams {
     /// `host` and `hostaddr` were given, this is `hostaddr` (the address actually connected to);
     /// the password file was searched with `host`, as libpq does.
     pub host: String,
+    /// The name given by `host` (or the default `localhost`) when it is not a socket directory:
+    /// what TLS sends as SNI and what `verify-full` checks the certificate against. `None` when
+    /// only `hostaddr` named the server.
+    pub server_name: Option<String>,
     /// TCP port, also the suffix of the socket file name.
     pub port: u16,
     /// Database user name.
@@ -62,14 +67,15 @@ pub struct ConnParams {
     pub connect_timeout: Option<Duration>,
     /// Server options sent at startup (`-c name=value ...`).
     pub options: Option<String>,
-    /// libpq sslmode (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`).
-    pub sslmode: String,
+    /// TLS settings (`sslmode` and the other `ssl*` keywords).
+    pub ssl: SslParams,
 }
 
 impl fmt::Debug for ConnParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnParams")
             .field("host", &self.host)
+            .field("server_name", &self.server_name)
             .field("port", &self.port)
             .field("user", &self.user)
             .field("dbname", &self.dbname)
@@ -77,7 +83,7 @@ impl fmt::Debug for ConnParams {
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("options", &self.options)
-            .field("sslmode", &self.sslmode)
+            .field("ssl", &self.ssl)
             .finish()
     }
 }
@@ -188,6 +194,12 @@ impl ConnParams {
             .clone()
             .or_else(|| host.clone())
             .unwrap_or_else(|| default_host.to_string());
+        let server_name = match (&host, &hostaddr) {
+            (Some(h), _) => Some(h.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(default_host.to_string()),
+        }
+        .filter(|h| !h.starts_with('/'));
         let pgpass_host = host
             .or(hostaddr)
             .unwrap_or_else(|| default_host.to_string());
@@ -229,21 +241,7 @@ impl ConnParams {
 
         let options = get("options", Some("PGOPTIONS"));
 
-        let sslmode = get("sslmode", Some("PGSSLMODE")).unwrap_or_else(|| "prefer".to_string());
-        if !SSLMODES.contains(&sslmode.as_str()) {
-            return Err(Error::conninfo(format!(
-                "invalid sslmode value: \"{sslmode}\""
-            )));
-        }
-        match get("channel_binding", Some("PGCHANNELBINDING")).as_deref() {
-            None | Some("disable") | Some("prefer") => {}
-            Some("require") => {
-                return Err(Error::conninfo(
-                    "channel_binding=require needs TLS, which pgbak's replication client does not support",
-                ))
-            }
-            Some(other) => return Err(Error::conninfo(format!("invalid channel_binding value: \"{other}\""))),
-        }
+        let ssl = SslParams::resolve(&get, home)?;
         match get("gssencmode", Some("PGGSSENCMODE")).as_deref() {
             None | Some("disable") | Some("prefer") => {}
             Some("require") => {
@@ -266,6 +264,7 @@ impl ConnParams {
 
         Ok(ConnParams {
             host: connect_host,
+            server_name,
             port,
             user,
             dbname,
@@ -273,7 +272,7 @@ impl ConnParams {
             application_name,
             connect_timeout,
             options,
-            sslmode,
+            ssl,
         })
     }
 
@@ -299,14 +298,24 @@ impl ConnParams {
 
     /// A libpq keyword/value string for these parameters, WITHOUT the password (for
     /// `primary_conninfo`, where the password belongs in a password file, and for display).
-    /// `sslmode` is written only when it is not libpq's default `prefer`.
+    /// TLS keywords are written only when they differ from libpq's defaults.
     pub fn to_conninfo_string(&self) -> String {
-        let mut parts = vec![
-            format!("host={}", quote_value(&self.host)),
+        let mut parts = Vec::new();
+        match &self.server_name {
+            Some(name) if *name != self.host && !self.is_unix_socket() => {
+                parts.push(format!("host={}", quote_value(name)));
+                parts.push(format!("hostaddr={}", quote_value(&self.host)));
+            }
+            _ => parts.push(format!("host={}", quote_value(&self.host))),
+        }
+        if self.server_name.is_none() && !self.is_unix_socket() {
+            parts[0] = format!("hostaddr={}", quote_value(&self.host));
+        }
+        parts.extend([
             format!("port={}", self.port),
             format!("user={}", quote_value(&self.user)),
             format!("dbname={}", quote_value(&self.dbname)),
-        ];
+        ]);
         if let Some(a) = &self.application_name {
             parts.push(format!("application_name={}", quote_value(a)));
         }
@@ -316,8 +325,8 @@ impl ConnParams {
         if let Some(o) = &self.options {
             parts.push(format!("options={}", quote_value(o)));
         }
-        if self.sslmode != "prefer" {
-            parts.push(format!("sslmode={}", quote_value(&self.sslmode)));
+        for (key, value) in self.ssl.conninfo_parts() {
+            parts.push(format!("{key}={}", quote_value(&value)));
         }
         parts.join(" ")
     }
@@ -359,6 +368,7 @@ mod tests {
             p,
             ConnParams {
                 host: "/var/run/postgresql".into(),
+                server_name: None,
                 port: 5432,
                 user: "osuser".into(),
                 dbname: "osuser".into(),
@@ -366,7 +376,7 @@ mod tests {
                 application_name: None,
                 connect_timeout: None,
                 options: None,
-                sslmode: "prefer".into(),
+                ssl: SslParams::default(),
             }
         );
         assert_eq!(
@@ -405,7 +415,7 @@ mod tests {
         assert_eq!(p.application_name.as_deref(), Some("envapp"));
         assert_eq!(p.connect_timeout, Some(Duration::from_secs(7)));
         assert_eq!(p.options.as_deref(), Some("-c x=y"));
-        assert_eq!(p.sslmode, "disable");
+        assert_eq!(p.ssl.mode, SslMode::Disable);
 
         let p = resolve(
             "host=h port=1 user=u dbname=d password=p application_name=a connect_timeout=3 options=o sslmode=require",
@@ -421,7 +431,7 @@ mod tests {
         assert_eq!(p.application_name.as_deref(), Some("a"));
         assert_eq!(p.connect_timeout, Some(Duration::from_secs(3)));
         assert_eq!(p.options.as_deref(), Some("o"));
-        assert_eq!(p.sslmode, "require");
+        assert_eq!(p.ssl.mode, SslMode::Require);
 
         // An explicitly empty keyword hides the environment and means "default".
         let p = resolve("host=''", &env, None).unwrap();
@@ -435,8 +445,24 @@ mod tests {
     fn hostaddr_and_fallback_application_name() {
         let p = resolve("hostaddr=10.0.0.1", &[], None).unwrap();
         assert_eq!(p.host, "10.0.0.1");
+        // No host name: verify-full has nothing to check the certificate against.
+        assert_eq!(p.server_name, None);
+        assert_eq!(
+            p.to_conninfo_string(),
+            "hostaddr=10.0.0.1 port=5432 user=osuser dbname=osuser"
+        );
         let p = resolve("host=db hostaddr=10.0.0.1", &[], None).unwrap();
         assert_eq!(p.host, "10.0.0.1");
+        assert_eq!(p.server_name.as_deref(), Some("db"));
+        assert_eq!(
+            p.to_conninfo_string(),
+            "host=db hostaddr=10.0.0.1 port=5432 user=osuser dbname=osuser"
+        );
+        let p = resolve("host=db", &[], None).unwrap();
+        assert_eq!(p.server_name.as_deref(), Some("db"));
+        let p =
+            ConnParams::resolve_inner("", &env_of(&[]), None, &defaults(false, Some("u"))).unwrap();
+        assert_eq!(p.server_name.as_deref(), Some("localhost"));
         let p = resolve("", &[("PGHOSTADDR", "127.0.0.2")], None).unwrap();
         assert_eq!(p.host, "127.0.0.2");
         let p = resolve("fallback_application_name=fb", &[], None).unwrap();
@@ -485,7 +511,11 @@ mod tests {
             ("", &[("PGPORT", "x")], "invalid port number"),
             ("connect_timeout=soon", &[], "connect_timeout"),
             ("sslmode=maybe", &[], "invalid sslmode value"),
-            ("channel_binding=require", &[], "channel_binding=require"),
+            (
+                "channel_binding=maybe",
+                &[],
+                "invalid channel_binding value",
+            ),
             ("gssencmode=require", &[], "gssencmode=require"),
             ("host=a,b", &[], "multiple hosts"),
         ];
@@ -589,6 +619,7 @@ mod tests {
     fn conninfo_rendering_has_no_password_and_round_trips() {
         let p = ConnParams {
             host: "/tmp/my sock".into(),
+            server_name: None,
             port: 5433,
             user: "o'brien".into(),
             dbname: "db\\x".into(),
@@ -596,7 +627,10 @@ mod tests {
             application_name: Some("pgbak".into()),
             connect_timeout: Some(Duration::from_secs(10)),
             options: Some("-c search_path=".into()),
-            sslmode: "disable".into(),
+            ssl: SslParams {
+                mode: SslMode::Disable,
+                ..SslParams::default()
+            },
         };
         let s = p.to_conninfo_string();
         assert_eq!(
@@ -615,7 +649,8 @@ mod tests {
         assert!(!format!("{p:?}").contains("secret"));
         let plain = ConnParams {
             host: "db.example".into(),
-            sslmode: "prefer".into(),
+            server_name: Some("db.example".into()),
+            ssl: SslParams::default(),
             application_name: None,
             connect_timeout: None,
             options: None,

@@ -181,16 +181,25 @@ pub enum Error {
         method: String,
     },
 
-    /// The connection parameters demand TLS, which this client does not implement.
+    /// TLS could not be set up with the server (files, handshake), or its certificate was
+    /// refused.
+    #[error("SSL connection to server {server} failed: {message}")]
+    Tls {
+        /// The server (host:port).
+        server: String,
+        /// What went wrong, naming the file or the certificate check.
+        message: String,
+    },
+
+    /// The server does not offer TLS although the connection settings demand it.
     #[error(
-        "sslmode={sslmode} requires an encrypted connection to {server}, which pgbak's replication client \
-         does not support; use sslmode=prefer, allow or disable, or a Unix socket"
+        "server {server} does not support SSL, but sslmode={sslmode} requires an encrypted connection"
     )]
-    TlsUnsupported {
+    TlsRequired {
         /// The server (host:port).
         server: String,
         /// The sslmode that was asked for.
-        sslmode: String,
+        sslmode: crate::conninfo::SslMode,
     },
 
     /// Connecting and authenticating took longer than connect_timeout.

@@ -18,6 +18,7 @@ pub mod replication;
 pub mod segment;
 #[cfg(test)]
 mod test_server;
+pub mod tls;
 
 pub use backup_label::BackupLabel;
 pub use conninfo::ConnParams;

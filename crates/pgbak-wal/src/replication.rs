@@ -1,22 +1,28 @@
 //! The async replication-protocol client: one connection opened with `replication=true`, over TCP
-//! or a Unix socket, authenticated like libpq (trust, password, md5, SCRAM-SHA-256).
+//! (encrypted as `sslmode` says, see [`crate::tls`]) or a Unix socket, authenticated like libpq
+//! (trust, password, md5, SCRAM-SHA-256 and, over TLS, SCRAM-SHA-256-PLUS with channel binding;
+//! a client certificate when the server asks for one).
 //!
 //! Message framing and decoding live in [`crate::protocol`] and `postgres-protocol`; this module
 //! only sequences them over a socket. Streams are passed on chunk by chunk as they arrive: memory
 //! use does not depend on the size of the database. WAL streaming (START_REPLICATION) is in
 //! `stream`, slot and timeline commands in `slots`.
 
+use crate::conninfo::ChannelBindingMode;
 use crate::error::DbError;
 use crate::protocol::{
     parse_copy_both_response, parse_error_fields, parse_server_version, parse_size_setting,
     peek_frame, CopyBothResponse, COPY_BOTH_RESPONSE_TAG, ERROR_RESPONSE_TAG, NOTICE_RESPONSE_TAG,
 };
+use crate::tls::{Encryption, TlsConnector};
 use crate::{ConnParams, Error, Lsn, Result};
 use base_backup::BaseBackupFlow;
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::backend::{DataRowBody, Message};
 use postgres_protocol::message::frontend;
 use std::collections::HashMap;
@@ -237,14 +243,20 @@ pub struct ReplicationClient {
     /// Set while an exchange is in flight; still set after a failure that left the protocol in an
     /// unknown state, so that later calls fail clearly instead of misreading leftover messages.
     busy: bool,
+    /// Whether the connection is encrypted.
+    encrypted: bool,
+    /// The `tls-server-end-point` channel-binding data of an encrypted connection.
+    tls_end_point: Option<Vec<u8>>,
+    /// Set when the server answered the startup with an ErrorResponse (for `sslmode=allow`).
+    server_rejected: bool,
 }
 
 impl ReplicationClient {
     /// Connects with `replication=true` and authenticates.
     ///
-    /// `connect_timeout` covers connecting and authenticating. sslmode `require`, `verify-ca` and
-    /// `verify-full` are refused on TCP (this client has no TLS); on a Unix socket they are ignored,
-    /// as libpq does.
+    /// `connect_timeout` covers connecting and authenticating, fallback attempts included. TLS
+    /// follows `sslmode` and the other `ssl*` settings as libpq does (on a Unix socket they are
+    /// ignored, as libpq does).
     pub async fn connect(params: &ConnParams) -> Result<Self> {
         let server = params.server_display();
         let attempt = Self::connect_and_authenticate(params, server.clone());
@@ -262,42 +274,94 @@ impl ReplicationClient {
     }
 
     async fn connect_and_authenticate(params: &ConnParams, server: String) -> Result<Self> {
-        let socket: Box<dyn Socket> = match params.socket_path() {
-            Some(path) => Box::new(
-                UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| Error::io(format!("connecting to server {server}"), e))?,
-            ),
-            None => {
-                if matches!(
-                    params.sslmode.as_str(),
-                    "require" | "verify-ca" | "verify-full"
-                ) {
-                    return Err(Error::TlsUnsupported {
+        let tls = TlsConnector::new(params);
+        match Self::attempt(params, &server, &tls, tls.first_attempt()).await {
+            Ok(client) => Ok(client),
+            Err((err, server_rejected)) => match tls.next_attempt(server_rejected) {
+                Some(next) => {
+                    tracing::info!(
                         server,
-                        sslmode: params.sslmode.clone(),
-                    });
+                        "{err}; trying again {} (sslmode={})",
+                        if next == Encryption::Plain {
+                            "without SSL"
+                        } else {
+                            "with SSL"
+                        },
+                        tls.mode()
+                    );
+                    Self::attempt(params, &server, &tls, next)
+                        .await
+                        .map_err(|(e, _)| e)
                 }
+                None => Err(err),
+            },
+        }
+    }
+
+    /// One connection attempt; on failure also says whether the server refused the session.
+    async fn attempt(
+        params: &ConnParams,
+        server: &str,
+        tls: &TlsConnector,
+        encryption: Encryption,
+    ) -> std::result::Result<Self, (Error, bool)> {
+        let fail = |e| (e, false);
+        match params.socket_path() {
+            Some(path) => {
+                let unix = UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| fail(Error::io(format!("connecting to server {server}"), e)))?;
+                Self::establish(unix, params, server, tls, Encryption::Plain).await
+            }
+            None => {
                 let tcp = TcpStream::connect((params.host.as_str(), params.port))
                     .await
-                    .map_err(|e| Error::io(format!("connecting to server {server}"), e))?;
+                    .map_err(|e| fail(Error::io(format!("connecting to server {server}"), e)))?;
                 // Small commands must not wait for Nagle's algorithm.
-                tcp.set_nodelay(true)
-                    .map_err(|e| Error::io(format!("configuring connection to {server}"), e))?;
-                Box::new(tcp)
+                tcp.set_nodelay(true).map_err(|e| {
+                    fail(Error::io(format!("configuring connection to {server}"), e))
+                })?;
+                Self::establish(tcp, params, server, tls, encryption).await
             }
-        };
+        }
+    }
+
+    /// Negotiates encryption on a fresh connection and starts the session.
+    pub(crate) async fn establish<S>(
+        stream: S,
+        params: &ConnParams,
+        server: &str,
+        tls: &TlsConnector,
+        encryption: Encryption,
+    ) -> std::result::Result<Self, (Error, bool)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let stream = tls
+            .negotiate(stream, encryption)
+            .await
+            .map_err(|e| (e, false))?;
         let mut client = ReplicationClient {
-            socket,
+            encrypted: stream.is_encrypted(),
+            tls_end_point: stream.tls_server_end_point(),
+            socket: Box::new(stream),
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::new(),
-            server,
+            server: server.to_string(),
             parameters: HashMap::new(),
             server_version_num: 0,
             busy: true,
+            server_rejected: false,
         };
-        client.startup(params).await?;
-        Ok(client)
+        match client.startup(params).await {
+            Ok(()) => Ok(client),
+            Err(e) => Err((e, client.server_rejected)),
+        }
+    }
+
+    /// Whether the connection is encrypted with TLS.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// Sends the startup message, authenticates and waits for ReadyForQuery.
@@ -329,7 +393,10 @@ impl ReplicationClient {
                     return Err(self.violation(unexpected(message_name(&m), "startup")))
                 }
                 Incoming::Notice(n) => log_notice(&self.server, &n),
-                Incoming::Error(e) => return Err(self.server_error(e)),
+                Incoming::Error(e) => {
+                    self.server_rejected = true;
+                    return Err(self.server_error(e));
+                }
                 Incoming::CopyBoth(r) => {
                     return Err(self.violation(unexpected_copy_both(&r, "startup")))
                 }
@@ -368,9 +435,24 @@ impl ReplicationClient {
             })
     }
 
+    /// Refuses an authentication request that `channel_binding=require` does not allow, before
+    /// anything (a password) is sent.
+    fn require_binding(&self, params: &ConnParams) -> Result<()> {
+        if params.ssl.channel_binding == ChannelBindingMode::Require {
+            return Err(self.auth_failed(
+                params,
+                "channel binding required but not supported by server's authentication request",
+            ));
+        }
+        Ok(())
+    }
+
     /// Answers authentication requests until AuthenticationOk.
     async fn authenticate(&mut self, params: &ConnParams) -> Result<()> {
         let mut scram: Option<ScramSha256> = None;
+        // Whether a SCRAM-SHA-256-PLUS exchange bound to this TLS session completed.
+        let mut bound = false;
+        let mut plus_in_progress = false;
         loop {
             let msg = match self.read_incoming().await? {
                 Incoming::Message(m) => m,
@@ -379,6 +461,7 @@ impl ReplicationClient {
                     continue;
                 }
                 Incoming::Error(e) => {
+                    self.server_rejected = true;
                     // Class 28: invalid authorization (bad password, no pg_hba.conf entry, ...).
                     if e.code.starts_with("28") {
                         return Err(Error::Authentication {
@@ -401,15 +484,23 @@ impl ReplicationClient {
                             "server accepted SCRAM without sending its final message",
                         ));
                     }
+                    if params.ssl.channel_binding == ChannelBindingMode::Require && !bound {
+                        return Err(self.auth_failed(
+                            params,
+                            "channel binding required, but server authenticated client without channel binding",
+                        ));
+                    }
                     return Ok(());
                 }
                 Message::AuthenticationCleartextPassword => {
+                    self.require_binding(params)?;
                     let pw = self.password(params, "password")?;
                     frontend::password_message(pw.as_bytes(), &mut self.write_buf)
                         .map_err(|e| Error::conninfo(format!("cannot send password: {e}")))?;
                     self.flush().await?;
                 }
                 Message::AuthenticationMd5Password(body) => {
+                    self.require_binding(params)?;
                     let pw = self.password(params, "md5")?;
                     let hash = md5_hash(params.user.as_bytes(), pw.as_bytes(), body.salt());
                     frontend::password_message(hash.as_bytes(), &mut self.write_buf)
@@ -424,21 +515,51 @@ impl ReplicationClient {
                     })? {
                         mechanisms.push(m.to_string());
                     }
-                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                    let offered = |m: &str| mechanisms.iter().any(|x| x == m);
+                    let end_point = match params.ssl.channel_binding {
+                        ChannelBindingMode::Disable => None,
+                        _ => self.tls_end_point.clone(),
+                    };
+                    // libpq's choice: PLUS when offered and bindable; "y" (supported, not
+                    // offered) over TLS; "n" without binding data.
+                    let (mechanism, binding) = match end_point {
+                        Some(data) if offered(SCRAM_SHA_256_PLUS) => (
+                            SCRAM_SHA_256_PLUS,
+                            ChannelBinding::tls_server_end_point(data),
+                        ),
+                        Some(_) => (SCRAM_SHA_256, ChannelBinding::unrequested()),
+                        None => (SCRAM_SHA_256, ChannelBinding::unsupported()),
+                    };
+                    if params.ssl.channel_binding == ChannelBindingMode::Require
+                        && mechanism != SCRAM_SHA_256_PLUS
+                    {
+                        let why = if !self.encrypted {
+                            format!(
+                                "channel binding is required (channel_binding=require), but the connection to {} is not encrypted",
+                                self.server
+                            )
+                        } else if !offered(SCRAM_SHA_256_PLUS) {
+                            "channel binding is required, but server did not offer an authentication method that supports channel binding".to_string()
+                        } else {
+                            "channel binding is required, but the server certificate's signature algorithm defines no hash for it".to_string()
+                        };
+                        return Err(self.auth_failed(params, &why));
+                    }
+                    if !offered(mechanism) {
                         return Err(Error::UnsupportedAuthentication {
                             server: self.server.clone(),
                             method: format!("SASL ({})", mechanisms.join(", ")),
                         });
                     }
-                    let pw = self.password(params, "SCRAM-SHA-256")?;
-                    // No TLS, hence no channel binding (SCRAM-SHA-256-PLUS is never chosen).
-                    let state = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                    let pw = self.password(params, mechanism)?;
+                    let state = ScramSha256::new(pw.as_bytes(), binding);
                     frontend::sasl_initial_response(
-                        SCRAM_SHA_256,
+                        mechanism,
                         state.message(),
                         &mut self.write_buf,
                     )
                     .map_err(|e| Error::io("building SASL message", e))?;
+                    plus_in_progress = mechanism == SCRAM_SHA_256_PLUS;
                     scram = Some(state);
                     self.flush().await?;
                 }
@@ -464,6 +585,7 @@ impl ReplicationClient {
                             &format!("server's SCRAM signature is invalid: {e}"),
                         )
                     })?;
+                    bound = plus_in_progress;
                     // AuthenticationOk follows; a pending `scram` is no longer expected.
                 }
                 Message::AuthenticationGss | Message::AuthenticationGssContinue(_) => {
@@ -781,6 +903,9 @@ impl ReplicationClient {
             parameters: HashMap::new(),
             server_version_num: 0,
             busy: true,
+            encrypted: false,
+            tls_end_point: None,
+            server_rejected: false,
         };
         client.startup(params).await?;
         Ok(client)

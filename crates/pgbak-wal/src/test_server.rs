@@ -257,6 +257,7 @@ pub(crate) async fn connect(
     let server = tokio::spawn(async move { serve(server_end, &version, steps, check).await });
     let params = ConnParams {
         host: "fake".into(),
+        server_name: Some("fake".into()),
         port: 5432,
         user: "bob".into(),
         dbname: "db".into(),
@@ -264,7 +265,7 @@ pub(crate) async fn connect(
         application_name: None,
         connect_timeout: None,
         options: None,
-        sslmode: "prefer".into(),
+        ssl: crate::conninfo::SslParams::default(),
     };
     let client = ReplicationClient::from_socket(Box::new(client_end), &params)
         .await

@@ -312,12 +312,19 @@ async fn tcp_and_unix_socket_identify_system_and_show() {
         .unwrap();
     assert_eq!(uri.identify_system().await.unwrap().systemid, systemid);
 
-    // TLS demands over TCP are refused clearly.
+    // A TLS demand to a server without SSL is refused, never answered in cleartext.
     let err = connect(&c.tcp("trust_user", "sslmode=require"))
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, Error::TlsUnsupported { .. }), "{err}");
+    assert!(matches!(err, Error::TlsRequired { .. }), "{err}");
+    assert!(err.to_string().contains("does not support SSL"), "{err}");
+    // prefer falls back to cleartext on the same connection.
+    let plain = connect(&c.tcp("trust_user", "sslmode=prefer"))
+        .await
+        .unwrap();
+    assert!(!plain.is_encrypted());
+    plain.close().await.unwrap();
 
     // A pg_hba.conf rejection is an authentication error that names the server's reason.
     let err = connect(&c.tcp("nobody", "")).await.err().unwrap();

@@ -18,11 +18,7 @@ const USED_KEYWORDS: &[&str] = &[
     "connect_timeout",
     "options",
     "sslmode",
-    "channel_binding",
-    "gssencmode",
-];
-
-const IGNORED_KEYWORDS: &[&str] = &[
+    "sslnegotiation",
     "sslrootcert",
     "sslcert",
     "sslkey",
@@ -30,11 +26,15 @@ const IGNORED_KEYWORDS: &[&str] = &[
     "sslcrldir",
     "sslpassword",
     "sslsni",
-    "sslcompression",
     "sslcertmode",
-    "sslnegotiation",
     "ssl_min_protocol_version",
     "ssl_max_protocol_version",
+    "channel_binding",
+    "gssencmode",
+];
+
+const IGNORED_KEYWORDS: &[&str] = &[
+    "sslcompression",
     "keepalives",
     "keepalives_idle",
     "keepalives_interval",
@@ -327,6 +327,11 @@ pub fn parse_conninfo(s: &str) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// Keywords whose values are secrets.
+fn is_secret(key: &str) -> bool {
+    key == "password" || key == "sslpassword"
+}
+
 /// Masks passwords in a connection string given by a user, for logs and messages.
 ///
 /// A string that cannot be parsed but mentions a password is replaced whole, so that a typo never
@@ -355,7 +360,7 @@ pub fn redacted(conninfo: &str) -> String {
             let mut pos = prefix_len + q + 1;
             for param in rest[q + 1..].split('&') {
                 if let Some((k, _)) = param.split_once('=') {
-                    if percent_decode(k).map(|k| k == "password").unwrap_or(true) {
+                    if percent_decode(k).map(|k| is_secret(&k)).unwrap_or(true) {
                         spans.push(pos + k.len() + 1..pos + param.len());
                     }
                 }
@@ -370,7 +375,7 @@ pub fn redacted(conninfo: &str) -> String {
     match lex_kv(conninfo) {
         Ok(tokens) => {
             let mut s = conninfo.to_string();
-            for t in tokens.iter().rev().filter(|t| t.key == "password") {
+            for t in tokens.iter().rev().filter(|t| is_secret(&t.key)) {
                 s.replace_range(t.value_span.clone(), MASK);
             }
             s
@@ -550,6 +555,10 @@ mod tests {
         assert_eq!(
             redacted("host=h password=secret user=u"),
             "host=h password=******** user=u"
+        );
+        assert_eq!(
+            redacted("host=h sslpassword=secret"),
+            "host=h sslpassword=********"
         );
         assert_eq!(
             redacted("password = 'a b\\' c' host=h"),
