@@ -38,11 +38,11 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             tracing::error!(target: logging::FILE_ONLY, exit_code = e.exit_code(), "{e}");
-            eprintln!("ERROR: {e}");
+            output::eprint_line(format_args!("ERROR: {e}"));
             if cli.debug {
                 let mut src = std::error::Error::source(&e);
                 while let Some(s) = src {
-                    eprintln!("  caused by: {s}");
+                    output::eprint_line(format_args!("  caused by: {s}"));
                     src = s.source();
                 }
             }
@@ -55,7 +55,7 @@ fn load(cli: &Cli) -> Result<Config> {
     let config = Config::load(cli.config.as_deref())?;
     if !cli.quiet {
         for w in &config.warnings {
-            eprintln!("WARNING: {w}");
+            output::eprint_line(format_args!("WARNING: {w}"));
         }
     }
     Ok(config)
@@ -192,7 +192,7 @@ fn run(cli: &Cli) -> Result<u8> {
                     }
                 }
                 for e in &r.errors {
-                    eprintln!("ERROR: {}: {e}", r.server);
+                    output::eprint_line(format_args!("ERROR: {}: {e}", r.server));
                 }
             }
             if cli.format == Format::Json {

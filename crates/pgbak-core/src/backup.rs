@@ -226,7 +226,7 @@ pub fn backup(
     })();
     if let Err(e) = result {
         info.status = BackupStatus::Failed;
-        info.error = Some(e.to_string());
+        info.error = Some(pgbak_wal::redact::redact(&e.to_string()).into_owned());
         info.end_time = Some(crate::clock::now());
         // The failure itself is what the caller must see; a failure to record it is secondary.
         let _ = cat.write(&info);

@@ -50,12 +50,13 @@ pub struct Check {
 }
 
 impl Check {
-    /// A check result; criticality follows [`NON_CRITICAL_CHECKS`].
+    /// A check result; criticality follows [`NON_CRITICAL_CHECKS`]. The hint is shown by every
+    /// front end (console, Nagios, JSON, log), so a password in it is masked here.
     pub fn new(name: &str, ok: bool, hint: Option<String>) -> Check {
         Check {
             name: name.to_string(),
             ok,
-            hint,
+            hint: hint.map(|h| pgbak_wal::redact::redact(&h).into_owned()),
             critical: !NON_CRITICAL_CHECKS.contains(&name),
         }
     }
