@@ -32,8 +32,17 @@ fn configuration_errors_exit_2() {
         ),
     )
     .unwrap();
+    // An invalid server section disables that server only: list-servers shows why, and every
+    // command naming the server is a configuration error.
     let out = env.run(&["list-servers"]);
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("main - (WARNING: disabled: ") && out.stdout.contains("compression"),
+        "{}",
+        out.stdout
+    );
+    let out = env.run(&["list-backups", "main"]);
+    assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("compression"), "{}", out.stderr);
 
     let out = env.run(&["frobnicate"]);

@@ -162,6 +162,15 @@ fn run(cli: &Cli) -> Result<u8> {
             let mut failed = false;
             for r in &reports {
                 failed |= !r.errors.is_empty();
+                if let Some(reason) = &r.disabled {
+                    if !cli.quiet {
+                        output::eprint_line(format_args!(
+                            "WARNING: {}: skipped, the server is disabled by its configuration: {reason}",
+                            r.server
+                        ));
+                    }
+                    continue;
+                }
                 if cli.format == Format::Console && !cli.quiet {
                     if r.skipped {
                         println!("{}: another cron is running, skipped", r.server);
@@ -200,7 +209,7 @@ fn run(cli: &Cli) -> Result<u8> {
                     reports
                         .iter()
                         .map(|r| {
-                            serde_json::json!({"server": r.server, "skipped": r.skipped, "archived": r.archived,
+                            serde_json::json!({"server": r.server, "skipped": r.skipped, "disabled": r.disabled, "archived": r.archived,
                                 "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors,
                                 "deleted_backups": r.deleted_backups, "removed_wal": r.removed_wal, "retention_notes": r.retention_notes,
                                 "receive_wal": r.receive_wal.map(|a| a.to_string())})
@@ -299,17 +308,40 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::ListServers => {
             let config = load(cli)?;
             match cli.format {
-                Format::Json => print_json(&serde_json::Value::Object(
-                    config
-                        .servers
-                        .iter()
-                        .map(|(n, s)| (n.clone(), serde_json::json!({"description": s.description, "active": s.active})))
-                        .collect(),
-                )),
-                Format::Console => {
+                Format::Json => {
+                    let mut all = serde_json::Map::new();
                     for (n, s) in &config.servers {
-                        let inactive = if s.active { "" } else { " (inactive)" };
-                        println!("{n} - {}{inactive}", s.description.as_deref().unwrap_or(""));
+                        all.insert(
+                            n.clone(),
+                            serde_json::json!({"description": s.description, "active": s.active, "disabled": false}),
+                        );
+                    }
+                    for (n, d) in &config.disabled {
+                        all.insert(
+                            n.clone(),
+                            serde_json::json!({"description": d.description, "active": d.active, "disabled": true, "reason": d.reason.to_string()}),
+                        );
+                    }
+                    print_json(&serde_json::Value::Object(all));
+                }
+                Format::Console => {
+                    for n in config.server_names() {
+                        // Barman's line: `name - description (flags)`.
+                        let (description, flag) =
+                            match (config.servers.get(&n), config.disabled.get(&n)) {
+                                (Some(s), _) => (
+                                    s.description.clone(),
+                                    (!s.active).then(|| "(inactive)".to_string()),
+                                ),
+                                (None, Some(d)) => (
+                                    d.description.clone(),
+                                    Some(format!("(WARNING: disabled: {})", d.reason)),
+                                ),
+                                (None, None) => continue,
+                            };
+                        let words: Vec<String> = description.into_iter().chain(flag).collect();
+                        let line = format!("{n} - {}", words.join(" "));
+                        println!("{}", pgbak_wal::redact::redact(&line));
                     }
                 }
             }

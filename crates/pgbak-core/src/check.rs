@@ -112,11 +112,23 @@ impl Default for CheckOptions {
 }
 
 /// Runs every check of server `name`. Only an unknown server is an error: everything else is a
-/// FAILED check.
+/// FAILED check, including a server disabled by its configuration (its `configuration` check
+/// fails with the reason, as Barman reports an invalid section).
 ///
 /// The checks run on their own thread so that the timeout holds whatever blocks; a run cut short
 /// leaves that thread to finish on its own (its results are dropped).
 pub fn check_server(config: &Config, name: &str, opts: &CheckOptions) -> Result<ServerChecks> {
+    if let Some(disabled) = config.disabled.get(name) {
+        return Ok(ServerChecks {
+            server: name.to_string(),
+            active: disabled.active,
+            checks: vec![Check::new(
+                "configuration",
+                false,
+                Some(format!("server disabled: {}", disabled.reason)),
+            )],
+        });
+    }
     config.server(name)?;
     let server = crate::server::Server::new(config, name)?;
     check_loaded_server(&server, opts)

@@ -126,6 +126,16 @@ pub fn diagnose(config: &Config, pgbak_version: &str, connect: bool) -> Value {
         };
         servers.insert(name.clone(), value);
     }
+    for (name, disabled) in &config.disabled {
+        servers.insert(
+            name.clone(),
+            json!({
+                "disabled": disabled.reason.to_string(),
+                "description": disabled.description,
+                "active": disabled.active,
+            }),
+        );
+    }
     json!({
         "global": global,
         "config_files": config.source,

@@ -33,11 +33,24 @@ pub struct CronReport {
     pub retention_notes: Vec<String>,
     /// A WAL receiver started (streaming_archiver on, none running) or stopped (off).
     pub receive_wal: Option<crate::receive_wal::CronAction>,
+    /// Why the server was skipped: its configuration section cannot be used.
+    pub disabled: Option<String>,
 }
 
 /// Runs the periodic work of every active server; one failing server does not stop the others.
+/// A server disabled by its configuration is skipped, with the reason in its report.
 pub fn cron(config: &Config) -> Vec<CronReport> {
     let mut out = Vec::new();
+    for (name, disabled) in &config.disabled {
+        if disabled.active {
+            out.push(CronReport {
+                server: name.clone(),
+                skipped: true,
+                disabled: Some(disabled.reason.to_string()),
+                ..Default::default()
+            });
+        }
+    }
     for (name, cfg) in &config.servers {
         if !cfg.active {
             continue;

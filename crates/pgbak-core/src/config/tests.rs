@@ -19,9 +19,16 @@ fn parse(text: &str) -> Config {
     }
 }
 
+/// The error of a file whose global section is wrong, or the reason its one server is disabled.
 fn parse_err(text: &str) -> ConfigError {
     match Config::parse_str(text, Path::new(ORIGIN)) {
-        Ok(_) => panic!("expected an error for:\n{text}"),
+        Ok(config) => match config.disabled.values().next() {
+            Some(d) if config.disabled.len() == 1 => {
+                assert!(config.server(&d.name).is_err());
+                d.reason.clone()
+            }
+            _ => panic!("expected an error for:\n{text}"),
+        },
         Err(e) => e,
     }
 }
@@ -704,6 +711,19 @@ fn directories_must_not_clash() {
         "is also the backup_directory of server 'a'",
     );
     assert_eq!(err.section.as_deref(), Some("b"));
+    // Only the server that chose the clashing folder is disabled; the other one works.
+    let config = parse(&format!(
+        "{HEADER}[a]\nconninfo = x\n[b]\nconninfo = y\nbackup_directory = /srv/pgbak/a/\n"
+    ));
+    assert!(config.server("a").is_ok());
+    assert!(config.server("b").is_err());
+    // Both chose it: both are disabled.
+    let config = parse(&format!(
+        "{HEADER}[a]\nconninfo = x\nwals_directory = /w\n[b]\nconninfo = y\nwals_directory = /w\n"
+    ));
+    assert!(config.servers.is_empty(), "{:?}", config.servers.keys());
+    assert_eq!(config.server_names(), vec!["a", "b"]);
+    assert!(config.disabled["a"].reason.message.contains("server 'b'"));
 
     let err = parse_err(&with_server("wals_directory = /srv/pgbak/main/incoming\n"));
     assert_eq!(err.option.as_deref(), Some("incoming_wals_directory"));
@@ -852,11 +872,15 @@ fn configuration_files_directory_overrides_in_name_order() {
     assert_eq!(s.compression, Compression::Gzip);
     assert_eq!(config.server("other").unwrap().conninfo, "host=o");
 
-    // An error in an included file names that file and line.
+    // An error in an included file names that file and line, and disables only that server.
     write(&dir.join("d.conf"), "[main]\narchiver = sometimes\n");
-    let err = load_with(Some(&main), None, None, &[]).unwrap_err();
-    assert_eq!(err.path.as_deref(), Some(dir.join("d.conf").as_path()));
-    assert_eq!(err.line, Some(2));
+    let config = load_with(Some(&main), None, None, &[]).unwrap();
+    let err = config.server("main").unwrap_err();
+    assert!(err.message.contains("d.conf:2"), "{err}");
+    let reason = &config.disabled["main"].reason;
+    assert_eq!(reason.path.as_deref(), Some(dir.join("d.conf").as_path()));
+    assert_eq!(reason.line, Some(2));
+    assert_eq!(config.server("other").unwrap().conninfo, "host=o");
     fs::remove_file(dir.join("d.conf")).unwrap();
 
     // A global section is refused in included files.
