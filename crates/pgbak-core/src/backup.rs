@@ -219,6 +219,16 @@ pub fn backup(
             .collect();
         if let Some(r) = &rsync {
             r.record(&mut info);
+            // Barman's autogenerate_manifest: the copy is trusted now, before anything can
+            // change it; a backup asked to have a manifest is not complete without one.
+            if cfg.autogenerate_manifest {
+                let jobs = opts.jobs.unwrap_or(cfg.parallel_jobs).max(1) as usize;
+                crate::generate_manifest::write_manifest(
+                    server,
+                    &mut info,
+                    &crate::verify::VerifyOptions { jobs },
+                )?;
+            }
         }
         info.status = BackupStatus::WaitingForWals;
         cat.write(&info)?;

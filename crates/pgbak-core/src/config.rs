@@ -3,7 +3,10 @@
 //! server options inherited from the global section, and `%(option)s` interpolation.
 //!
 //! Invalid values are errors that name the file, line and option; unknown options are warnings.
-//! Barman options that pgbak does not implement yet are accepted and kept as text in `raw`.
+//! Barman options that are not typed options of pgbak are kept as text in `raw`; each is either
+//! implemented by the code that reads it there, refused (an error, when pgbak without it would
+//! keep less or less safely than asked, e.g. `encryption = gpg`), or ignored with a warning
+//! (`docs/barman-compatibility.md` has the table).
 //!
 //! An error in the global section stops everything. An error in a server section only disables
 //! that server, as Barman does: it is listed in [`Config::disabled`] with the error, every command

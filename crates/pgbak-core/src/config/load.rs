@@ -280,9 +280,8 @@ impl Loader {
     }
 }
 
-/// Builds one server, refusing what pgbak cannot serve: a name that cannot be a server's, and
-/// a passive node (`primary_ssh_command`), which copies backups and WAL from another Barman
-/// server.
+/// Builds one server, refusing a name that cannot be a server's (the options pgbak refuses,
+/// such as a passive node's `primary_ssh_command`, are refused by [`server::build`]).
 fn build_server(
     section: &RawSection,
     global: Option<&RawSection>,
@@ -294,14 +293,6 @@ fn build_server(
             .at(&section.at.path, Some(section.at.line))
             .in_section(&section.name)
     })?;
-    let reader = Reader::server(section, global, Some(home));
-    if let Some(v) = reader.get("primary_ssh_command")? {
-        return Err(reader.error(
-            "primary_ssh_command",
-            Some(&v),
-            "makes this a passive node (a copy of another Barman server's backups and WAL), which pgbak does not support",
-        ));
-    }
     server::build(section, global, home, warnings)
 }
 
