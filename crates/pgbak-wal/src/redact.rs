@@ -31,10 +31,12 @@ const SECRET_WORDS: &[&str] = &[
 /// assert!(is_secret_name("PGPASSWORD"));
 /// assert!(is_secret_name("encryption_passphrase_command"));
 /// assert!(!is_secret_name("passfile"));
+/// assert!(!is_secret_name("PasswordAuthentication"));
 /// ```
 pub fn is_secret_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    SECRET_WORDS.iter().any(|w| lower.contains(w))
+    // `ssh -o PasswordAuthentication=no` names a setting, not a secret.
+    SECRET_WORDS.iter().any(|w| lower.contains(w)) && !lower.ends_with("authentication")
 }
 
 /// The value of configuration option `key` fit to show: hidden whole when the option itself is a
@@ -310,6 +312,7 @@ mod tests {
             "passfile=/home/x/.pgpass host=db",
             "mypassword_is_not_set",
             "user=password",
+            "ssh -o PasswordAuthentication=no -o BatchMode=yes pg1",
             "",
         ] {
             assert!(matches!(redact(text), Cow::Borrowed(_)), "{text}");
