@@ -113,32 +113,54 @@ pub fn free_port() -> u16 {
 /// The pgbak binary under test, copied to a place the cluster owner can execute.
 ///
 /// Found from `$PGBAK_BIN`, else next to the test executable's target directory
-/// (`target/<profile>/pgbak`; build it first with `cargo build -p pgbak-cli`).
+/// (`target/<profile>/pgbak`; build it first with `cargo build -p pgbak-cli`). This is the binary
+/// pgbak ships: it ignores the test-only settings `PGBAK_TEST_NOW` and `PGBAK_TEST_PAUSE_AT`.
 pub fn pgbak_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| installed_bin("pgbak", "PGBAK_BIN", "cargo build -p pgbak-cli"))
+        .clone()
+}
+
+/// The same program built with the `test-hooks` feature, which honours `PGBAK_TEST_NOW` and
+/// `PGBAK_TEST_PAUSE_AT`; copied like [`pgbak_bin`].
+///
+/// Found from `$PGBAK_TEST_HOOKS_BIN`, else `target/<profile>/pgbak-test-hooks` (build it with
+/// `cargo build -p pgbak-cli --features test-hooks --bin pgbak-test-hooks`).
+pub fn pgbak_test_hooks_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let src = match std::env::var_os("PGBAK_BIN") {
-            Some(p) => PathBuf::from(p),
-            None => {
-                let exe = std::env::current_exe().expect("current exe");
-                // target/<profile>/deps/<test> -> target/<profile>/pgbak
-                let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-                profile_dir.join("pgbak")
-            }
-        };
-        assert!(
-            src.is_file(),
-            "pgbak binary not found at {} (run `cargo build -p pgbak-cli` first or set PGBAK_BIN)",
-            src.display()
-        );
-        let dir = std::env::temp_dir().join(format!("pgbak-test-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("bin dir");
-        let dest = dir.join("pgbak");
-        std::fs::copy(&src, &dest).expect("copy pgbak binary");
-        run_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(&dir));
-        dest
+        installed_bin(
+            "pgbak-test-hooks",
+            "PGBAK_TEST_HOOKS_BIN",
+            "cargo build -p pgbak-cli --features test-hooks --bin pgbak-test-hooks",
+        )
     })
     .clone()
+}
+
+/// Copies binary `name` (from `$env_var`, else the target directory of the test executable) into
+/// a folder of its own that the cluster owner may read and execute, and returns the copy.
+fn installed_bin(name: &str, env_var: &str, build: &str) -> PathBuf {
+    let src = match std::env::var_os(env_var) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("current exe");
+            // target/<profile>/deps/<test> -> target/<profile>/<name>
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+            profile_dir.join(name)
+        }
+    };
+    assert!(
+        src.is_file(),
+        "{name} binary not found at {} (run `{build}` first or set {env_var})",
+        src.display()
+    );
+    let dir = std::env::temp_dir().join(format!("{name}-test-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bin dir");
+    let dest = dir.join(name);
+    std::fs::copy(&src, &dest).expect("copy pgbak binary");
+    run_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(&dir));
+    dest
 }
 
 /// How to set up a cluster.

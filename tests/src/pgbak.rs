@@ -2,7 +2,8 @@
 //! cluster owner (as `archive_command` does).
 
 use crate::{
-    command_as_owner, give_to_owner, pgbak_bin, postgres_tempdir, Cluster, ClusterOptions,
+    command_as_owner, give_to_owner, pgbak_bin, pgbak_test_hooks_bin, postgres_tempdir, Cluster,
+    ClusterOptions,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -91,7 +92,11 @@ impl PgbakEnv {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = command_as_owner(pgbak_bin());
+        self.command_with(pgbak_bin(), args)
+    }
+
+    fn command_with(&self, bin: PathBuf, args: &[&str]) -> Command {
+        let mut c = command_as_owner(bin);
         c.arg("-c")
             .arg(&self.config)
             .args(args)
@@ -135,16 +140,25 @@ impl PgbakEnv {
     }
 
     /// Runs pgbak with `args` (after `-c CONFIG`) and extra environment variables, such as the
-    /// test-only `PGBAK_TEST_NOW` and `PGBAK_TEST_PAUSE_AT`.
+    /// test-only `PGBAK_TEST_NOW` and `PGBAK_TEST_PAUSE_AT`: this runs the binary built with
+    /// test hooks ([`pgbak_test_hooks_bin`]), the only one that honours them.
     pub fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> PgbakOutput {
+        let mut c = self.command_with(pgbak_test_hooks_bin(), args);
+        c.envs(envs.iter().copied());
+        Self::output(c)
+    }
+
+    /// Runs the shipped pgbak binary ([`pgbak_bin`]) with `args` and extra environment variables.
+    pub fn run_plain_env(&self, args: &[&str], envs: &[(&str, &str)]) -> PgbakOutput {
         let mut c = self.command(args);
         c.envs(envs.iter().copied());
         Self::output(c)
     }
 
-    /// Starts pgbak in the background with extra environment variables.
+    /// Starts pgbak with test hooks ([`pgbak_test_hooks_bin`]) in the background with extra
+    /// environment variables.
     pub fn spawn_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Child {
-        let mut c = self.command(args);
+        let mut c = self.command_with(pgbak_test_hooks_bin(), args);
         c.envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

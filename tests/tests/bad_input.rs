@@ -32,8 +32,17 @@ fn configuration_errors_exit_2() {
         ),
     )
     .unwrap();
+    // An invalid server section disables that server only: list-servers shows why, and every
+    // command naming the server is a configuration error.
     let out = env.run(&["list-servers"]);
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("main - (WARNING: disabled: ") && out.stdout.contains("compression"),
+        "{}",
+        out.stdout
+    );
+    let out = env.run(&["list-backups", "main"]);
+    assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("compression"), "{}", out.stderr);
 
     let out = env.run(&["frobnicate"]);
@@ -148,4 +157,70 @@ fn recover_refuses_bad_destinations_and_targets() {
     ]);
     assert_ne!(out.code, 0);
     assert!(!fresh.exists());
+}
+
+/// A Barman option pgbak does not implement is never loaded in silence: one whose absence would
+/// weaken safety (`encryption = gpg`, `worm_mode = on`) disables its server with an error, any
+/// other one is a warning; both name the file, line and option. Barman's defaults load quietly.
+#[test]
+fn barman_options_pgbak_lacks_are_said_out_loud() {
+    let env = PgbakEnv::new();
+    let config = env.config.display().to_string();
+    let write = |text: &str| {
+        std::fs::write(
+            &env.config,
+            format!("[barman]\nbarman_home = {}\n{text}", env.home.display()),
+        )
+        .unwrap();
+        give_to_owner(&env.config);
+    };
+
+    write("[main]\nconninfo = host=127.0.0.1\nencryption = none\nworm_mode = off\n");
+    let out = env.run(&["list-servers"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        !out.stderr.contains("encryption") && !out.stderr.contains("worm_mode"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("disabled"), "{}", out.stdout);
+
+    for (line, option) in [
+        ("encryption = gpg", "encryption"),
+        ("worm_mode = on", "worm_mode"),
+    ] {
+        write(&format!(
+            "[main]\nconninfo = host=127.0.0.1\n{line}\n[other]\nconninfo = host=127.0.0.1\n"
+        ));
+        let out = env.run(&["list-servers"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let main = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("main - "))
+            .unwrap();
+        assert!(
+            main.contains("disabled")
+                && main.contains(&format!("{config}:5: option '{option}' of server 'main'")),
+            "{main}"
+        );
+        assert!(
+            out.stdout.lines().any(|l| l == "other - "),
+            "{}",
+            out.stdout
+        );
+        let out = env.run(&["list-backups", "main"]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains(option), "{}", out.stderr);
+        env.run(&["list-backups", "other"]).ok();
+    }
+
+    write("archiver_batch_size = 50\n[main]\nconninfo = host=127.0.0.1\nprimary_conninfo = host=pg2\n");
+    let out = env.run(&["list-servers"]).ok();
+    for warning in [
+        format!("WARNING: {config}:3: option 'archiver_batch_size' in [barman]: not implemented by pgbak, ignored: "),
+        format!("WARNING: {config}:6: option 'primary_conninfo' of server 'main': not implemented by pgbak, ignored: "),
+    ] {
+        assert!(out.stderr.contains(&warning), "{warning} in {}", out.stderr);
+    }
 }

@@ -374,3 +374,67 @@ fn keep_needs_an_existing_backup_and_an_action() {
         .join("20240101T000000")
         .exists());
 }
+
+/// The shipped `pgbak` binary (built without the `test-hooks` feature) ignores the test-only
+/// settings: its clock is the real one and it never pauses at a fault point; the test build
+/// honours both, so the settings below do ask for something.
+#[test]
+fn the_shipped_binary_ignores_the_test_only_settings() {
+    use std::io::{BufRead, BufReader};
+    let (env, cluster) = setup("");
+    let past = "2001-02-03T04:05:06Z";
+    let plain = env
+        .run_plain_env(
+            &[
+                "-f",
+                "json",
+                "backup",
+                "main",
+                "--wait",
+                "--wait-timeout",
+                "120",
+            ],
+            &[(NOW, past)],
+        )
+        .ok()
+        .json();
+    let plain_id = plain["backup_id"].as_str().unwrap().to_string();
+    assert!(
+        !plain_id.starts_with("2001"),
+        "the shipped binary took its time from {NOW}: {plain_id}"
+    );
+    let hooked = backup_at(&env, &cluster, past, 10);
+    assert!(
+        hooked.starts_with("200102"),
+        "the test build must honour {NOW}: {hooked}"
+    );
+
+    // A pause point is ignored: the delete runs to its end (a paused process would print the
+    // banner and wait to be killed).
+    let mut child = pgbak_tests::command_as_owner(pgbak_tests::pgbak_bin())
+        .arg("-c")
+        .arg(&env.config)
+        .args(["delete", "main", &plain_id])
+        .env("PGBAK_TEST_PAUSE_AT", "delete:after-marker")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.starts_with("PGBAK_TEST_PAUSED") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the shipped binary paused at a test fault point: {line}");
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "delete failed: {seen}");
+    let left: Vec<String> = env.backups().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(left, vec![hooked]);
+}

@@ -6,6 +6,10 @@
 //! be open before the command starts. A log file that cannot be opened is a warning, never a
 //! failure: `archive-wal` must not refuse WAL because of its log.
 //!
+//! Every line goes through pgbak's redaction ([`pgbak_wal::redact`]) on its way out, so no
+//! password reaches stderr or the log file, whatever an event carries (the command line, a hook
+//! command, an error). JSON lines are redacted string by string and stay valid JSON.
+//!
 //! Colours (ANSI escapes) go to stderr only when it is a terminal and `NO_COLOR` is unset: cron
 //! redirects `receive-wal`'s stderr into `receive-wal.log`, and escapes there make the log
 //! unreadable with `less` and break `grep`. The log file never has them.
@@ -100,6 +104,92 @@ where
         .with_target(false)
 }
 
+/// How a [`Redacting`] writer reads what passes through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Lines of text.
+    Text,
+    /// One JSON object per line: each string inside is redacted, the line stays JSON.
+    Json,
+}
+
+/// A [`MakeWriter`] whose writers mask secrets in what they are given. `tracing-subscriber`
+/// writes each event with one `write_all` of the whole formatted event, so a secret is never
+/// split between two writes.
+struct Redacting<M> {
+    inner: M,
+    shape: Shape,
+}
+
+impl<M> Redacting<M> {
+    fn text(inner: M) -> Self {
+        Redacting {
+            inner,
+            shape: Shape::Text,
+        }
+    }
+
+    fn json(inner: M) -> Self {
+        Redacting {
+            inner,
+            shape: Shape::Json,
+        }
+    }
+}
+
+/// The writer of [`Redacting`].
+struct RedactingWriter<W> {
+    inner: W,
+    shape: Shape,
+}
+
+impl<'w, M: MakeWriter<'w>> MakeWriter<'w> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'w self) -> Self::Writer {
+        RedactingWriter {
+            inner: self.inner.make_writer(),
+            shape: self.shape,
+        }
+    }
+}
+
+/// `text` with every secret masked; JSON lines are parsed and each string masked alone.
+fn redact_event(text: &str, shape: Shape) -> String {
+    if shape == Shape::Json {
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            let (body, end) = match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            };
+            match serde_json::from_str::<serde_json::Value>(body) {
+                Ok(mut value) => {
+                    crate::output::redact_json(&mut value);
+                    out.push_str(&value.to_string());
+                }
+                Err(_) => out.push_str(&pgbak_wal::redact::redact(body)),
+            }
+            out.push_str(end);
+        }
+        return out;
+    }
+    pgbak_wal::redact::redact(text).into_owned()
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.inner
+            .write_all(redact_event(&text, self.shape).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         pgbak_storage::staging::create_dir_all_private(parent)?;
@@ -123,7 +213,7 @@ pub fn init(cli: &Cli) {
     let not_file_only = filter_fn(|m| m.target() != FILE_ONLY);
     let stderr = match cli.log_format {
         LogFormat::Text => text_layer(
-            std::io::stderr,
+            Redacting::text(std::io::stderr),
             colours_on_stderr(
                 std::io::stderr().is_terminal(),
                 std::env::var_os("NO_COLOR"),
@@ -134,7 +224,7 @@ pub fn init(cli: &Cli) {
         .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(Redacting::json(std::io::stderr))
             .with_ansi(false)
             .with_filter(env_filter)
             .with_filter(not_file_only)
@@ -146,7 +236,7 @@ pub fn init(cli: &Cli) {
         .and_then(|c| Some((c.global.log_file?, c.global.log_level)))
         .and_then(|(path, log_level)| match open_log(&path) {
             Ok(f) => Some(
-                file_layer(Mutex::new(f))
+                file_layer(Redacting::text(Mutex::new(f)))
                     .with_filter(level_of(&log_level))
                     .boxed(),
             ),
@@ -245,6 +335,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("WARN"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_masked_on_their_way_out() {
+        let text = Buffer::default();
+        let json = Buffer::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(file_layer(Redacting::text(text.clone())))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_writer(Redacting::json(json.clone())),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            let args = vec!["--x".to_string(), "PGPASSWORD=Zq7pw x".to_string()];
+            tracing::warn!(
+                ?args,
+                conninfo = "host=h PASSWORD=Zq7pw",
+                "hook 'PGPASSWORD=\"Zq7pw\" psql' failed"
+            );
+        });
+        let text = String::from_utf8(text.bytes()).unwrap();
+        assert!(!text.contains("Zq7"), "{text}");
+        assert!(text.contains("PGPASSWORD=********"), "{text}");
+        let json = String::from_utf8(json.bytes()).unwrap();
+        assert!(!json.contains("Zq7"), "{json}");
+        let line: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(line["fields"]["conninfo"], "host=h PASSWORD=********");
     }
 
     #[test]

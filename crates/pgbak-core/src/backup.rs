@@ -219,6 +219,16 @@ pub fn backup(
             .collect();
         if let Some(r) = &rsync {
             r.record(&mut info);
+            // Barman's autogenerate_manifest: the copy is trusted now, before anything can
+            // change it; a backup asked to have a manifest is not complete without one.
+            if cfg.autogenerate_manifest {
+                let jobs = opts.jobs.unwrap_or(cfg.parallel_jobs).max(1) as usize;
+                crate::generate_manifest::write_manifest(
+                    server,
+                    &mut info,
+                    &crate::verify::VerifyOptions { jobs },
+                )?;
+            }
         }
         info.status = BackupStatus::WaitingForWals;
         cat.write(&info)?;
@@ -226,7 +236,7 @@ pub fn backup(
     })();
     if let Err(e) = result {
         info.status = BackupStatus::Failed;
-        info.error = Some(e.to_string());
+        info.error = Some(pgbak_wal::redact::redact(&e.to_string()).into_owned());
         info.end_time = Some(crate::clock::now());
         // Free the space at once (a backup that failed for lack of space must not leave the disk
         // full for the WAL archive), then record the failure. The failure itself is what the

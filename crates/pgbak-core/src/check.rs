@@ -50,12 +50,13 @@ pub struct Check {
 }
 
 impl Check {
-    /// A check result; criticality follows [`NON_CRITICAL_CHECKS`].
+    /// A check result; criticality follows [`NON_CRITICAL_CHECKS`]. The hint is shown by every
+    /// front end (console, Nagios, JSON, log), so a password in it is masked here.
     pub fn new(name: &str, ok: bool, hint: Option<String>) -> Check {
         Check {
             name: name.to_string(),
             ok,
-            hint,
+            hint: hint.map(|h| pgbak_wal::redact::redact(&h).into_owned()),
             critical: !NON_CRITICAL_CHECKS.contains(&name),
         }
     }
@@ -111,11 +112,23 @@ impl Default for CheckOptions {
 }
 
 /// Runs every check of server `name`. Only an unknown server is an error: everything else is a
-/// FAILED check.
+/// FAILED check, including a server disabled by its configuration (its `configuration` check
+/// fails with the reason, as Barman reports an invalid section).
 ///
 /// The checks run on their own thread so that the timeout holds whatever blocks; a run cut short
 /// leaves that thread to finish on its own (its results are dropped).
 pub fn check_server(config: &Config, name: &str, opts: &CheckOptions) -> Result<ServerChecks> {
+    if let Some(disabled) = config.disabled.get(name) {
+        return Ok(ServerChecks {
+            server: name.to_string(),
+            active: disabled.active,
+            checks: vec![Check::new(
+                "configuration",
+                false,
+                Some(format!("server disabled: {}", disabled.reason)),
+            )],
+        });
+    }
     config.server(name)?;
     let server = crate::server::Server::new(config, name)?;
     check_loaded_server(&server, opts)

@@ -3,7 +3,15 @@
 //! server options inherited from the global section, and `%(option)s` interpolation.
 //!
 //! Invalid values are errors that name the file, line and option; unknown options are warnings.
-//! Barman options that pgbak does not implement yet are accepted and kept as text in `raw`.
+//! Barman options that are not typed options of pgbak are kept as text in `raw`; each is either
+//! implemented by the code that reads it there, refused (an error, when pgbak without it would
+//! keep less or less safely than asked, e.g. `encryption = gpg`), or ignored with a warning
+//! (`docs/barman-compatibility.md` has the table).
+//!
+//! An error in the global section stops everything. An error in a server section only disables
+//! that server, as Barman does: it is listed in [`Config::disabled`] with the error, every command
+//! that names it fails with that error, and every other server works (so that one typo never
+//! stops WAL archiving of a healthy server).
 
 mod choices;
 mod error;
@@ -37,11 +45,38 @@ pub struct Config {
     pub source: Vec<PathBuf>,
     /// The global section.
     pub global: GlobalConfig,
-    /// The servers, by section name.
+    /// The servers that can be used, by section name.
     pub servers: BTreeMap<String, ServerConfig>,
+    /// The server sections that cannot be used (an invalid option, a feature pgbak does not
+    /// have such as passive nodes, a directory shared with another server), by section name.
+    pub disabled: BTreeMap<String, DisabledServer>,
     /// Problems that did not stop loading (unknown options, deprecated names), one line each,
     /// naming the file and line.
     pub warnings: Vec<String>,
+}
+
+/// A server section that cannot be used, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DisabledServer {
+    /// The section name.
+    pub name: String,
+    /// `description`, when it can be read.
+    pub description: Option<String>,
+    /// `active`, when it can be read (else true): an inactive disabled server is shown, not
+    /// counted as a failure by `check`.
+    pub active: bool,
+    /// What is wrong, with the file, line and option.
+    pub reason: ConfigError,
+}
+
+impl DisabledServer {
+    /// The error a command naming this server fails with.
+    pub fn error(&self) -> ConfigError {
+        ConfigError::new(format!(
+            "server '{}' is disabled by its configuration: {}",
+            self.name, self.reason
+        ))
+    }
 }
 
 impl Config {
@@ -65,16 +100,33 @@ impl Config {
         load::parse_one(text, origin)
     }
 
-    /// The server called `name`; an unknown name is an error listing the known ones.
+    /// The server called `name`; a disabled server is an error saying why, an unknown name an
+    /// error listing the known ones.
     pub fn server(&self, name: &str) -> Result<&ServerConfig, ConfigError> {
+        if let Some(disabled) = self.disabled.get(name) {
+            return Err(disabled.error());
+        }
         self.servers.get(name).ok_or_else(|| {
-            let known = if self.servers.is_empty() {
+            let names = self.server_names();
+            let known = if names.is_empty() {
                 "no server is configured".to_string()
             } else {
-                let names: Vec<&str> = self.servers.keys().map(String::as_str).collect();
                 format!("known servers: {}", names.join(", "))
             };
             ConfigError::new(format!("unknown server '{name}' ({known})"))
         })
+    }
+
+    /// Every server section's name, usable or disabled, in name order (what `all` means on a
+    /// command line that reports on servers).
+    pub fn server_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .servers
+            .keys()
+            .chain(self.disabled.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 }

@@ -9,34 +9,8 @@ use crate::server::Server;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-/// What replaces a secret.
-const MASK: &str = "********";
-
-/// Whether option `key` holds a secret (whole value hidden).
-fn is_secret(key: &str) -> bool {
-    [
-        "password",
-        "passphrase",
-        "secret",
-        "credential",
-        "sse_customer_key",
-        "access_key",
-    ]
-    .iter()
-    .any(|w| key.contains(w))
-}
-
-/// The value of option `key` fit to show: passwords inside connection strings masked, secret
-/// options hidden whole.
-pub fn redact_option(key: &str, value: &str) -> String {
-    if key.ends_with("conninfo") {
-        pgbak_wal::conninfo::redacted(value)
-    } else if is_secret(key) {
-        MASK.to_string()
-    } else {
-        value.to_string()
-    }
-}
+/// The value of option `key` fit to show (pgbak's one redaction rule, from `pgbak-wal`).
+pub use pgbak_wal::redact::redact_option;
 
 fn redacted_map(raw: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     raw.iter()
@@ -151,6 +125,16 @@ pub fn diagnose(config: &Config, pgbak_version: &str, connect: bool) -> Value {
             Err(e) => json!({ "error": e.to_string() }),
         };
         servers.insert(name.clone(), value);
+    }
+    for (name, disabled) in &config.disabled {
+        servers.insert(
+            name.clone(),
+            json!({
+                "disabled": disabled.reason.to_string(),
+                "description": disabled.description,
+                "active": disabled.active,
+            }),
+        );
     }
     json!({
         "global": global,
@@ -291,10 +275,13 @@ mod tests {
             redact_option("streaming_conninfo", "postgresql://u:hunter2@pg1/db"),
             "postgresql://u:********@pg1/db"
         );
-        assert_eq!(redact_option("aws_sse_customer_key", "abc"), MASK);
+        assert_eq!(
+            redact_option("aws_sse_customer_key", "abc"),
+            pgbak_wal::redact::MASK
+        );
         assert_eq!(
             redact_option("encryption_passphrase_command", "cat k"),
-            MASK
+            pgbak_wal::redact::MASK
         );
         assert_eq!(redact_option("compression", "zstd"), "zstd");
     }

@@ -59,8 +59,11 @@ pub fn generate_manifest(
             info.status.as_str()
         )));
     }
-    let dir = server.catalogue().backup_dir(&info.backup_id);
-    let path = dir.join("data").join(MANIFEST_FILE);
+    let path = server
+        .catalogue()
+        .backup_dir(&info.backup_id)
+        .join("data")
+        .join(MANIFEST_FILE);
     if path.symlink_metadata().is_ok() {
         return Err(refuse(format!(
             "backup {} already has a manifest ({}); verify it with 'pgbak verify-backup'",
@@ -68,11 +71,30 @@ pub fn generate_manifest(
             path.display()
         )));
     }
+    let generated = write_manifest(server, &mut info, opts)?;
+    server.catalogue().write(&info)?;
+    Ok(generated)
+}
+
+/// Writes `data/backup_manifest` for `info` (whose files are complete and whose WAL range is
+/// recorded) and sets `has_manifest`; the caller holds what keeps the backup from changing and
+/// records `info`. `backup` calls it for `autogenerate_manifest` before the backup is complete.
+pub(crate) fn write_manifest(
+    server: &Server,
+    info: &mut crate::catalogue::BackupInfo,
+    opts: &VerifyOptions,
+) -> Result<GeneratedManifest> {
+    let refuse = |message: String| Error::Backup {
+        server: server.name().to_string(),
+        message,
+    };
+    let dir = server.catalogue().backup_dir(&info.backup_id);
+    let path = dir.join("data").join(MANIFEST_FILE);
     let history = match info.end_timeline {
         Some(end) if Some(end) != info.timeline => server.wal_archive()?.read_history(end)?,
         _ => None,
     };
-    let wal_ranges = wal_ranges(&info, history.as_ref())
+    let wal_ranges = wal_ranges(info, history.as_ref())
         .map_err(|m| refuse(format!("backup {}: {m}", info.backup_id)))?;
     let version = info.version.unwrap_or(0);
     let system_identifier = if version >= MANIFEST_V2_VERSION {
@@ -142,7 +164,6 @@ pub fn generate_manifest(
     out.commit(CommitMode::CreateNew)
         .map_err(|e| Error::io("commit", &path, e))?;
     info.has_manifest = true;
-    server.catalogue().write(&info)?;
     tracing::info!(server = server.name(), backup = %info.backup_id, files = manifest.files.len(), "backup manifest generated");
     Ok(GeneratedManifest {
         server: server.name().to_string(),

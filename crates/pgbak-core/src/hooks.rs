@@ -18,6 +18,7 @@ use crate::catalogue::{BackupInfo, BackupStatus, INFO_FILE};
 use crate::server::Server;
 use crate::wal_archive::{ArchiveOutcome, WalArchive};
 use crate::{Error, Result};
+use pgbak_wal::redact::redact;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -275,12 +276,14 @@ impl<'a> Hooks<'a> {
         match self.run_once(script, phase, false, env) {
             Ok(0) => {}
             Ok(code) => tracing::warn!(
-                "server '{}': {hook} '{script}' exited with {code} (ignored)",
-                self.server.name()
+                "server '{}': {hook} '{}' exited with {code} (ignored)",
+                self.server.name(),
+                redact(script)
             ),
             Err(e) => tracing::warn!(
-                "server '{}': {hook} '{script}' could not run: {e} (ignored)",
-                self.server.name()
+                "server '{}': {hook} '{}' could not run: {e} (ignored)",
+                self.server.name(),
+                redact(script)
             ),
         }
     }
@@ -296,8 +299,9 @@ impl<'a> Hooks<'a> {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(
-                        "server '{}': {hook} '{script}' could not run: {e}",
-                        self.server.name()
+                        "server '{}': {hook} '{}' could not run: {e}",
+                        self.server.name(),
+                        redact(script)
                     );
                     None
                 }
@@ -306,8 +310,9 @@ impl<'a> Hooks<'a> {
                 Some(0) => return Ok(()),
                 Some(EXIT_ABORT_CONTINUE) => {
                     tracing::warn!(
-                        "server '{}': {hook} '{script}' was aborted (exit code {EXIT_ABORT_CONTINUE}); going on",
-                        self.server.name()
+                        "server '{}': {hook} '{}' was aborted (exit code {EXIT_ABORT_CONTINUE}); going on",
+                        self.server.name(),
+                        redact(script)
                     );
                     return Ok(());
                 }
@@ -315,14 +320,15 @@ impl<'a> Hooks<'a> {
                     return Err(Error::HookAborted {
                         server: self.server.name().to_string(),
                         hook,
-                        script: script.to_string(),
+                        script: redact(script).into_owned(),
                     })
                 }
                 other => {
                     failures += 1;
                     tracing::warn!(
-                        "server '{}': {hook} '{script}' failed ({}); retrying",
+                        "server '{}': {hook} '{}' failed ({}); retrying",
                         self.server.name(),
+                        redact(script),
                         other.map_or("did not run".to_string(), |c| format!("exit code {c}"))
                     );
                     let pause = if failures.is_multiple_of(self.pace.attempts_before_nap + 1) {
@@ -377,7 +383,11 @@ impl<'a> Hooks<'a> {
         if let Some(path) = search_path(&self.server.config.path_prefix) {
             cmd.env("PATH", path);
         }
-        tracing::debug!("server '{}': running {script}", self.server.name());
+        tracing::debug!(
+            "server '{}': running {}",
+            self.server.name(),
+            redact(script)
+        );
         let out = cmd.output()?;
         let code = exit_code(&out.status);
         if code != 0 {
@@ -388,8 +398,9 @@ impl<'a> Hooks<'a> {
             );
             if !text.trim().is_empty() {
                 tracing::warn!(
-                    "output of '{script}' (exit code {code}):\n{}",
-                    text.trim_end()
+                    "output of '{}' (exit code {code}):\n{}",
+                    redact(script),
+                    redact(text.trim_end())
                 );
             }
         }

@@ -35,6 +35,8 @@ pub struct CronReport {
     pub receive_wal: Option<crate::receive_wal::CronAction>,
     /// Temporary files of processes that died (a killed `archive-wal`, say), removed.
     pub removed_temp_files: Vec<String>,
+    /// Why the server was skipped: its configuration section cannot be used.
+    pub disabled: Option<String>,
 }
 
 /// How long a temporary file of a process that is gone must have been left alone before cron
@@ -42,8 +44,19 @@ pub struct CronReport {
 const TEMP_FILE_MIN_AGE: Duration = Duration::from_secs(300);
 
 /// Runs the periodic work of every active server; one failing server does not stop the others.
+/// A server disabled by its configuration is skipped, with the reason in its report.
 pub fn cron(config: &Config) -> Vec<CronReport> {
     let mut out = Vec::new();
+    for (name, disabled) in &config.disabled {
+        if disabled.active {
+            out.push(CronReport {
+                server: name.clone(),
+                skipped: true,
+                disabled: Some(disabled.reason.to_string()),
+                ..Default::default()
+            });
+        }
+    }
     for (name, cfg) in &config.servers {
         if !cfg.active {
             continue;

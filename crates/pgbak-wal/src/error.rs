@@ -258,8 +258,10 @@ impl Error {
     }
 
     pub(crate) fn conninfo(reason: impl Into<String>) -> Self {
+        let reason: String = reason.into();
         Error::InvalidConninfo {
-            reason: reason.into(),
+            // Messages never quote a password, and this keeps it so if one ever did.
+            reason: crate::redact::redact(&reason).into_owned(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod history;
 pub mod lsn;
 pub mod protocol;
 pub mod receiver;
+pub mod redact;
 pub mod replication;
 pub mod segment;
 #[cfg(test)]

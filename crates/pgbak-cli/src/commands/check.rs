@@ -25,10 +25,11 @@ pub struct CheckArgs {
     pub check_timeout: Option<u64>,
 }
 
-/// The servers named on a command line; `all` means every configured server.
+/// The servers named on a command line; `all` means every configured server, disabled ones
+/// included (the commands that take `all` report on each).
 pub fn server_names(config: &Config, names: &[String]) -> Vec<String> {
     if names.iter().any(|n| n == "all") {
-        config.servers.keys().cloned().collect()
+        config.server_names()
     } else {
         names.to_vec()
     }

@@ -24,6 +24,22 @@ pub fn show_servers(cli: &Cli, a: &ShowServersArgs) -> Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     let mut all = serde_json::Map::new();
     for name in server_names(&config, &a.servers) {
+        if let Some(disabled) = config.disabled.get(&name) {
+            let reason = disabled.reason.to_string();
+            match cli.format {
+                Format::Json => {
+                    all.insert(
+                        name.clone(),
+                        serde_json::json!({"name": name, "disabled": reason, "description": disabled.description}),
+                    );
+                }
+                Format::Console => {
+                    println!("Server {name} (WARNING: disabled):");
+                    println!("\tdisabled: {reason}");
+                }
+            }
+            continue;
+        }
         let server = Server::new(&config, &name)?;
         let values = show_server(&server);
         match cli.format {

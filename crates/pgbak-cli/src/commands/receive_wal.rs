@@ -110,7 +110,7 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
         if cli.format == Format::Json {
             print_json(&serde_json::json!({"server": name, "result": text}));
         } else if code != 0 {
-            eprintln!("ERROR: {text}");
+            crate::output::eprint_line(format_args!("ERROR: {text}"));
         } else {
             say(text);
         }
@@ -138,7 +138,7 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
                 a.already_archived
             ));
             for c in &a.conflicts {
-                eprintln!("ERROR: {}: {c}", report.server);
+                crate::output::eprint_line(format_args!("ERROR: {}: {c}", report.server));
             }
         }
     }

@@ -140,7 +140,7 @@ fn target(cli: &Cli, host: &str, r: &super::wal_args::RemoteArgs) -> SshTarget {
 }
 
 fn report(e: &HelperError, archiving: bool) -> u8 {
-    eprintln!("ERROR: {e}");
+    crate::output::eprint_line(format_args!("ERROR: {e}"));
     e.exit_code(archiving)
 }
 

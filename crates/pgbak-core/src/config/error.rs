@@ -76,7 +76,8 @@ impl ConfigError {
             (None, Some(section)) => out.push_str(&format!("server '{section}': ")),
             (None, None) => {}
         }
-        out.push_str(&self.message);
+        // No message quotes a password; this keeps it so if one ever did.
+        out.push_str(&pgbak_wal::redact::redact(&self.message));
         out
     }
 }

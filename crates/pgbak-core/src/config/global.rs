@@ -111,16 +111,33 @@ pub(crate) fn build(
 }
 
 /// Unknown options and per-server options in the global section are warnings: they have no
-/// effect there, but the file may have been written for another version.
+/// effect there, but the file may have been written for another version. So is a Barman option
+/// that pgbak ignores, said once here rather than for every server that inherits it (one that
+/// pgbak refuses is an error of each such server).
 fn warn_about_keys(section: &RawSection, warnings: &mut Vec<String>) {
+    let reader = Reader::global(section);
     for (key, entry) in &section.entries {
-        let message = match keys::kind(key) {
-            Kind::Global | Kind::BarmanGlobal => continue,
-            Kind::Server | Kind::BarmanServer if keys::is_inheritable(key) => continue,
-            Kind::Server | Kind::BarmanServer => {
-                "only a server section can set this option; ignored here"
+        let kind = keys::kind(key);
+        let message = match kind {
+            Kind::Global => continue,
+            Kind::BarmanGlobal | Kind::BarmanServer
+                if kind == Kind::BarmanGlobal || keys::is_inheritable(key) =>
+            {
+                let value = reader.string(key).ok().flatten();
+                match (keys::support(key), value) {
+                    (Some(support @ keys::Support::Ignored { why, .. }), Some(value))
+                        if !support.is_harmless(&value) =>
+                    {
+                        format!("not implemented by pgbak, ignored: {why}")
+                    }
+                    _ => continue,
+                }
             }
-            Kind::Unknown => "unknown option; ignored",
+            Kind::Server if keys::is_inheritable(key) => continue,
+            Kind::Server | Kind::BarmanServer | Kind::BarmanGlobal => {
+                "only a server section can set this option; ignored here".to_string()
+            }
+            Kind::Unknown => "unknown option; ignored".to_string(),
         };
         warnings.push(
             ConfigError::new(message)

@@ -1,6 +1,8 @@
 //! Which option names exist, where they may be set and whether servers inherit them from the
-//! global section. Options Barman has and pgbak does not implement yet are known here so that a
-//! Barman file loads without a wall of warnings; they are kept as text for later use.
+//! global section, and what pgbak does with each of Barman's options that is not one of its own
+//! typed options: implemented (read as text by the code that uses it), refused (an error that
+//! disables the server, when pgbak without it would keep less or less safely than the file
+//! asks), or ignored with a warning naming the file, line and option.
 
 /// Global options pgbak reads (aliases included).
 pub(crate) const GLOBAL: &[&str] = &[
@@ -13,12 +15,81 @@ pub(crate) const GLOBAL: &[&str] = &[
     "configuration_files_directory",
 ];
 
+/// How pgbak treats a Barman option that is not one of its own typed options (the table
+/// `docs/barman-compatibility.md` shows to users).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Support {
+    /// pgbak implements it as Barman does; the code that uses it reads it from `raw`.
+    Implemented,
+    /// pgbak does not implement it, and without it pgbak would keep less, or keep it less
+    /// safely, than the file asks (encryption, WORM storage, a passive copy of another server):
+    /// any value but the `harmless` ones (compared in lower case) is an error, which disables the
+    /// server.
+    Refused {
+        harmless: &'static [&'static str],
+        why: &'static str,
+    },
+    /// pgbak does not implement it and its absence weakens nothing: any value but the
+    /// `harmless` ones is a warning that says what pgbak does instead.
+    Ignored {
+        harmless: &'static [&'static str],
+        why: &'static str,
+    },
+}
+
+impl Support {
+    /// Whether `value` asks for nothing pgbak would have to do.
+    pub(crate) fn is_harmless(&self, value: &str) -> bool {
+        let value = value.trim().to_ascii_lowercase();
+        match self {
+            Support::Implemented => true,
+            Support::Refused { harmless, .. } | Support::Ignored { harmless, .. } => {
+                harmless.contains(&value.as_str())
+            }
+        }
+    }
+}
+
+/// The words Barman reads as false.
+const FALSE_WORDS: &[&str] = &["false", "f", "no", "0", "off"];
+
+const fn ignored(why: &'static str) -> Support {
+    Support::Ignored { harmless: &[], why }
+}
+
+const NO_SNAPSHOTS: Support =
+    ignored("it only applies to backup_method = snapshot, which pgbak does not support");
+const NO_CLOUD: Support = ignored(
+    "it only applies to backups or WAL kept in object storage, which pgbak does not support (a URL as a directory is refused)",
+);
+const NO_CUSTOM_COMPRESSION: Support = ignored(
+    "it only applies to compression = custom, which pgbak does not support (its compressions are built in)",
+);
+const NO_ENCRYPTION: Support =
+    ignored("it only applies to encryption = gpg, which pgbak does not support (and refuses)");
+const HOOK: Support = Support::Implemented;
+
 /// Global options Barman has and pgbak does not use.
-pub(crate) const BARMAN_GLOBAL: &[&str] = &[
-    "barman_user",
-    "lock_directory_cleanup",
-    "config_changes_queue",
-    "log_format",
+pub(crate) const BARMAN_GLOBAL: &[(&str, Support)] = &[
+    (
+        "barman_user",
+        ignored("pgbak runs as the user that starts it and never switches users"),
+    ),
+    (
+        "lock_directory_cleanup",
+        Support::Ignored {
+            harmless: FALSE_WORDS,
+            why: "cron does not remove lock files; run 'pgbak lock-directory-cleanup' instead",
+        },
+    ),
+    (
+        "config_changes_queue",
+        ignored("pgbak has no config-update command"),
+    ),
+    (
+        "log_format",
+        ignored("pgbak's log lines have a fixed format (or JSON with --log-format json)"),
+    ),
 ];
 
 /// Server options pgbak implements.
@@ -64,92 +135,186 @@ pub(crate) const SERVER: &[&str] = &[
     "recovery_options",
     "streaming_backup_name",
     "keepalive_interval",
+    "autogenerate_manifest",
 ];
 
-/// Server options Barman has (3.20) and pgbak does not implement yet.
-pub(crate) const BARMAN_SERVER: &[&str] = &[
-    "cluster",
-    "model",
-    "xlogdb_directory",
-    "wal_conninfo",
-    "wal_streaming_conninfo",
-    "primary_conninfo",
-    "primary_checkpoint_timeout",
-    "primary_ssh_command",
-    "forward_config_path",
-    "autogenerate_manifest",
-    "warehousepg_dbid",
-    "archiver_batch_size",
-    "streaming_archiver_batch_size",
-    "streaming_archiver_name",
-    "last_wal_maximum_age",
-    "custom_compression_filter",
-    "custom_decompression_filter",
-    "custom_compression_magic",
-    "retention_policy_mode",
-    "last_backup_minimum_size",
-    "pre_backup_script",
-    "pre_backup_retry_script",
-    "post_backup_script",
-    "post_backup_retry_script",
-    "pre_archive_script",
-    "pre_archive_retry_script",
-    "post_archive_script",
-    "post_archive_retry_script",
-    "pre_delete_script",
-    "pre_delete_retry_script",
-    "post_delete_script",
-    "post_delete_retry_script",
-    "pre_recovery_script",
-    "pre_recovery_retry_script",
-    "post_recovery_script",
-    "post_recovery_retry_script",
-    "pre_wal_delete_script",
-    "pre_wal_delete_retry_script",
-    "post_wal_delete_script",
-    "post_wal_delete_retry_script",
-    "parallel_jobs_start_batch_size",
-    "parallel_jobs_start_batch_period",
-    "tablespace_bandwidth_limit",
-    "staging_path",
-    "staging_location",
-    "recovery_staging_path",
-    "local_staging_path",
-    "combine_mode",
-    "encryption",
-    "encryption_key_id",
-    "encryption_passphrase_command",
-    "worm_mode",
-    "snapshot_provider",
-    "snapshot_instance",
-    "snapshot_disks",
-    "snapshot_zone",
-    "snapshot_gcp_project",
-    "gcp_project",
-    "gcp_zone",
-    "azure_subscription_id",
-    "azure_resource_group",
-    "azure_credential",
-    "aws_region",
-    "aws_profile",
-    "aws_await_snapshots_timeout",
-    "aws_snapshot_lock_mode",
-    "aws_snapshot_lock_duration",
-    "aws_snapshot_lock_cool_off_period",
-    "aws_snapshot_lock_expiration_date",
-    "cloud_staging_directory",
-    "cloud_staging_max_size",
-    "cloud_upload_max_archive_size",
-    "cloud_upload_min_chunk_size",
-    "cloud_wal_archive_parallel",
-    "cloud_wal_restore_parallel",
-    "cloud_delete_batch_size",
-    "aws_encryption",
-    "aws_sse_kms_key_id",
-    "aws_sse_customer_key",
-    "aws_read_timeout",
-    "aws_check_object_lock",
+/// Server options Barman has (3.20) that are not typed options of pgbak, and what pgbak does
+/// with each.
+pub(crate) const BARMAN_SERVER: &[(&str, Support)] = &[
+    (
+        "cluster",
+        ignored("it only groups servers for configuration models, which pgbak does not support"),
+    ),
+    (
+        "model",
+        Support::Ignored {
+            harmless: FALSE_WORDS,
+            why: "configuration models are not supported; a section with model = true is skipped",
+        },
+    ),
+    (
+        "xlogdb_directory",
+        ignored("pgbak keeps its WAL index (xlog.db) in wals_directory"),
+    ),
+    (
+        "wal_conninfo",
+        ignored("pgbak runs its WAL-related queries over conninfo"),
+    ),
+    ("wal_streaming_conninfo", Support::Implemented),
+    (
+        "primary_conninfo",
+        ignored(
+            "pgbak does not switch WAL on a primary while it backs up a standby: such a backup waits until the primary fills a WAL segment",
+        ),
+    ),
+    (
+        "primary_checkpoint_timeout",
+        ignored("it only applies with primary_conninfo, which pgbak does not support"),
+    ),
+    (
+        "primary_ssh_command",
+        Support::Refused {
+            harmless: &[],
+            why: "makes this a passive node (a copy of another Barman server's backups and WAL), which pgbak does not support",
+        },
+    ),
+    (
+        "forward_config_path",
+        ignored("pgbak's put-wal has no --config to forward"),
+    ),
+    (
+        "warehousepg_dbid",
+        ignored("pgbak does not back up WarehousePG segments"),
+    ),
+    (
+        "archiver_batch_size",
+        ignored("cron archives every queued WAL file in each run"),
+    ),
+    (
+        "streaming_archiver_batch_size",
+        ignored("receive-wal archives each streamed segment as soon as it is complete"),
+    ),
+    ("streaming_archiver_name", Support::Implemented),
+    ("last_wal_maximum_age", Support::Implemented),
+    ("custom_compression_filter", NO_CUSTOM_COMPRESSION),
+    ("custom_decompression_filter", NO_CUSTOM_COMPRESSION),
+    ("custom_compression_magic", NO_CUSTOM_COMPRESSION),
+    (
+        "retention_policy_mode",
+        Support::Refused {
+            harmless: &["auto"],
+            why: "the only retention_policy_mode is auto (cron enforces the policy)",
+        },
+    ),
+    ("last_backup_minimum_size", Support::Implemented),
+    ("pre_backup_script", HOOK),
+    ("pre_backup_retry_script", HOOK),
+    ("post_backup_script", HOOK),
+    ("post_backup_retry_script", HOOK),
+    ("pre_archive_script", HOOK),
+    ("pre_archive_retry_script", HOOK),
+    ("post_archive_script", HOOK),
+    ("post_archive_retry_script", HOOK),
+    ("pre_delete_script", HOOK),
+    ("pre_delete_retry_script", HOOK),
+    ("post_delete_script", HOOK),
+    ("post_delete_retry_script", HOOK),
+    ("pre_recovery_script", HOOK),
+    ("pre_recovery_retry_script", HOOK),
+    ("post_recovery_script", HOOK),
+    ("post_recovery_retry_script", HOOK),
+    ("pre_wal_delete_script", HOOK),
+    ("pre_wal_delete_retry_script", HOOK),
+    ("post_wal_delete_script", HOOK),
+    ("post_wal_delete_retry_script", HOOK),
+    (
+        "parallel_jobs_start_batch_size",
+        ignored("pgbak starts its parallel_jobs rsync workers at once"),
+    ),
+    (
+        "parallel_jobs_start_batch_period",
+        ignored("pgbak starts its parallel_jobs rsync workers at once"),
+    ),
+    ("tablespace_bandwidth_limit", Support::Implemented),
+    ("staging_path", Support::Implemented),
+    (
+        "staging_location",
+        Support::Ignored {
+            harmless: &["local"],
+            why: "pgbak stages a recovery on the backup host (local)",
+        },
+    ),
+    (
+        "recovery_staging_path",
+        ignored("a deprecated Barman name; pgbak reads staging_path"),
+    ),
+    (
+        "local_staging_path",
+        ignored("a deprecated Barman name; pgbak reads staging_path"),
+    ),
+    (
+        "combine_mode",
+        ignored("it only applies to restoring PostgreSQL 17 incremental backups with pg_combinebackup"),
+    ),
+    (
+        "encryption",
+        Support::Refused {
+            harmless: &["none"],
+            why: "pgbak does not encrypt backups or WAL: with this server they would be stored in clear",
+        },
+    ),
+    ("encryption_key_id", NO_ENCRYPTION),
+    ("encryption_passphrase_command", NO_ENCRYPTION),
+    (
+        "worm_mode",
+        Support::Refused {
+            harmless: FALSE_WORDS,
+            why: "pgbak has no WORM mode: it would write to and delete from the catalogue as on ordinary storage",
+        },
+    ),
+    ("snapshot_provider", NO_SNAPSHOTS),
+    ("snapshot_instance", NO_SNAPSHOTS),
+    ("snapshot_disks", NO_SNAPSHOTS),
+    ("snapshot_zone", NO_SNAPSHOTS),
+    ("snapshot_gcp_project", NO_SNAPSHOTS),
+    ("gcp_project", NO_SNAPSHOTS),
+    ("gcp_zone", NO_SNAPSHOTS),
+    ("azure_subscription_id", NO_SNAPSHOTS),
+    ("azure_resource_group", NO_SNAPSHOTS),
+    ("azure_credential", NO_SNAPSHOTS),
+    ("aws_region", NO_SNAPSHOTS),
+    ("aws_profile", NO_SNAPSHOTS),
+    ("aws_await_snapshots_timeout", NO_SNAPSHOTS),
+    ("aws_snapshot_lock_mode", NO_SNAPSHOTS),
+    ("aws_snapshot_lock_duration", NO_SNAPSHOTS),
+    ("aws_snapshot_lock_cool_off_period", NO_SNAPSHOTS),
+    ("aws_snapshot_lock_expiration_date", NO_SNAPSHOTS),
+    ("cloud_staging_directory", NO_CLOUD),
+    ("cloud_staging_max_size", NO_CLOUD),
+    ("cloud_upload_max_archive_size", NO_CLOUD),
+    ("cloud_upload_min_chunk_size", NO_CLOUD),
+    ("cloud_wal_archive_parallel", NO_CLOUD),
+    ("cloud_wal_restore_parallel", NO_CLOUD),
+    ("cloud_delete_batch_size", NO_CLOUD),
+    ("aws_encryption", NO_CLOUD),
+    ("aws_sse_kms_key_id", NO_CLOUD),
+    ("aws_sse_customer_key", NO_CLOUD),
+    ("aws_read_timeout", NO_CLOUD),
+    ("aws_check_object_lock", NO_CLOUD),
 ];
+
+/// What pgbak does with Barman option `key` (`None` for pgbak's own options and unknown names).
+pub(crate) fn support(key: &str) -> Option<Support> {
+    BARMAN_SERVER
+        .iter()
+        .chain(BARMAN_GLOBAL)
+        .find(|(name, _)| *name == key)
+        .map(|(_, support)| *support)
+}
+
+fn listed(table: &[(&str, Support)], key: &str) -> bool {
+    table.iter().any(|(name, _)| *name == key)
+}
 
 /// Server options that only a server section may set (Barman's list); every other server option
 /// set in the global section is inherited by all servers that do not set it.
@@ -190,11 +355,11 @@ pub(crate) const ALIASES: &[(&str, &str)] = &[
 pub(crate) enum Kind {
     /// A global option pgbak reads.
     Global,
-    /// A global option of Barman that pgbak ignores.
+    /// A global option of Barman that pgbak does not use ([`support`] says what it does).
     BarmanGlobal,
-    /// A server option pgbak implements.
+    /// A server option pgbak implements as a typed option.
     Server,
-    /// A server option of Barman that pgbak keeps as text.
+    /// A server option of Barman that pgbak keeps as text ([`support`] says what it does).
     BarmanServer,
     /// Neither pgbak nor Barman knows it.
     Unknown,
@@ -203,11 +368,11 @@ pub(crate) enum Kind {
 pub(crate) fn kind(key: &str) -> Kind {
     if GLOBAL.contains(&key) {
         Kind::Global
-    } else if BARMAN_GLOBAL.contains(&key) {
+    } else if listed(BARMAN_GLOBAL, key) {
         Kind::BarmanGlobal
     } else if SERVER.contains(&key) {
         Kind::Server
-    } else if BARMAN_SERVER.contains(&key) {
+    } else if listed(BARMAN_SERVER, key) {
         Kind::BarmanServer
     } else {
         Kind::Unknown
@@ -241,7 +406,9 @@ mod tests {
 
     #[test]
     fn tables_do_not_overlap() {
-        let all = [GLOBAL, BARMAN_GLOBAL, SERVER, BARMAN_SERVER];
+        let names = |t: &[(&'static str, Support)]| t.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        let (barman_global, barman_server) = (names(BARMAN_GLOBAL), names(BARMAN_SERVER));
+        let all = [GLOBAL, &barman_global, SERVER, &barman_server];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 for key in a.iter() {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::error::{ConfigError, Location};
 use super::raw::{RawEntry, RawSection};
 use super::reader::Reader;
-use super::{global, ini, server, values, Config, ServerConfig};
+use super::{global, ini, server, values, Config, DisabledServer, ServerConfig};
 
 /// The environment variable that names the configuration file.
 pub(crate) const ENV_VAR: &str = "PGBAK_CONFIG";
@@ -197,11 +197,6 @@ impl Loader {
                     RawSection::new(&section.name, path.to_path_buf(), section.line)
                 })
             } else {
-                check_server_name(&section.name).map_err(|m| {
-                    ConfigError::new(m)
-                        .at(path, Some(section.line))
-                        .in_section(&section.name)
-                })?;
                 self.servers.entry(section.name.clone()).or_insert_with(|| {
                     RawSection::new(&section.name, path.to_path_buf(), section.line)
                 })
@@ -231,32 +226,93 @@ impl Loader {
         }
     }
 
+    /// Builds the configuration. Any error in the global section is returned; an error in a
+    /// server section disables that server only.
     fn finish(mut self, main: &Path) -> Result<Config, ConfigError> {
         let global = global::build(self.global.as_ref(), main, &mut self.warnings)?;
         let mut servers = BTreeMap::new();
+        let mut disabled = BTreeMap::new();
         for (name, section) in &self.servers {
-            if is_model(section)? {
-                self.warnings.push(format!(
-                    "{}: server '{name}': Barman models (model = true) are not supported by pgbak; section ignored",
-                    section.at
-                ));
-                continue;
+            let built = match is_model(section) {
+                Ok(true) => {
+                    self.warnings.push(format!(
+                        "{}: server '{name}': Barman models (model = true) are not supported by pgbak; section ignored",
+                        section.at
+                    ));
+                    continue;
+                }
+                Ok(false) => build_server(
+                    section,
+                    self.global.as_ref(),
+                    &global.home,
+                    &mut self.warnings,
+                ),
+                Err(e) => Err(e),
+            };
+            match built {
+                Ok(config) => {
+                    servers.insert(name.clone(), config);
+                }
+                Err(reason) => {
+                    disabled.insert(
+                        name.clone(),
+                        disabled_server(section, self.global.as_ref(), &global.home, reason),
+                    );
+                }
             }
-            let config = server::build(
-                section,
-                self.global.as_ref(),
-                &global.home,
-                &mut self.warnings,
-            )?;
-            servers.insert(name.clone(), config);
         }
-        check_directory_conflicts(&servers, &self.servers)?;
+        for (name, reason) in directory_conflicts(&servers, &self.servers) {
+            servers.remove(&name);
+            if let Some(section) = self.servers.get(&name) {
+                disabled.insert(
+                    name,
+                    disabled_server(section, self.global.as_ref(), &global.home, reason),
+                );
+            }
+        }
         Ok(Config {
             source: self.sources,
             global,
             servers,
+            disabled,
             warnings: self.warnings,
         })
+    }
+}
+
+/// Builds one server, refusing a name that cannot be a server's (the options pgbak refuses,
+/// such as a passive node's `primary_ssh_command`, are refused by [`server::build`]).
+fn build_server(
+    section: &RawSection,
+    global: Option<&RawSection>,
+    home: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<ServerConfig, ConfigError> {
+    check_server_name(&section.name).map_err(|m| {
+        ConfigError::new(m)
+            .at(&section.at.path, Some(section.at.line))
+            .in_section(&section.name)
+    })?;
+    server::build(section, global, home, warnings)
+}
+
+/// What can still be read of a server that cannot be used: its description and `active`.
+fn disabled_server(
+    section: &RawSection,
+    global: Option<&RawSection>,
+    home: &Path,
+    reason: ConfigError,
+) -> DisabledServer {
+    let reader = Reader::server(section, global, Some(home));
+    DisabledServer {
+        name: section.name.clone(),
+        description: reader.string("description").ok().flatten(),
+        active: reader
+            .parse("active", values::bool_value)
+            .ok()
+            .flatten()
+            .unwrap_or(true),
+        reason,
     }
 }
 
@@ -270,11 +326,38 @@ fn is_model(section: &RawSection) -> Result<bool, ConfigError> {
 /// Two directories of the catalogue that are the same folder would mix backups, WAL or servers:
 /// refuse that, as Barman does. Paths are compared as written (normalised), since they may not
 /// exist yet.
-fn check_directory_conflicts(
+///
+/// Returns the servers to disable, with why: a server whose directories clash with each other;
+/// and for a clash between two servers, the one(s) that chose the clashing directory (the
+/// option, or `backup_directory` for the folders below it, set in its own section), so that a
+/// server left at its defaults keeps working when another one points into its catalogue.
+fn directory_conflicts(
     servers: &BTreeMap<String, ServerConfig>,
     sections: &BTreeMap<String, RawSection>,
-) -> Result<(), ConfigError> {
+) -> BTreeMap<String, ConfigError> {
+    let chose = |name: &str, option: &str| {
+        sections.get(name).is_some_and(|s| {
+            s.entries.contains_key(option)
+                || (option != "backup_directory" && s.entries.contains_key("backup_directory"))
+        })
+    };
+    let error = |name: &str, option: &str, message: String| {
+        let mut err = ConfigError::new(message)
+            .in_section(name)
+            .for_option(option);
+        if let Some(section) = sections.get(name) {
+            let at = section
+                .entries
+                .get(option)
+                .or_else(|| section.entries.get("backup_directory"))
+                .map(|e| &e.at)
+                .unwrap_or(&section.at);
+            err = err.at(&at.path, Some(at.line));
+        }
+        err
+    };
     let mut seen: BTreeMap<PathBuf, (&str, &str)> = BTreeMap::new();
+    let mut out = BTreeMap::new();
     for (name, s) in servers {
         let dirs: [(&str, &PathBuf); 6] = [
             ("backup_directory", &s.backup_directory),
@@ -286,30 +369,51 @@ fn check_directory_conflicts(
         ];
         for (option, dir) in dirs {
             let normal: PathBuf = dir.components().collect();
-            if let Some((other_server, other_option)) = seen.get(&normal) {
-                let whose = if *other_server == name.as_str() {
-                    format!("this server's {other_option}")
-                } else {
-                    format!("the {other_option} of server '{other_server}'")
-                };
-                let mut err = ConfigError::new(format!(
-                    "{} is also {whose}; every directory of the catalogue must be distinct",
-                    dir.display()
-                ))
-                .in_section(name)
-                .for_option(option);
-                if let Some(section) = sections.get(name) {
-                    let at = section
-                        .entries
-                        .get(option)
-                        .map(|e| &e.at)
-                        .unwrap_or(&section.at);
-                    err = err.at(&at.path, Some(at.line));
-                }
-                return Err(err);
+            let Some(&(other, other_option)) = seen.get(&normal) else {
+                seen.insert(normal, (name.as_str(), option));
+                continue;
+            };
+            let distinct = "every directory of the catalogue must be distinct";
+            if other == name.as_str() {
+                out.entry(name.clone()).or_insert_with(|| {
+                    error(
+                        name,
+                        option,
+                        format!(
+                            "{} is also this server's {other_option}; {distinct}",
+                            dir.display()
+                        ),
+                    )
+                });
+                continue;
             }
-            seen.insert(normal, (name.as_str(), option));
+            let mine = chose(name, option);
+            let theirs = chose(other, other_option);
+            if mine || !theirs {
+                out.entry(name.clone()).or_insert_with(|| {
+                    error(
+                        name,
+                        option,
+                        format!(
+                            "{} is also the {other_option} of server '{other}'; {distinct}",
+                            dir.display()
+                        ),
+                    )
+                });
+            }
+            if theirs || !mine {
+                out.entry(other.to_string()).or_insert_with(|| {
+                    error(
+                        other,
+                        other_option,
+                        format!(
+                            "{} is also the {option} of server '{name}'; {distinct}",
+                            dir.display()
+                        ),
+                    )
+                });
+            }
         }
     }
-    Ok(())
+    out
 }

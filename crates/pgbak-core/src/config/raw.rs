@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::error::Location;
 use super::keys;
+use pgbak_wal::redact::redact_option;
 
 /// ConfigParser's limit, which also stops reference loops.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
@@ -78,8 +79,11 @@ impl Scope<'_> {
     /// The effective value of a written one: interpolated, `None` and empty mean unset, and
     /// matching surrounding quotes are removed (in Barman's order: `None` is checked before
     /// unquoting, emptiness after).
-    pub(crate) fn resolve(&self, written: &str) -> Result<Option<String>, String> {
-        let value = self.interpolate(written, 0)?;
+    ///
+    /// `key` is the option the value belongs to: an error shows the value only through
+    /// [`redact_option`], so a `%` in a password never prints the password.
+    pub(crate) fn resolve(&self, key: &str, written: &str) -> Result<Option<String>, String> {
+        let value = self.interpolate(key, written, 0)?;
         if value.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
@@ -87,10 +91,12 @@ impl Scope<'_> {
         Ok((!value.is_empty()).then(|| value.to_string()))
     }
 
-    fn interpolate(&self, value: &str, depth: usize) -> Result<String, String> {
+    fn interpolate(&self, key: &str, value: &str, depth: usize) -> Result<String, String> {
+        let shown = || redact_option(key, value);
         if depth > MAX_INTERPOLATION_DEPTH {
             return Err(format!(
-                "interpolation nested more than {MAX_INTERPOLATION_DEPTH} levels deep in '{value}' (do two options refer to each other?)"
+                "interpolation nested more than {MAX_INTERPOLATION_DEPTH} levels deep in '{}' (do two options refer to each other?)",
+                shown()
             ));
         }
         let mut out = String::with_capacity(value.len());
@@ -109,7 +115,8 @@ impl Scope<'_> {
                 .and_then(|(name, after)| after.strip_prefix('s').map(|after| (name, after)));
             let Some((name, after)) = reference else {
                 return Err(format!(
-                    "bad '%' in '{value}': write '%%' for a literal '%', or '%(option)s' to refer to another option"
+                    "bad '%' in '{}': write '%%' for a literal '%', or '%(option)s' to refer to another option",
+                    shown()
                 ));
             };
             let name = name.to_lowercase();
@@ -118,7 +125,7 @@ impl Scope<'_> {
                     "'%({name})s' refers to option '{name}', which is not set in this section or the global one (write '%%' for a literal '%')"
                 ));
             };
-            out.push_str(&self.interpolate(replacement, depth + 1)?);
+            out.push_str(&self.interpolate(&name, replacement, depth + 1)?);
             rest = after;
         }
         out.push_str(rest);
@@ -176,11 +183,14 @@ mod tests {
             defaults: vec![("backup_directory", "/computed".to_string())],
         };
         assert_eq!(
-            scope.resolve("%(path)s").unwrap().as_deref(),
+            scope.resolve("x", "%(path)s").unwrap().as_deref(),
             Some("/srv/pgbak/main/local")
         );
         assert_eq!(
-            scope.resolve("%(backup_directory)s/x").unwrap().as_deref(),
+            scope
+                .resolve("x", "%(backup_directory)s/x")
+                .unwrap()
+                .as_deref(),
             Some("/computed/x")
         );
         let global_scope = Scope {
@@ -190,11 +200,11 @@ mod tests {
         };
         // `home` finds its alias `barman_home`.
         assert_eq!(
-            global_scope.resolve("%(dir)s").unwrap().as_deref(),
+            global_scope.resolve("x", "%(dir)s").unwrap().as_deref(),
             Some("/srv/pgbak/x")
         );
         assert!(global_scope
-            .resolve("%(name)s")
+            .resolve("x", "%(name)s")
             .unwrap_err()
             .contains("'%(name)s'"));
     }
@@ -208,24 +218,49 @@ mod tests {
             defaults: Vec::new(),
         };
         assert_eq!(
-            scope.resolve("100%% sure").unwrap().as_deref(),
+            scope.resolve("x", "100%% sure").unwrap().as_deref(),
             Some("100% sure")
         );
-        assert!(scope.resolve("50% off").unwrap_err().contains("write '%%'"));
-        assert!(scope.resolve("%(a").unwrap_err().contains("bad '%'"));
-        assert!(scope.resolve("%(a)d").unwrap_err().contains("bad '%'"));
         assert!(scope
-            .resolve("%(missing)s")
+            .resolve("x", "50% off")
+            .unwrap_err()
+            .contains("write '%%'"));
+        assert!(scope.resolve("x", "%(a").unwrap_err().contains("bad '%'"));
+        assert!(scope.resolve("x", "%(a)d").unwrap_err().contains("bad '%'"));
+        assert!(scope
+            .resolve("x", "%(missing)s")
             .unwrap_err()
             .contains("'missing'"));
         assert!(scope
-            .resolve("%(a)s")
+            .resolve("x", "%(a)s")
             .unwrap_err()
             .contains("refer to each other"));
         assert!(scope
-            .resolve("%(A)s")
+            .resolve("x", "%(A)s")
             .unwrap_err()
             .contains("refer to each other"));
+    }
+
+    #[test]
+    fn errors_do_not_show_passwords() {
+        let s = section("main", &[("secret_ref", "postgresql://u:Zq7%zz@h/db")]);
+        let scope = Scope {
+            server: Some("main"),
+            sections: vec![&s],
+            defaults: Vec::new(),
+        };
+        for (key, value) in [
+            ("conninfo", "host=h password=Zq7%x"),
+            ("conninfo", "host=h PASSWORD='Zq7 %x'"),
+            ("streaming_conninfo", "postgresql://u:Zq7%zz@h/db"),
+            ("post_backup_script", "PGPASSWORD=Zq7% psql"),
+            ("encryption_passphrase_command", "echo Zq7%"),
+            ("conninfo", "%(secret_ref)s"),
+        ] {
+            let err = scope.resolve(key, value).unwrap_err();
+            assert!(!err.contains("Zq7"), "{key} = {value}: {err}");
+            assert!(err.contains("'%'"), "{err}");
+        }
     }
 
     #[test]
@@ -236,21 +271,21 @@ mod tests {
             sections: vec![&s],
             defaults: Vec::new(),
         };
-        assert_eq!(scope.resolve("None").unwrap(), None);
-        assert_eq!(scope.resolve("none").unwrap(), None);
-        assert_eq!(scope.resolve("%(n)s").unwrap(), None);
-        assert_eq!(scope.resolve("").unwrap(), None);
-        assert_eq!(scope.resolve("\"\"").unwrap(), None);
+        assert_eq!(scope.resolve("x", "None").unwrap(), None);
+        assert_eq!(scope.resolve("x", "none").unwrap(), None);
+        assert_eq!(scope.resolve("x", "%(n)s").unwrap(), None);
+        assert_eq!(scope.resolve("x", "").unwrap(), None);
+        assert_eq!(scope.resolve("x", "\"\"").unwrap(), None);
         assert_eq!(
-            scope.resolve("\" spaced \"").unwrap().as_deref(),
+            scope.resolve("x", "\" spaced \"").unwrap().as_deref(),
             Some(" spaced ")
         );
-        assert_eq!(scope.resolve("'x'").unwrap().as_deref(), Some("x"));
-        assert_eq!(scope.resolve("\"x'").unwrap().as_deref(), Some("\"x'"));
-        assert_eq!(scope.resolve("\"").unwrap().as_deref(), Some("\""));
+        assert_eq!(scope.resolve("x", "'x'").unwrap().as_deref(), Some("x"));
+        assert_eq!(scope.resolve("x", "\"x'").unwrap().as_deref(), Some("\"x'"));
+        assert_eq!(scope.resolve("x", "\"").unwrap().as_deref(), Some("\""));
         assert_eq!(
             scope
-                .resolve("ssh -c \"arcfour\" -p 22")
+                .resolve("x", "ssh -c \"arcfour\" -p 22")
                 .unwrap()
                 .as_deref(),
             Some("ssh -c \"arcfour\" -p 22")

@@ -84,7 +84,7 @@ impl<'a> Reader<'a> {
         let Some((entry, inherited)) = self.entry(key) else {
             return Ok(None);
         };
-        match self.scope.resolve(&entry.value) {
+        match self.scope.resolve(key, &entry.value) {
             Ok(Some(text)) => Ok(Some(Value {
                 text,
                 entry,

@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub streaming_backup_name: String,
     /// `keepalive_interval` in seconds (60; 0 disables).
     pub keepalive_interval: u64,
+    /// `autogenerate_manifest` (false): rsync and local-rsync backups get a PostgreSQL-format
+    /// `backup_manifest` (as `pgbak generate-manifest` writes) before they are complete.
+    pub autogenerate_manifest: bool,
     /// Every effective option of this server after inheritance: pgbak's options with their final
     /// values (defaults included) and the Barman options pgbak keeps as text; unknown options
     /// are left out. For `show-servers`.
@@ -137,6 +140,9 @@ pub(crate) fn build(
     let r = Reader::server(section, global, Some(home));
     let name = r.name().to_string();
     warn_about_keys(section, warnings);
+    // First, so that a server asking for what pgbak does not do (a passive node, encryption)
+    // says so rather than that some other option is missing.
+    let raw_barman = barman_options(&r, warnings)?;
 
     let bool_or = |key: &str, default: bool| -> Result<bool, ConfigError> {
         Ok(r.parse(key, values::bool_value)?.unwrap_or(default))
@@ -444,6 +450,15 @@ pub(crate) fn build(
     let keepalive_interval = r
         .parse("keepalive_interval", values::seconds_value)?
         .unwrap_or(60);
+    let autogenerate_manifest = bool_or("autogenerate_manifest", false)?;
+    if autogenerate_manifest && backup_method == BackupMethod::Postgres {
+        let v = r.get("autogenerate_manifest")?;
+        warnings.push(r.warning(
+            "autogenerate_manifest",
+            v.as_ref(),
+            "only applies to the rsync methods; backups of backup_method = postgres always have PostgreSQL's own manifest",
+        ));
+    }
 
     let mut config = ServerConfig {
         name,
@@ -488,16 +503,10 @@ pub(crate) fn build(
         recovery_options,
         streaming_backup_name,
         keepalive_interval,
+        autogenerate_manifest,
         raw: BTreeMap::new(),
     };
-    let mut raw = BTreeMap::new();
-    for key in r.keys() {
-        if keys::kind(key) == Kind::BarmanServer {
-            if let Some(text) = r.string(key)? {
-                raw.insert(key.to_string(), text);
-            }
-        }
-    }
+    let mut raw = raw_barman;
     raw.extend(effective_values(&config));
     config.raw = raw;
     Ok(config)
@@ -591,12 +600,49 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
             Some(c.streaming_backup_name.clone()),
         ),
         ("keepalive_interval", Some(c.keepalive_interval.to_string())),
+        ("autogenerate_manifest", flag(c.autogenerate_manifest)),
     ];
     debug_assert_eq!(pairs.len(), keys::SERVER.len());
     pairs
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect()
+}
+
+/// The Barman options of this server that are not typed options of pgbak, as text (for the code
+/// that implements them and for `show-servers`). One that pgbak refuses is an error; one it
+/// ignores is a warning, unless the value asks for nothing (Barman's default) or it is inherited
+/// (the global section warns about it once).
+fn barman_options(
+    r: &Reader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut raw = BTreeMap::new();
+    for key in r.keys() {
+        if keys::kind(key) != Kind::BarmanServer {
+            continue;
+        }
+        let Some(value) = r.get(key)? else { continue };
+        match keys::support(key) {
+            Some(support @ keys::Support::Refused { why, .. })
+                if !support.is_harmless(&value.text) =>
+            {
+                return Err(r.error(key, Some(&value), why));
+            }
+            Some(support @ keys::Support::Ignored { why, .. })
+                if !value.inherited && !support.is_harmless(&value.text) =>
+            {
+                warnings.push(r.warning(
+                    key,
+                    Some(&value),
+                    &format!("not implemented by pgbak, ignored: {why}"),
+                ));
+            }
+            _ => {}
+        }
+        raw.insert(key.to_string(), value.text);
+    }
+    Ok(raw)
 }
 
 /// Unknown options and global options in a server section are warnings.

@@ -19,9 +19,16 @@ fn parse(text: &str) -> Config {
     }
 }
 
+/// The error of a file whose global section is wrong, or the reason its one server is disabled.
 fn parse_err(text: &str) -> ConfigError {
     match Config::parse_str(text, Path::new(ORIGIN)) {
-        Ok(_) => panic!("expected an error for:\n{text}"),
+        Ok(config) => match config.disabled.values().next() {
+            Some(d) if config.disabled.len() == 1 => {
+                assert!(config.server(&d.name).is_err());
+                d.reason.clone()
+            }
+            _ => panic!("expected an error for:\n{text}"),
+        },
         Err(e) => e,
     }
 }
@@ -90,7 +97,12 @@ active = false
 "#,
     );
     assert_eq!(config.source, vec![PathBuf::from(ORIGIN)]);
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(
+        config.warnings,
+        vec![format!(
+            "{ORIGIN}:7: option 'barman_user' in [pgbak]: not implemented by pgbak, ignored: pgbak runs as the user that starts it and never switches users"
+        )]
+    );
 
     let g = &config.global;
     assert_eq!(g.home, Path::new("/var/lib/pgbak"));
@@ -344,6 +356,73 @@ fn barman_section_and_names_are_accepted_with_a_warning() {
 }
 
 #[test]
+fn barman_options_pgbak_lacks_are_errors_when_safety_depends_on_them() {
+    // Barman's defaults ask for nothing: they load without a word.
+    let config = parse(&with_server(
+        "encryption = none\nworm_mode = off\nretention_policy_mode = auto\nstaging_location = local\nmodel = false\n",
+    ));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(config.server("main").is_ok());
+
+    // Anything else disables the server, naming the file, line and option.
+    for (line, needle) in [
+        ("encryption = gpg", "stored in clear"),
+        ("encryption = GPG", "stored in clear"),
+        ("worm_mode = on", "no WORM mode"),
+        ("primary_ssh_command = ssh barman@backup", "passive node"),
+        (
+            "retention_policy_mode = manual",
+            "only retention_policy_mode is auto",
+        ),
+    ] {
+        let option = line.split(' ').next().unwrap();
+        let err = parse_err(&with_server(&format!("{line}\n")));
+        assert_error(&err, Some(5), Some(option), needle);
+        assert_eq!(err.section.as_deref(), Some("main"));
+    }
+    // Set in the global section, it disables every server that inherits it.
+    let config = parse(&format!(
+        "{HEADER}encryption = gpg\n[a]\nconninfo = x\n[b]\nconninfo = y\nencryption = none\n"
+    ));
+    assert!(config.server("a").is_err());
+    assert_eq!(config.disabled["a"].reason.line, Some(3));
+    assert!(config.server("b").is_ok(), "b opts out");
+
+    // The others are warnings, once, at the line that sets them.
+    let config = parse(&format!(
+        "{HEADER}archiver_batch_size = 50\n[a]\nconninfo = x\nprimary_conninfo = host=p\n[b]\nconninfo = y\n"
+    ));
+    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert!(config.warnings[0].starts_with(&format!(
+        "{ORIGIN}:3: option 'archiver_batch_size' in [pgbak]: not implemented by pgbak, ignored: "
+    )));
+    assert!(config.warnings[1].starts_with(&format!(
+        "{ORIGIN}:6: option 'primary_conninfo' of server 'a': not implemented by pgbak, ignored: "
+    )));
+    assert!(config.server("a").is_ok() && config.server("b").is_ok());
+}
+
+#[test]
+fn every_barman_option_is_classified() {
+    for (name, support) in keys::BARMAN_SERVER.iter().chain(keys::BARMAN_GLOBAL) {
+        match support {
+            keys::Support::Implemented => {}
+            keys::Support::Refused { why, .. } | keys::Support::Ignored { why, .. } => {
+                assert!(!why.is_empty(), "{name}")
+            }
+        }
+    }
+    // The table users read lists every option pgbak does not type itself.
+    let doc = include_str!("../../../../docs/barman-compatibility.md");
+    for (name, _) in keys::BARMAN_SERVER.iter().chain(keys::BARMAN_GLOBAL) {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is missing from docs/barman-compatibility.md"
+        );
+    }
+}
+
+#[test]
 fn unknown_options_warn_and_barman_options_are_kept() {
     let config = parse(&with_server(
         "frobnicate = yes\nlog_level = DEBUG\ncustom_compression_filter = bzip2 -c\nlast_wal_maximum_age = None\n",
@@ -354,6 +433,9 @@ fn unknown_options_warn_and_barman_options_are_kept() {
             format!("{ORIGIN}:5: option 'frobnicate' of server 'main': unknown option; ignored"),
             format!(
                 "{ORIGIN}:6: option 'log_level' of server 'main': global option: only the [pgbak] section can set it; ignored here"
+            ),
+            format!(
+                "{ORIGIN}:7: option 'custom_compression_filter' of server 'main': not implemented by pgbak, ignored: it only applies to compression = custom, which pgbak does not support (its compressions are built in)"
             ),
         ]
     );
@@ -704,6 +786,19 @@ fn directories_must_not_clash() {
         "is also the backup_directory of server 'a'",
     );
     assert_eq!(err.section.as_deref(), Some("b"));
+    // Only the server that chose the clashing folder is disabled; the other one works.
+    let config = parse(&format!(
+        "{HEADER}[a]\nconninfo = x\n[b]\nconninfo = y\nbackup_directory = /srv/pgbak/a/\n"
+    ));
+    assert!(config.server("a").is_ok());
+    assert!(config.server("b").is_err());
+    // Both chose it: both are disabled.
+    let config = parse(&format!(
+        "{HEADER}[a]\nconninfo = x\nwals_directory = /w\n[b]\nconninfo = y\nwals_directory = /w\n"
+    ));
+    assert!(config.servers.is_empty(), "{:?}", config.servers.keys());
+    assert_eq!(config.server_names(), vec!["a", "b"]);
+    assert!(config.disabled["a"].reason.message.contains("server 'b'"));
 
     let err = parse_err(&with_server("wals_directory = /srv/pgbak/main/incoming\n"));
     assert_eq!(err.option.as_deref(), Some("incoming_wals_directory"));
@@ -852,11 +947,15 @@ fn configuration_files_directory_overrides_in_name_order() {
     assert_eq!(s.compression, Compression::Gzip);
     assert_eq!(config.server("other").unwrap().conninfo, "host=o");
 
-    // An error in an included file names that file and line.
+    // An error in an included file names that file and line, and disables only that server.
     write(&dir.join("d.conf"), "[main]\narchiver = sometimes\n");
-    let err = load_with(Some(&main), None, None, &[]).unwrap_err();
-    assert_eq!(err.path.as_deref(), Some(dir.join("d.conf").as_path()));
-    assert_eq!(err.line, Some(2));
+    let config = load_with(Some(&main), None, None, &[]).unwrap();
+    let err = config.server("main").unwrap_err();
+    assert!(err.message.contains("d.conf:2"), "{err}");
+    let reason = &config.disabled["main"].reason;
+    assert_eq!(reason.path.as_deref(), Some(dir.join("d.conf").as_path()));
+    assert_eq!(reason.line, Some(2));
+    assert_eq!(config.server("other").unwrap().conninfo, "host=o");
     fs::remove_file(dir.join("d.conf")).unwrap();
 
     // A global section is refused in included files.

@@ -64,18 +64,17 @@ fn uri_rest(s: &str) -> Option<&str> {
         .or_else(|| s.strip_prefix("postgres://"))
 }
 
-/// One `key=value` pair of a keyword/value string, with where its value sits in the input.
+/// One `key=value` pair of a keyword/value string.
 struct KvToken {
     key: String,
     value: String,
-    value_span: std::ops::Range<usize>,
 }
 
 /// Splits a keyword/value string exactly as libpq's `conninfo_parse` does.
 fn lex_kv(s: &str) -> Result<Vec<KvToken>> {
     let b = s.as_bytes();
     let mut i = 0;
-    let mut out = Vec::new();
+    let mut out: Vec<KvToken> = Vec::new();
     let is_space = |c: u8| c.is_ascii_whitespace();
     loop {
         while i < b.len() && is_space(b[i]) {
@@ -93,15 +92,18 @@ fn lex_kv(s: &str) -> Result<Vec<KvToken>> {
             i += 1;
         }
         if i >= b.len() || b[i] != b'=' {
-            return Err(Error::conninfo(format!(
-                "missing \"=\" after \"{key}\" in connection info string"
-            )));
+            return Err(Error::conninfo(match after_secret(&out) {
+                // The word may be the rest of a password with a space: never show it.
+                Some(secret) => format!(
+                    "missing \"=\" after the value of \"{secret}\" in connection info string (a value with spaces must be quoted: {secret}='...')"
+                ),
+                None => format!("missing \"=\" after \"{key}\" in connection info string"),
+            }));
         }
         i += 1;
         while i < b.len() && is_space(b[i]) {
             i += 1;
         }
-        let value_start = i;
         let mut value = Vec::new();
         if i < b.len() && b[i] == b'\'' {
             i += 1;
@@ -150,10 +152,30 @@ fn lex_kv(s: &str) -> Result<Vec<KvToken>> {
         out.push(KvToken {
             key: key.to_string(),
             value,
-            value_span: value_start..i,
         });
     }
     Ok(out)
+}
+
+/// The key of the last token when it holds a secret: the next word may be part of its value.
+fn after_secret(tokens: &[KvToken]) -> Option<&str> {
+    tokens
+        .last()
+        .map(|t| t.key.as_str())
+        .filter(|k| crate::redact::is_secret_name(k))
+}
+
+/// Decodes the `%XX` escapes of the value of `key`; an error about a secret's value never shows
+/// the value.
+fn percent_decode_value(key: &str, s: &str) -> Result<String> {
+    if !crate::redact::is_secret_name(key) {
+        return percent_decode(s);
+    }
+    percent_decode(s).map_err(|_| {
+        Error::conninfo(format!(
+            "invalid percent-encoding in the {key} of the connection URI (value not shown; write %25 for a literal '%')"
+        ))
+    })
 }
 
 /// Decodes `%XX` escapes like libpq's `conninfo_uri_decode`.
@@ -191,7 +213,7 @@ fn percent_decode(s: &str) -> Result<String> {
 fn parse_uri(rest: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
     let mut store = |key: &str, raw: &str| -> Result<()> {
         if !raw.is_empty() {
-            out.insert(key.to_string(), percent_decode(raw)?);
+            out.insert(key.to_string(), percent_decode_value(key, raw)?);
         }
         Ok(())
     };
@@ -255,6 +277,12 @@ fn parse_uri(rest: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
             "multiple hosts in one connection string are not supported",
         ));
     }
+    if !ports[0].bytes().all(|c| c.is_ascii_digit()) {
+        // Usually a user name or password holding '/' or '@': the text is not shown.
+        return Err(Error::conninfo(
+            "invalid port number in the connection URI (a '/', ':' or '@' in a user name or password must be percent-encoded: %2F, %3A, %40)",
+        ));
+    }
     store("host", hosts[0])?;
     store("port", ports[0])?;
 
@@ -281,7 +309,7 @@ fn parse_uri(rest: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
                 )));
             }
             let mut key = percent_decode(k)?;
-            let mut value = percent_decode(v)?;
+            let mut value = percent_decode_value(&key, v)?;
             // libpq's JDBC-compatible spelling.
             if key == "ssl" && value == "true" {
                 key = "sslmode".into();
@@ -320,72 +348,43 @@ pub fn parse_conninfo(s: &str) -> Result<BTreeMap<String, String>> {
         parse_uri(rest, &mut out)?;
         return Ok(out);
     }
-    for t in lex_kv(s)? {
+    let tokens = lex_kv(s)?;
+    for (i, t) in tokens.iter().enumerate() {
+        if check_keyword(&t.key).is_err() {
+            if let Some(secret) = after_secret(&tokens[..i]) {
+                // The word may be the rest of a password with a space: never show it.
+                return Err(Error::conninfo(format!(
+                    "invalid connection option after the value of \"{secret}\" (a value with spaces must be quoted: {secret}='...')"
+                )));
+            }
+        }
         check_keyword(&t.key)?;
-        out.insert(t.key, t.value);
+        out.insert(t.key.clone(), t.value.clone());
     }
     Ok(out)
 }
 
-/// Keywords whose values are secrets.
-fn is_secret(key: &str) -> bool {
-    key == "password" || key == "sslpassword"
-}
-
-/// Masks passwords in a connection string given by a user, for logs and messages.
+/// Masks passwords in a connection string given by a user, for logs and messages: the rules of
+/// [`crate::redact::redact`] (any case, URIs, quoted values).
 ///
-/// A string that cannot be parsed but mentions a password is replaced whole, so that a typo never
-/// leaks a secret.
+/// A keyword/value string that cannot be split into pairs but mentions a secret is replaced
+/// whole, so that a typo never leaks a secret.
 ///
 /// ```
 /// use pgbak_wal::conninfo::redacted;
 /// assert_eq!(redacted("host=db password=s3cret"), "host=db password=********");
+/// assert_eq!(redacted("host=db PASSWORD=s3cret"), "host=db PASSWORD=********");
 /// assert_eq!(redacted("postgresql://bob:s3cret@db/app"), "postgresql://bob:********@db/app");
 /// ```
 pub fn redacted(conninfo: &str) -> String {
-    const MASK: &str = "********";
-    if let Some(rest) = uri_rest(conninfo) {
-        let prefix_len = conninfo.len() - rest.len();
-        let mut s = conninfo.to_string();
-        let mut spans = Vec::new();
-        if let Some(at) = rest
-            .find(['@', '/'])
-            .filter(|&i| rest.as_bytes()[i] == b'@')
-        {
-            if let Some(colon) = rest[..at].find(':') {
-                spans.push(prefix_len + colon + 1..prefix_len + at);
-            }
+    if uri_rest(conninfo).is_none() && lex_kv(conninfo).is_err() {
+        let lower = conninfo.to_ascii_lowercase();
+        if lower.contains("pass") || crate::redact::is_secret_name(&lower) {
+            return "<connection string not shown: it cannot be parsed and may contain a password>"
+                .to_string();
         }
-        if let Some(q) = rest.find('?') {
-            let mut pos = prefix_len + q + 1;
-            for param in rest[q + 1..].split('&') {
-                if let Some((k, _)) = param.split_once('=') {
-                    if percent_decode(k).map(|k| is_secret(&k)).unwrap_or(true) {
-                        spans.push(pos + k.len() + 1..pos + param.len());
-                    }
-                }
-                pos += param.len() + 1;
-            }
-        }
-        for span in spans.into_iter().rev() {
-            s.replace_range(span, MASK);
-        }
-        return s;
     }
-    match lex_kv(conninfo) {
-        Ok(tokens) => {
-            let mut s = conninfo.to_string();
-            for t in tokens.iter().rev().filter(|t| is_secret(&t.key)) {
-                s.replace_range(t.value_span.clone(), MASK);
-            }
-            s
-        }
-        Err(_) if conninfo.contains("password") => {
-            "<connection string not shown: it cannot be parsed and may contain a password>"
-                .to_string()
-        }
-        Err(_) => conninfo.to_string(),
-    }
+    crate::redact::redact(conninfo).into_owned()
 }
 
 /// Quotes a value for a keyword/value connection string the way libpq's `appendConnStrVal` does:
@@ -551,6 +550,28 @@ mod tests {
     }
 
     #[test]
+    fn errors_never_show_a_password() {
+        for s in [
+            "postgresql://bob:Zq7%zz@db/app",
+            "postgresql://bob:Zq7%cdx@db/app",
+            "postgresql://bob:Zq7%00@db/app",
+            "postgresql://db/app?password=Zq7%zz",
+            "postgresql://db/app?PASSWORD=Zq7%zz",
+            "postgresql://bob:Zq7/x@db/app",
+            "host=db password=ab Zq7 port=5",
+            "host=db password=ab Zq7=x",
+            "host=db PGPASSWORD=Zq7",
+        ] {
+            let err = parse_conninfo(s).unwrap_err().to_string();
+            assert!(!err.contains("Zq7"), "{s}: {err}");
+        }
+        let err = parse_conninfo("postgresql://bob:Zq7%zz@db/app")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("password") && err.contains("%25"), "{err}");
+    }
+
+    #[test]
     fn redaction() {
         assert_eq!(
             redacted("host=h password=secret user=u"),
@@ -562,7 +583,7 @@ mod tests {
         );
         assert_eq!(
             redacted("password = 'a b\\' c' host=h"),
-            "password = ******** host=h"
+            "password = '********' host=h"
         );
         assert_eq!(redacted("host=h"), "host=h");
         assert_eq!(
