@@ -53,4 +53,47 @@ pub trait StorageBackend: Send + Sync {
     fn stat(&self, key: &str) -> Result<Option<ObjectMeta>>;
     /// Removes the object; removing a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes several objects (missing ones are not an error).
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for k in keys {
+            self.delete(k)?;
+        }
+        Ok(())
+    }
+
+    /// One level of the key space below `prefix` (empty, or ending with `/`): the objects
+    /// directly under it and the names of its child "folders" (common prefixes, without the
+    /// trailing `/`), both sorted.
+    fn list_dir(&self, prefix: &str) -> Result<Listing> {
+        let mut out = Listing::default();
+        for m in self.list(prefix)? {
+            let rest = &m.key[prefix.len()..];
+            match rest.split_once('/') {
+                Some((dir, _)) => {
+                    if out.prefixes.last().map(String::as_str) != Some(dir) {
+                        out.prefixes.push(dir.to_string());
+                    }
+                }
+                None => out.objects.push(m),
+            }
+        }
+        out.prefixes.dedup();
+        Ok(out)
+    }
+
+    /// Removes every object whose key starts with `prefix` (a "folder" when it ends with `/`).
+    fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        let keys: Vec<String> = self.list(prefix)?.into_iter().map(|m| m.key).collect();
+        self.delete_many(&keys)
+    }
+}
+
+/// One level of a listing: see [`StorageBackend::list_dir`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Objects directly below the prefix.
+    pub objects: Vec<ObjectMeta>,
+    /// Names of the child folders.
+    pub prefixes: Vec<String>,
 }

@@ -206,6 +206,71 @@ impl StorageBackend for LocalStorage {
         Ok(out)
     }
 
+    fn list_dir(&self, prefix: &str) -> Result<crate::Listing> {
+        let dir = match prefix.strip_suffix('/') {
+            Some(p) => self.path_of(p)?,
+            None if prefix.is_empty() => self.root.clone(),
+            None => {
+                return Err(Error::InvalidKey {
+                    key: prefix.to_string(),
+                    reason: "a folder prefix ends with '/'",
+                })
+            }
+        };
+        let mut out = crate::Listing::default();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io("list", dir.display().to_string(), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", dir.display().to_string(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue; // temporary files of uploads in progress
+            }
+            // Links are not objects of this store: never followed, never listed.
+            let ft = entry
+                .file_type()
+                .map_err(|e| Error::io("stat", format!("{prefix}{name}"), e))?;
+            if ft.is_dir() {
+                out.prefixes.push(name);
+            } else if ft.is_file() {
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::io("stat", format!("{prefix}{name}"), e))?;
+                out.objects.push(ObjectMeta {
+                    key: format!("{prefix}{name}"),
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                });
+            }
+        }
+        out.prefixes.sort();
+        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        // A folder goes in one pass (a plain backup holds thousands of files); links inside it
+        // are removed, never followed.
+        if let Some(folder) = prefix.strip_suffix('/') {
+            let path = self.path_of(folder)?;
+            return match fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    if let Some(parent) = path.parent() {
+                        fsync_dir(parent).map_err(|e| Error::io("fsync", folder, e))?;
+                    }
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io("delete", folder, e)),
+            };
+        }
+        let keys: Vec<String> = self.list(prefix)?.into_iter().map(|m| m.key).collect();
+        self.delete_many(&keys)
+    }
+
     fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = self.path_of(key)?;
         match fs::metadata(&path) {

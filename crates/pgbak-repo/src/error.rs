@@ -1,0 +1,57 @@
+//! The error type of the repository.
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What can go wrong reading or writing a repository.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store itself (not found, unreachable, refused...).
+    #[error(transparent)]
+    Storage(#[from] pgbak_storage::Error),
+    /// A WAL name, timeline history or segment header.
+    #[error(transparent)]
+    Wal(#[from] pgbak_wal::Error),
+    /// A backup that does not exist or cannot be used, or a refusal about one.
+    #[error("server '{server}': {message}")]
+    Backup { server: String, message: String },
+    /// A WAL file is not in the archive.
+    #[error("WAL file {name} not found in the archive of server '{server}'")]
+    WalNotFound { server: String, name: String },
+    /// The same WAL name was archived with different content; both copies are kept.
+    #[error("WAL file {name} is already archived with different content; the new copy was kept as {kept}")]
+    WalConflict { name: String, kept: String },
+    /// Stored data or a record failed a check (checksum, size, header, place).
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// Reading a local source file or a stream failed.
+    #[error("{op} {what}: {source}")]
+    Io {
+        op: &'static str,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request that cannot be served as asked.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and on what.
+    pub fn io(op: &'static str, what: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            what: what.to_string(),
+            source,
+        }
+    }
+
+    /// A corrupt-data error.
+    pub fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
