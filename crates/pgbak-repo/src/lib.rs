@@ -4,6 +4,7 @@
 //! Workflows in `pgbak-core` speak the records and keys of this crate, never paths; the key
 //! layout is documented in `docs/catalogue.md`.
 
+pub mod backups;
 mod error;
 pub mod wal;
 

@@ -191,12 +191,25 @@ pub struct CompactReport {
 /// The index of one WAL archive, over the archive's store.
 pub struct WalIndex<'a> {
     storage: &'a dyn StorageBackend,
+    chunk_lines: usize,
 }
 
 impl<'a> WalIndex<'a> {
     /// The index kept in `storage` (the WAL archive's store).
     pub fn new(storage: &'a dyn StorageBackend) -> Self {
-        WalIndex { storage }
+        WalIndex {
+            storage,
+            chunk_lines: CHUNK_LINES,
+        }
+    }
+
+    /// The same with chunks of at most `n` lines (tests use small chunks).
+    #[cfg(test)]
+    fn with_chunk_lines(storage: &'a dyn StorageBackend, n: usize) -> Self {
+        WalIndex {
+            storage,
+            chunk_lines: n,
+        }
     }
 
     fn layout(&self) -> Result<Layout> {
@@ -315,7 +328,7 @@ impl<'a> WalIndex<'a> {
     fn write_chunks(&self, entries: &[&IndexEntry]) -> Result<Vec<String>> {
         let generation = new_generation();
         let mut keys = Vec::new();
-        for piece in entries.chunks(CHUNK_LINES) {
+        for piece in entries.chunks(self.chunk_lines) {
             let (Some(first), Some(last)) = (piece.first(), piece.last()) else {
                 continue;
             };
@@ -500,38 +513,38 @@ mod tests {
     #[test]
     fn entries_then_compaction_then_lookups() {
         let (_d, s) = store();
-        let idx = WalIndex::new(&s);
+        let idx = WalIndex::with_chunk_lines(&s, 40);
         assert_eq!(idx.all().unwrap(), None);
-        for i in 0..10_000 {
+        for i in 0..100 {
             idx.add(&entry(i)).unwrap();
         }
         assert_eq!(idx.lookup(&name(77)).unwrap(), Some(entry(77)));
         let r = idx.compact().unwrap();
-        assert_eq!(r.merged, 10_000);
+        assert_eq!(r.merged, 100);
         assert_eq!(r.written, 3);
         assert_eq!(keys(&s).len(), 3, "only chunks are left");
         let all = idx.all().unwrap().unwrap();
-        assert_eq!(all.len(), 10_000);
-        assert_eq!(all[&name(9_999)], entry(9_999));
-        for i in [0, 4095, 4096, 8191, 9_999] {
+        assert_eq!(all.len(), 100);
+        assert_eq!(all[&name(99)], entry(99));
+        for i in [0, 39, 40, 79, 99] {
             assert_eq!(idx.lookup(&name(i)).unwrap(), Some(entry(i)), "{i}");
         }
         assert_eq!(idx.lookup(&name(20_000)).unwrap(), None);
         // More archiving, another compaction: the full chunks stay as they are.
-        for i in 10_000..10_100 {
+        for i in 100..110 {
             idx.add(&entry(i)).unwrap();
         }
         let r = idx.compact().unwrap();
-        assert_eq!((r.merged, r.removed, r.written), (100, 1, 1));
-        assert_eq!(idx.all().unwrap().unwrap().len(), 10_100);
+        assert_eq!((r.merged, r.removed, r.written), (10, 1, 1));
+        assert_eq!(idx.all().unwrap().unwrap().len(), 110);
         assert_eq!(idx.compact().unwrap(), CompactReport::default());
     }
 
     #[test]
     fn an_interrupted_compaction_leaves_only_duplicates() {
         let (_d, s) = store();
-        let idx = WalIndex::new(&s);
-        for i in 0..5000 {
+        let idx = WalIndex::with_chunk_lines(&s, 40);
+        for i in 0..100 {
             idx.add(&entry(i)).unwrap();
         }
         idx.compact().unwrap();
@@ -542,7 +555,7 @@ mod tests {
         idx.write_chunks(&refs).unwrap();
         idx.add(&entry(3)).unwrap();
         let union = idx.all().unwrap().unwrap();
-        assert_eq!(union.len(), 5000);
+        assert_eq!(union.len(), 100);
         idx.compact().unwrap();
         assert_eq!(idx.all().unwrap().unwrap(), union);
         let layout = idx.layout().unwrap();
@@ -553,19 +566,19 @@ mod tests {
     #[test]
     fn removals_and_rebuilds() {
         let (_d, s) = store();
-        let idx = WalIndex::new(&s);
-        for i in 0..6000 {
+        let idx = WalIndex::with_chunk_lines(&s, 40);
+        for i in 0..120 {
             idx.add(&entry(i)).unwrap();
         }
         idx.compact().unwrap();
-        idx.add(&entry(6000)).unwrap();
+        idx.add(&entry(120)).unwrap();
         let removed = idx
-            .retain(|e| e.name.as_str() >= name(5000).as_str())
+            .retain(|e| e.name.as_str() >= name(100).as_str())
             .unwrap();
-        assert_eq!(removed, 5000);
+        assert_eq!(removed, 100);
         let all = idx.all().unwrap().unwrap();
-        assert_eq!(all.len(), 1001);
-        assert_eq!(all.keys().next().unwrap(), &name(5000));
+        assert_eq!(all.len(), 21);
+        assert_eq!(all.keys().next().unwrap(), &name(100));
         idx.replace_all(&[entry(1), entry(2)]).unwrap();
         assert_eq!(
             idx.all()
@@ -589,7 +602,7 @@ mod tests {
         let mut w = s.put(LEGACY_INDEX).unwrap();
         w.write_all(legacy.as_bytes()).unwrap();
         w.commit(CommitMode::Replace).unwrap();
-        let idx = WalIndex::new(&s);
+        let idx = WalIndex::with_chunk_lines(&s, 40);
         assert_eq!(idx.lookup(&name(42)).unwrap(), Some(entry(42)));
         assert_eq!(idx.lookup(&name(100)).unwrap(), None);
         idx.add(&entry(100)).unwrap();
