@@ -12,7 +12,6 @@ use crate::server::Server;
 use crate::{Error, Result};
 use pgbak_compress::{Codec, Compression, Level};
 use pgbak_copy::{BackupDestination, CopyProgress, CopyStrategy, StreamingCopy};
-use pgbak_storage::LocalStorage;
 use pgbak_wal::{
     segments_between, BaseBackupOptions, ConnParams, Lsn, SegmentName, ServerCompression,
 };
@@ -75,11 +74,10 @@ pub fn backup(
 
     let cat = server.catalogue();
     let mut id = new_backup_id(crate::clock::now());
-    while cat.backup_dir(&id).exists() {
+    while cat.exists(&id)? {
         std::thread::sleep(Duration::from_millis(200));
         id = new_backup_id(crate::clock::now());
     }
-    let dir = cat.backup_dir(&id);
     // With `backup_compression_location = server` PostgreSQL compresses and pgbak stores the
     // archives as they arrive (tar) or decompresses them on arrival (plain).
     let server_compression = server_compression(cfg);
@@ -93,11 +91,27 @@ pub fn backup(
                 cfg.backup_compression.name()
             )))
         }
-        BackupFormat::Plain => ("plain", Compression::None),
+        // A plain tree needs a filesystem: on an object store the same uncompressed bytes are
+        // kept as tar streams.
+        BackupFormat::Plain if server.local_backup_dir(&id).is_some() => ("plain", Compression::None),
+        BackupFormat::Plain => ("tar", Compression::None),
         BackupFormat::Tar => ("tar", cfg.backup_compression),
     };
+    if rsync.is_some() && server.local_backup_dir(&id).is_none() {
+        return Err(Error::Usage(format!(
+            "server '{}': the rsync methods copy files and need basebackups_directory on a local filesystem",
+            cfg.name
+        )));
+    }
     let mode = rsync.as_ref().map_or("postgres", |r| r.mode());
-    let mut info = BackupInfo::new(&cfg.name, &id, mode, format, compression.name());
+    let mut info = BackupInfo::new(
+        &cfg.name,
+        &id,
+        mode,
+        format,
+        compression.name(),
+        crate::clock::now(),
+    );
     info.pgdata = pgdata;
     cat.write(&info)?;
 
@@ -105,10 +119,10 @@ pub fn backup(
     let result = (|| -> Result<()> {
         // An ABORT_STOP from pre_backup_retry_script stops here: the backup ends FAILED.
         hooks.run_pre(&HookEnv::for_backup(server, &info))?;
-        let dest = if format == "plain" {
+        let dest = if let (Some(dir), "plain") = (server.local_backup_dir(&id), format) {
             BackupDestination::Plain {
                 data_dir: dir.join("data"),
-                tablespaces_root: dir.clone(),
+                tablespaces_root: dir,
             }
         } else {
             let level = cfg
@@ -124,8 +138,8 @@ pub fn backup(
             }
             .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
             BackupDestination::Tar {
-                storage: Arc::new(LocalStorage::new(&dir)),
-                prefix: "data".into(),
+                storage: server.stores().backups.clone(),
+                prefix: format!("{id}/data"),
                 compressor: Arc::new(codec),
             }
         };
@@ -154,7 +168,12 @@ pub fn backup(
         };
         let started = Instant::now();
         let outcome = match rsync.as_mut() {
-            Some(r) => r.copy(&info, &dir, &strategy.options.label, progress)?,
+            Some(r) => {
+                let dir = server.local_backup_dir(&id).ok_or_else(|| {
+                    Error::Usage("the rsync methods need a local backups folder".into())
+                })?;
+                r.copy(&info, &dir, &strategy.options.label, progress)?
+            }
             None => strategy.copy(&dest, progress)?,
         };
         info.copy_seconds = Some(started.elapsed().as_secs_f64());
@@ -378,24 +397,6 @@ fn last_segment(tli: u32, begin: Lsn, end: Lsn, seg_size: u64) -> SegmentName {
             segno: s.segno,
         })
         .unwrap_or_else(|| SegmentName::from_lsn(tli, begin, seg_size))
-}
-
-/// The WAL segment names a backup needs, from its begin to its end.
-pub fn required_segments(info: &BackupInfo) -> Result<Vec<String>> {
-    let (Some(b), Some(e), Some(tli), Some(seg)) = (
-        &info.begin_lsn,
-        &info.end_lsn,
-        info.timeline,
-        info.wal_segment_size,
-    ) else {
-        return Ok(Vec::new());
-    };
-    let begin: Lsn = b.parse()?;
-    let end: Lsn = e.parse()?;
-    Ok(segments_between(tli, begin, end, seg)
-        .into_iter()
-        .map(|s| s.file_name(seg))
-        .collect())
 }
 
 /// Turns a WAITING_FOR_WALS backup into DONE when all its WAL is archived. Returns whether it is DONE.

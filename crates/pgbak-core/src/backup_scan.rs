@@ -10,7 +10,8 @@
 use crate::manifest::{ChecksumAlgorithm, MANIFEST_FILE};
 use crate::{Error, Result};
 use pgbak_copy::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
-use std::ffi::OsStr;
+use pgbak_storage::{LocalStorage, StorageBackend};
+use std::sync::Arc;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -71,13 +72,18 @@ pub struct ScanStats {
 pub type ChecksumPlan<'a> = dyn Fn(&[u8]) -> Option<ChecksumAlgorithm> + Sync + 'a;
 
 /// How a backup's files are stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum BackupLayout {
     /// Trees: `(folder, prefix)` pairs, e.g. `(<backup>/data, "")`, `(<backup>/16384,
     /// "pg_tblspc/16384/")`.
     Plain(Vec<(PathBuf, String)>),
-    /// Tar streams: `(file, prefix)` pairs.
-    Tar(Vec<(PathBuf, String)>),
+    /// Tar streams in a store: `(key, prefix)` pairs.
+    Tar {
+        /// The store holding the streams.
+        storage: Arc<dyn StorageBackend>,
+        /// `(key, prefix)`, e.g. `(<backup>/data/base.tar.zst, "")`.
+        streams: Vec<(String, String)>,
+    },
 }
 
 impl BackupLayout {
@@ -100,29 +106,82 @@ impl BackupLayout {
                 }
                 Ok(BackupLayout::Plain(roots))
             }
-            "tar" => {
-                let mut streams = Vec::new();
-                let mut found_base = false;
-                for (oid, path) in numbered_entries(&data, tar_stream_oid)? {
-                    let prefix = match oid {
-                        None => {
-                            found_base = true;
-                            String::new()
-                        }
-                        Some(oid) => format!("pg_tblspc/{oid}/"),
-                    };
-                    streams.push((path, prefix));
-                }
-                if !found_base {
-                    return Err(Error::Corrupt {
-                        what: format!("backup {}", backup_dir.display()),
-                        detail: "no data/base.tar stream".into(),
-                    });
-                }
-                Ok(BackupLayout::Tar(streams))
-            }
+            "tar" => Self::tar(
+                Arc::new(LocalStorage::new(backup_dir)),
+                "",
+                backup_dir.display(),
+            ),
             other => Err(Error::Corrupt {
                 what: format!("backup {}", backup_dir.display()),
+                detail: format!("unknown backup format '{other}'"),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for BackupLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackupLayout::Plain(roots) => f.debug_tuple("Plain").field(roots).finish(),
+            BackupLayout::Tar { streams, .. } => f.debug_tuple("Tar").field(streams).finish(),
+        }
+    }
+}
+
+impl BackupLayout {
+    /// The tar streams of the backup whose folder is `folder` (`<backup_id>/`, or empty when
+    /// `storage` is rooted at the backup itself) in `storage`; `what` names it in errors.
+    pub fn tar(
+        storage: Arc<dyn StorageBackend>,
+        folder: &str,
+        what: impl std::fmt::Display,
+    ) -> Result<BackupLayout> {
+        let data = format!("{folder}data/");
+        let mut streams = Vec::new();
+        let mut found_base = false;
+        for m in storage.list_dir(&data)?.objects {
+            let name = &m.key[data.len()..];
+            let Some(oid) = tar_stream_oid(name) else {
+                continue;
+            };
+            let prefix = match oid {
+                None => {
+                    found_base = true;
+                    String::new()
+                }
+                Some(oid) => format!("pg_tblspc/{oid}/"),
+            };
+            streams.push((m.key, prefix));
+        }
+        if !found_base {
+            return Err(Error::Corrupt {
+                what: format!("backup {what}"),
+                detail: "no data/base.tar stream".into(),
+            });
+        }
+        Ok(BackupLayout::Tar { storage, streams })
+    }
+
+    /// The layout of a backup of `server`: its plain tree on local disk, or its tar streams in
+    /// whatever store holds the backups.
+    pub fn of_backup(
+        server: &crate::server::Server,
+        info: &crate::catalogue::BackupInfo,
+    ) -> Result<BackupLayout> {
+        let id = &info.backup_id;
+        match (info.backup_format.as_str(), server.local_backup_dir(id)) {
+            ("plain", Some(dir)) => Self::discover(&dir, "plain"),
+            ("plain", None) => Err(Error::Corrupt {
+                what: format!("backup {id} of server '{}'", server.name()),
+                detail: "a plain backup in an object store".into(),
+            }),
+            ("tar", _) => Self::tar(
+                server.stores().backups.clone(),
+                &format!("{id}/"),
+                format!("{id} of server '{}'", server.name()),
+            ),
+            (other, _) => Err(Error::Corrupt {
+                what: format!("backup {id} of server '{}'", server.name()),
                 detail: format!("unknown backup format '{other}'"),
             }),
         }
@@ -187,10 +246,12 @@ pub fn scan_backup(
                 plain_file(f, &sources[f.root], plan, tx)
             }))
         }
-        BackupLayout::Tar(streams) => Ok(run_workers(jobs, streams.len(), on_event, |i, tx| {
-            let (path, prefix) = &streams[i];
-            tar_stream(path, prefix, plan, tx)
-        })),
+        BackupLayout::Tar { storage, streams } => {
+            Ok(run_workers(jobs, streams.len(), on_event, |i, tx| {
+                let (key, prefix) = &streams[i];
+                tar_stream(storage.as_ref(), key, prefix, plan, tx)
+            }))
+        }
     }
 }
 
@@ -363,12 +424,13 @@ impl<R: Read> Read for Counting<R> {
 }
 
 fn tar_stream(
-    path: &Path,
+    storage: &dyn StorageBackend,
+    key: &str,
     prefix: &str,
     plan: &ChecksumPlan<'_>,
     tx: &mpsc::SyncSender<ScanEvent>,
 ) -> ScanStats {
-    let source = stream_source(path);
+    let source = stream_source(key);
     let unreadable = |path: Option<Vec<u8>>, error: String| ScanEvent::Unreadable {
         path,
         source: source.clone(),
@@ -384,7 +446,7 @@ fn tar_stream(
         stats: ScanStats::default(),
     };
     let result = (|| -> std::result::Result<(), String> {
-        let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+        let file = storage.get(key).map_err(|e| format!("cannot open: {e}"))?;
         let counted = Counting {
             inner: file,
             count: counter.clone(),
@@ -416,11 +478,12 @@ fn tar_stream(
 }
 
 /// `data/base.tar.zst` for `<backup>/data/base.tar.zst`.
-fn stream_source(path: &Path) -> String {
-    let name = path.file_name().unwrap_or(OsStr::new(""));
-    match path.parent().and_then(Path::file_name) {
-        Some(parent) => format!("{}/{}", parent.to_string_lossy(), name.to_string_lossy()),
-        None => name.to_string_lossy().into_owned(),
+fn stream_source(key: &str) -> String {
+    let mut parts = key.rsplit('/');
+    match (parts.next(), parts.next()) {
+        (Some(name), Some(parent)) => format!("{parent}/{name}"),
+        (Some(name), None) => name.to_string(),
+        _ => String::new(),
     }
 }
 

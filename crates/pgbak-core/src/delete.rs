@@ -18,7 +18,7 @@
 //! it never runs while the backup is being restored).
 
 use crate::backup_lock::lock_backup;
-use crate::catalogue::{BackupInfo, BackupStatus, Catalogue, DELETE_MARKER, INFO_FILE};
+use crate::catalogue::{BackupInfo, BackupStatus};
 use crate::fault_points::pause_point;
 use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::keep::{find_backup, keep_target, keep_targets};
@@ -26,10 +26,6 @@ use crate::locks::{LockError, LockName};
 use crate::server::Server;
 use crate::wal_cleanup::removal_rule;
 use crate::{Error, Result};
-use pgbak_storage::local::{fsync_dir, DurableFile};
-use pgbak_storage::CommitMode;
-use std::io::Write;
-use std::path::Path;
 
 /// What one delete did.
 #[derive(Clone, Debug)]
@@ -50,9 +46,9 @@ pub struct DeleteReport {
 pub fn delete_backup(server: &Server, id: &str) -> Result<DeleteReport> {
     let _server_lock = lock_server(server)?;
     let cat = server.catalogue();
-    if crate::catalogue::is_backup_id(id) && cat.backup_dir(id).join(DELETE_MARKER).exists() {
+    if cat.is_being_deleted(id)? {
         let _lock = lock_backup(server, id)?;
-        let info = read_marker(&cat, id)?;
+        let info = cat.read_delete_marker(id)?;
         return finish_delete(server, &info, true);
     }
     let info = find_backup(server, id)?;
@@ -130,59 +126,25 @@ fn refusal(server: &Server, info: &BackupInfo) -> Result<Option<String>> {
 fn start_delete(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
     let hooks = Hooks::new(server, HookEvent::Delete);
     hooks.run_pre(&HookEnv::for_backup(server, info))?;
-    write_marker(&server.catalogue(), info)?;
+    server.catalogue().write_delete_marker(info)?;
     pause_point("delete:after-marker");
     finish_delete(server, info, false)
-}
-
-fn write_marker(cat: &Catalogue, info: &BackupInfo) -> Result<()> {
-    let path = cat.backup_dir(&info.backup_id).join(DELETE_MARKER);
-    let mut text = serde_json::to_vec_pretty(info)
-        .map_err(|e| Error::Other(format!("cannot encode backup metadata: {e}")))?;
-    text.push(b'\n');
-    let mut f = DurableFile::create(&path).map_err(|e| Error::io("create", &path, e))?;
-    f.write_all(&text)
-        .map_err(|e| Error::io("write", &path, e))?;
-    f.commit(CommitMode::Replace)
-        .map_err(|e| Error::io("commit", &path, e))
-}
-
-fn read_marker(cat: &Catalogue, id: &str) -> Result<BackupInfo> {
-    let path = cat.backup_dir(id).join(DELETE_MARKER);
-    let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    cat.parse_record(&text, &path, id, "delete marker")
 }
 
 /// Steps 3 to 7; each one can be repeated, so this also finishes an interrupted delete.
 fn finish_delete(server: &Server, info: &BackupInfo, resumed: bool) -> Result<DeleteReport> {
     let cat = server.catalogue();
-    let dir = cat.backup_dir(&info.backup_id);
-    remove_entry(&dir.join(INFO_FILE))?;
-    fsync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e))?;
+    let id = &info.backup_id;
+    cat.remove_metadata(id)?;
     pause_point("delete:after-metadata");
 
-    let rd = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
-        if entry.file_name() != DELETE_MARKER {
-            remove_entry(&entry.path())?;
-        }
-    }
-    fsync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e))?;
+    cat.remove_data(id)?;
     pause_point("delete:after-data");
 
     let wal_removed = remove_unneeded_wal(server, info)?;
     pause_point("delete:after-wal");
 
-    remove_entry(&dir.join(DELETE_MARKER))?;
-    match std::fs::remove_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove", &dir, e)),
-    }
-    if let Some(base) = dir.parent() {
-        fsync_dir(base).map_err(|e| Error::io("fsync", base, e))?;
-    }
+    cat.remove_folder(id)?;
     Hooks::new(server, HookEvent::Delete).run_post(&HookEnv::for_backup(server, info));
     Ok(DeleteReport {
         backup: info.clone(),
@@ -199,26 +161,33 @@ fn remove_unneeded_wal(server: &Server, info: &BackupInfo) -> Result<Vec<String>
         return Ok(Vec::new());
     };
     let archive = server.wal_archive()?;
+    // Files go first, then their index lines, under the xlog.db lock.
+    let _index = server
+        .locks()
+        .lock_blocking(&LockName::ServerXlogDb(server.name().to_string()))?;
     let files = archive.removable_wal(&rule)?;
     let hooks = Hooks::new(server, HookEvent::WalDelete);
     if !hooks.any_configured() {
-        return archive.remove_wal_files(&files, server.locks(), |_| Ok(()), |_, _| {});
+        return Ok(archive.remove_wal_files(&files, |_| Ok(()), |_, _| {})?);
     }
     let env = |f: &crate::wal_cleanup::RemovableWal| {
         let (size, time, compression) = match &f.entry {
             Some(e) => (e.stored_size, e.time, e.compression.clone()),
-            None => (
-                std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0),
-                0.0,
-                String::new(),
-            ),
+            None => (f.stored_size.unwrap_or(0), 0.0, String::new()),
         };
-        HookEnv::for_wal(&f.name, &f.path, size, time, &compression)
+        HookEnv::for_wal(&f.name, &f.location, size, time, &compression)
     };
-    archive.remove_wal_files(
+    // A hook that stops the removal says why in its own terms.
+    let mut stopped_by: Option<Error> = None;
+    let result = archive.remove_wal_files(
         &files,
-        server.locks(),
-        |f| hooks.run_pre(&env(f)),
+        |f| {
+            hooks.run_pre(&env(f)).map_err(|e| {
+                let message = e.to_string();
+                stopped_by = Some(e);
+                pgbak_repo::Error::Usage(message)
+            })
+        },
         |f, err| {
             let e = env(f);
             hooks.run_post(&match err {
@@ -226,73 +195,21 @@ fn remove_unneeded_wal(server: &Server, info: &BackupInfo) -> Result<Vec<String>
                 None => e,
             })
         },
-    )
-}
-
-/// Removes a file or a whole tree; a missing one is fine.
-fn remove_entry(path: &Path) -> Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("stat", path, e)),
-    };
-    let result = if meta.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path, e)),
+    );
+    match (result, stopped_by) {
+        (Err(_), Some(e)) => Err(e),
+        (r, _) => Ok(r?),
     }
-}
-
-/// What a delete may leave in the backups folder.
-struct Leftovers {
-    /// Folders holding the marker: deletes to finish.
-    marked: Vec<String>,
-    /// Empty backup folders: a delete that stopped between removing its marker and its folder.
-    empty: Vec<String>,
-}
-
-fn leftovers(server: &Server) -> Result<Leftovers> {
-    let base = &server.config.basebackups_directory;
-    let mut out = Leftovers {
-        marked: Vec::new(),
-        empty: Vec::new(),
-    };
-    let rd = match std::fs::read_dir(base) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io("list", base, e)),
-    };
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("list", base, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !crate::catalogue::is_backup_id(&name) {
-            continue;
-        }
-        let path = entry.path();
-        if path.join(DELETE_MARKER).exists() {
-            out.marked.push(name);
-        } else if std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none()) {
-            out.empty.push(name);
-        }
-    }
-    out.marked.sort();
-    out.empty.sort();
-    Ok(out)
 }
 
 /// Ids of backups whose delete was begun but not finished (their folder holds the marker).
 pub fn interrupted_deletes(server: &Server) -> Result<Vec<String>> {
-    Ok(leftovers(server)?.marked)
+    Ok(server.catalogue().leftovers()?.marked)
 }
 
 /// Whether [`resume_interrupted_deletes`] has anything to do.
 pub fn has_leftovers(server: &Server) -> Result<bool> {
-    let l = leftovers(server)?;
+    let l = server.catalogue().leftovers()?;
     Ok(!(l.marked.is_empty() && l.empty.is_empty()))
 }
 
@@ -301,20 +218,16 @@ pub fn has_leftovers(server: &Server) -> Result<bool> {
 /// result per interrupted delete: a busy backup or an unreadable marker fails that one only.
 pub fn resume_interrupted_deletes(server: &Server) -> Result<Vec<Result<DeleteReport>>> {
     let cat = server.catalogue();
-    let l = leftovers(server)?;
-    if !l.empty.is_empty() {
-        for id in &l.empty {
-            // Not empty any more, or gone: either way nothing to clean.
-            let _ = std::fs::remove_dir(cat.backup_dir(id));
-        }
-        let base = &server.config.basebackups_directory;
-        fsync_dir(base).map_err(|e| Error::io("fsync", base, e))?;
+    let l = cat.leftovers()?;
+    for id in &l.empty {
+        // Not empty any more, or gone: either way nothing to clean.
+        let _ = cat.remove_folder(id);
     }
     Ok(l.marked
         .into_iter()
         .map(|id| {
             let _lock = lock_backup(server, &id)?;
-            let info = read_marker(&cat, &id)?;
+            let info = cat.read_delete_marker(&id)?;
             finish_delete(server, &info, true)
         })
         .collect())

@@ -179,7 +179,7 @@ fn server_state(server: &Server, connect: bool) -> Value {
     if let Ok((_, problems)) = server.catalogue().list() {
         state.insert("catalogue_problems".into(), json!(problems));
     }
-    let wal = match server.wal_archive().and_then(|a| a.segment_names()) {
+    let wal = match server.wal_archive().and_then(|a| Ok(a.segment_names()?)) {
         Ok(names) => json!({
             "segments": names.len(),
             "first": names.first(),

@@ -44,8 +44,8 @@ pub enum Error {
     #[error("WAL file {name} not found in the archive of server '{server}'")]
     WalNotFound { server: String, name: String },
     /// The same WAL name was archived with different content; both copies are kept.
-    #[error("WAL file {name} is already archived with different content; the new copy was kept as {}", kept.display())]
-    WalConflict { name: String, kept: PathBuf },
+    #[error("WAL file {name} is already archived with different content; the new copy was kept as {kept}")]
+    WalConflict { name: String, kept: String },
     /// Stored data failed a check (checksum, size, header).
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
@@ -60,6 +60,26 @@ pub enum Error {
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
+}
+
+impl From<pgbak_repo::Error> for Error {
+    fn from(e: pgbak_repo::Error) -> Self {
+        use pgbak_repo::Error as R;
+        match e {
+            R::Storage(e) => Error::Storage(e),
+            R::Wal(e) => Error::Wal(e),
+            R::Backup { server, message } => Error::Backup { server, message },
+            R::WalNotFound { server, name } => Error::WalNotFound { server, name },
+            R::WalConflict { name, kept } => Error::WalConflict { name, kept },
+            R::Corrupt { what, detail } => Error::Corrupt { what, detail },
+            R::Io { op, what, source } => Error::Io {
+                op,
+                path: what.into(),
+                source,
+            },
+            R::Usage(m) => Error::Usage(m),
+        }
+    }
 }
 
 impl Error {

@@ -12,12 +12,10 @@ use crate::manifest::{BackupManifest, ChecksumAlgorithm, ManifestFile, WalRange,
 use crate::server::Server;
 use crate::verify::{find_backup, VerifyOptions};
 use crate::{Error, Result};
-use pgbak_storage::local::DurableFile;
 use pgbak_storage::CommitMode;
 use pgbak_wal::{Lsn, TimelineHistory};
 use serde::Serialize;
 use std::io::Write;
-use std::path::PathBuf;
 
 /// First `server_version_num` whose manifests are version 2 (with `System-Identifier`).
 const MANIFEST_V2_VERSION: u32 = 170000;
@@ -30,7 +28,8 @@ pub struct GeneratedManifest {
     /// The backup the manifest describes.
     pub backup_id: String,
     /// The manifest file.
-    pub path: PathBuf,
+    /// Where it was written (a path or a URL).
+    pub path: String,
     /// Files listed.
     pub files: usize,
     /// Bytes checksummed.
@@ -59,16 +58,12 @@ pub fn generate_manifest(
             info.status.as_str()
         )));
     }
-    let path = server
-        .catalogue()
-        .backup_dir(&info.backup_id)
-        .join("data")
-        .join(MANIFEST_FILE);
-    if path.symlink_metadata().is_ok() {
+    let key = manifest_key(&info.backup_id);
+    if server.stores().backups.stat(&key)?.is_some() {
         return Err(refuse(format!(
-            "backup {} already has a manifest ({}); verify it with 'pgbak verify-backup'",
+            "backup {} already has a manifest ({}/{key}); verify it with 'pgbak verify-backup'",
             info.backup_id,
-            path.display()
+            server.stores().backups.describe()
         )));
     }
     let generated = write_manifest(server, &mut info, opts)?;
@@ -88,8 +83,8 @@ pub(crate) fn write_manifest(
         server: server.name().to_string(),
         message,
     };
-    let dir = server.catalogue().backup_dir(&info.backup_id);
-    let path = dir.join("data").join(MANIFEST_FILE);
+    let key = manifest_key(&info.backup_id);
+    let path = format!("{}/{key}", server.stores().backups.describe());
     let history = match info.end_timeline {
         Some(end) if Some(end) != info.timeline => server.wal_archive()?.read_history(end)?,
         _ => None,
@@ -114,7 +109,7 @@ pub(crate) fn write_manifest(
         None
     };
 
-    let layout = BackupLayout::discover(&dir, &info.backup_format)?;
+    let layout = BackupLayout::of_backup(server, info)?;
     let plan = |p: &[u8]| (!outside_manifest(p)).then_some(ChecksumAlgorithm::Crc32c);
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
@@ -158,11 +153,10 @@ pub(crate) fn write_manifest(
         manifest_checksum: String::new(),
     };
     let text = manifest.render();
-    let mut out = DurableFile::create(&path).map_err(|e| Error::io("create", &path, e))?;
+    let mut out = server.stores().backups.put(&key)?;
     out.write_all(&text)
         .map_err(|e| Error::io("write", &path, e))?;
-    out.commit(CommitMode::CreateNew)
-        .map_err(|e| Error::io("commit", &path, e))?;
+    out.commit(CommitMode::CreateNew)?;
     info.has_manifest = true;
     tracing::info!(server = server.name(), backup = %info.backup_id, files = manifest.files.len(), "backup manifest generated");
     Ok(GeneratedManifest {
@@ -172,6 +166,11 @@ pub(crate) fn write_manifest(
         files: manifest.files.len(),
         bytes: stats.bytes_checksummed,
     })
+}
+
+/// The key of a backup's manifest.
+fn manifest_key(id: &str) -> String {
+    format!("{id}/data/{MANIFEST_FILE}")
 }
 
 /// The WAL ranges of a backup, as PostgreSQL lists them: one per timeline from the end timeline

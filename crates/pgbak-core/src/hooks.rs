@@ -109,15 +109,16 @@ impl HookEnv {
     /// `BACKUP_ID`, `STATUS`, `ERROR` (empty without one), `PREVIOUS_ID` and `NEXT_ID` (the
     /// neighbouring backups whose copy is complete, or empty).
     pub fn for_backup(server: &Server, info: &BackupInfo) -> Self {
-        let cat = server.catalogue();
-        let dir = cat.backup_dir(&info.backup_id);
+        // A path on local disk, a URL in an object store.
+        let dir = format!(
+            "{}/{}",
+            server.stores().backups.describe(),
+            info.backup_id
+        );
         let (previous, next) = neighbours(server, &info.backup_id);
         HookEnv::new()
-            .set("BACKUP_DIR", dir.display().to_string())
-            .set(
-                "BACKUP_INFO_PATH",
-                dir.join(INFO_FILE).display().to_string(),
-            )
+            .set("BACKUP_INFO_PATH", format!("{dir}/{INFO_FILE}"))
+            .set("BACKUP_DIR", dir)
             .set("BACKUP_ID", info.backup_id.clone())
             .set("STATUS", info.status.as_str())
             .set("ERROR", info.error.clone().unwrap_or_default())
@@ -127,7 +128,7 @@ impl HookEnv {
 
     /// The variables of an archive or WAL-delete hook. `compression` is empty for uncompressed
     /// files, as in Barman.
-    pub fn for_wal(name: &str, file: &Path, size: u64, timestamp: f64, compression: &str) -> Self {
+    pub fn for_wal(name: &str, file: &str, size: u64, timestamp: f64, compression: &str) -> Self {
         let compression = if compression == "none" {
             ""
         } else {
@@ -135,7 +136,7 @@ impl HookEnv {
         };
         HookEnv::new()
             .set("SEGMENT", name)
-            .set("FILE", file.display().to_string())
+            .set("FILE", file)
             .set("SIZE", size.to_string())
             .set("TIMESTAMP", timestamp.to_string())
             .set("COMPRESSION", compression)
@@ -432,7 +433,7 @@ fn exit_code(status: &std::process::ExitStatus) -> i32 {
 /// archive hooks this is exactly [`WalArchive::archive_file`], so `archive_command` pays nothing.
 pub fn archive_file(server: &Server, archive: &WalArchive, src: &Path) -> Result<ArchiveOutcome> {
     with_archive_hooks(server, archive, src, || {
-        archive.archive_file(src, server.locks())
+        Ok(archive.archive_file(src)?)
     })
 }
 
@@ -471,7 +472,13 @@ pub fn with_archive_hooks_named(
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let pre = HookEnv::for_wal(name, src, meta.len(), mtime, &detect_compression(src));
+    let pre = HookEnv::for_wal(
+        name,
+        &src.display().to_string(),
+        meta.len(),
+        mtime,
+        &detect_compression(src),
+    );
     hooks.run_pre(&pre)?;
     let result = archive_it();
     let post = match &result {
@@ -481,18 +488,25 @@ pub fn with_archive_hooks_named(
                     name.clone()
                 }
             };
-            let path = WalArchive::key_of(&archived_name)
-                .map(|k| archive.dir().join(k))
-                .unwrap_or_else(|_| archive.dir().join(&archived_name));
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let key = WalArchive::key_of(&archived_name).unwrap_or_else(|_| archived_name.clone());
+            let size = archive
+                .storage()
+                .stat(&key)
+                .ok()
+                .flatten()
+                .map_or(0, |m| m.size);
+            let compression = archive
+                .stored_compression(&archived_name)
+                .map(|c| c.name().to_string())
+                .unwrap_or_default();
             let now = crate::clock::now();
             let stamp = now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0;
             HookEnv::for_wal(
                 &archived_name,
-                &path,
+                &archive.location(&key),
                 size,
                 stamp,
-                &detect_compression(&path),
+                &compression,
             )
         }
         Err(e) => pre.clone().error(e),
@@ -655,10 +669,10 @@ mod tests {
 
     #[test]
     fn wal_env_reports_no_compression_as_empty() {
-        let e = HookEnv::for_wal("000000010000000000000001", Path::new("/x"), 5, 1.5, "none");
+        let e = HookEnv::for_wal("000000010000000000000001", "/x", 5, 1.5, "none");
         assert_eq!(e.get("COMPRESSION"), Some(""));
         assert_eq!(e.get("SIZE"), Some("5"));
-        let e = HookEnv::for_wal("000000010000000000000001", Path::new("/x"), 5, 1.5, "zstd");
+        let e = HookEnv::for_wal("000000010000000000000001", "/x", 5, 1.5, "zstd");
         assert_eq!(e.get("COMPRESSION"), Some("zstd"));
     }
 }

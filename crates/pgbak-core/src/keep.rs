@@ -10,71 +10,14 @@ use crate::backup_lock::lock_backup;
 use crate::catalogue::{BackupInfo, BackupStatus, Catalogue};
 use crate::server::Server;
 use crate::{Error, Result};
-use pgbak_storage::local::{fsync_dir, DurableFile};
-use pgbak_storage::CommitMode;
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::Write;
-use std::str::FromStr;
 
-/// Name of the keep mark inside a backup folder.
-pub const KEEP_FILE: &str = "keep";
-
-/// What a kept backup keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeepTarget {
-    /// The backup and all WAL after it (recovery to any later point).
-    Full,
-    /// The backup and only the WAL that makes it consistent (recovery to its end only).
-    Standalone,
-}
-
-impl KeepTarget {
-    /// `full` or `standalone`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeepTarget::Full => "full",
-            KeepTarget::Standalone => "standalone",
-        }
-    }
-}
-
-impl fmt::Display for KeepTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for KeepTarget {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "full" => Ok(KeepTarget::Full),
-            "standalone" => Ok(KeepTarget::Standalone),
-            other => Err(Error::Usage(format!(
-                "invalid keep target '{other}' (expected full or standalone)"
-            ))),
-        }
-    }
-}
+pub use pgbak_repo::backups::{KeepTarget, KEEP_FILE};
 
 /// The keep target of backup `id`, or `None` when it is not kept. A mark that cannot be
 /// understood counts as `full`, the safe reading (Barman does the same).
 pub fn keep_target(cat: &Catalogue, id: &str) -> Result<Option<KeepTarget>> {
-    let path = cat.backup_dir(id).join(KEEP_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text.parse().unwrap_or_else(|_| {
-            tracing::warn!(
-                "{}: unknown keep target {:?}; keeping the backup in full",
-                path.display(),
-                text.trim()
-            );
-            KeepTarget::Full
-        }))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", &path, e)),
-    }
+    Ok(cat.keep_target(id)?)
 }
 
 /// The keep targets of `backups`, for those that have one.
@@ -96,9 +39,9 @@ pub fn keep_targets(
 pub fn find_backup(server: &Server, id: &str) -> Result<BackupInfo> {
     let cat = server.catalogue();
     if crate::catalogue::is_backup_id(id) {
-        cat.read(id)
+        Ok(cat.read(id)?)
     } else {
-        cat.resolve(id)
+        Ok(cat.resolve(id)?)
     }
 }
 
@@ -119,15 +62,7 @@ pub fn keep(server: &Server, id: &str, target: KeepTarget) -> Result<BackupInfo>
             ),
         });
     }
-    let path = server
-        .catalogue()
-        .backup_dir(&info.backup_id)
-        .join(KEEP_FILE);
-    let mut f = DurableFile::create(&path).map_err(|e| Error::io("create", &path, e))?;
-    f.write_all(format!("{target}\n").as_bytes())
-        .map_err(|e| Error::io("write", &path, e))?;
-    f.commit(CommitMode::Replace)
-        .map_err(|e| Error::io("commit", &path, e))?;
+    server.catalogue().set_keep(&info.backup_id, target)?;
     Ok(info)
 }
 
@@ -136,13 +71,7 @@ pub fn keep(server: &Server, id: &str, target: KeepTarget) -> Result<BackupInfo>
 pub fn release_keep(server: &Server, id: &str) -> Result<BackupInfo> {
     let info = find_backup(server, id)?;
     let _lock = lock_backup(server, &info.backup_id)?;
-    let dir = server.catalogue().backup_dir(&info.backup_id);
-    let path = dir.join(KEEP_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => fsync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove", &path, e)),
-    }
+    server.catalogue().release_keep(&info.backup_id)?;
     Ok(info)
 }
 
@@ -156,6 +85,8 @@ pub fn keep_status(server: &Server, id: &str) -> Result<(BackupInfo, Option<Keep
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pgbak_storage::LocalStorage;
+    use std::sync::Arc;
 
     #[test]
     fn targets_parse_and_print() {
@@ -171,13 +102,13 @@ mod tests {
     #[test]
     fn marks_are_read_back_and_unknown_ones_mean_full() {
         let d = tempfile::tempdir().unwrap();
-        let cat = Catalogue::new("main", d.path());
+        let cat = Catalogue::new("main", Arc::new(LocalStorage::new(d.path())));
         let id = "20240101T000000";
-        std::fs::create_dir_all(cat.backup_dir(id)).unwrap();
         assert_eq!(keep_target(&cat, id).unwrap(), None);
-        std::fs::write(cat.backup_dir(id).join(KEEP_FILE), "standalone\n").unwrap();
+        std::fs::create_dir_all(d.path().join(id)).unwrap();
+        std::fs::write(d.path().join(id).join(KEEP_FILE), "standalone\n").unwrap();
         assert_eq!(keep_target(&cat, id).unwrap(), Some(KeepTarget::Standalone));
-        std::fs::write(cat.backup_dir(id).join(KEEP_FILE), "???").unwrap();
+        std::fs::write(d.path().join(id).join(KEEP_FILE), "???").unwrap();
         assert_eq!(keep_target(&cat, id).unwrap(), Some(KeepTarget::Full));
     }
 }

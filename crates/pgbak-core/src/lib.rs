@@ -14,7 +14,6 @@ pub mod diagnose;
 mod error;
 pub mod fault_points;
 pub mod generate_manifest;
-pub mod get_wal;
 pub mod hooks;
 pub mod identity;
 pub mod keep;
@@ -38,7 +37,6 @@ pub mod verify;
 pub mod wal_archive;
 pub mod wal_cleanup;
 pub mod wal_client;
-pub mod wal_index;
 pub mod wal_status;
 pub mod wal_tar;
 

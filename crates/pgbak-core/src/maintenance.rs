@@ -113,6 +113,13 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
         }
     }
     crate::retention::enforce_retention(server)?.add_to(report);
+    // Entries of the WAL index written by archiving since the last run go into its chunks.
+    {
+        let _index = server
+            .locks()
+            .lock_blocking(&LockName::ServerXlogDb(server.name().to_string()))?;
+        archive.compact_index()?;
+    }
     report.removed_temp_files = sweep_temp_files(server);
     Ok(())
 }

@@ -8,7 +8,6 @@
 //! decompressed before archiving, so the archive holds it with the server's own compression.
 
 use crate::hooks::with_archive_hooks_named;
-use crate::locks::LockManager;
 use crate::server::Server;
 use crate::wal_archive::{ArchiveOutcome, WalArchive};
 use crate::wal_tar::{parse_sums, SumKind, Summer};
@@ -154,10 +153,9 @@ pub fn put_wal(
     archive: &WalArchive,
     input: &mut dyn Read,
     spool_dir: &Path,
-    locks: &dyn LockManager,
 ) -> Result<Vec<ArchiveOutcome>> {
     receive(input, spool_dir, &mut |src, name| {
-        archive.archive_file_as(src, name, locks)
+        Ok(archive.archive_file_as(src, name)?)
     })
 }
 
@@ -171,7 +169,7 @@ pub fn put_wal_with_hooks(server: &Server, input: &mut dyn Read) -> Result<Vec<A
         &server.config.incoming_wals_directory,
         &mut |src, name| {
             with_archive_hooks_named(server, &archive, src, name, || {
-                archive.archive_file_as(src, name, server.locks())
+                Ok(archive.archive_file_as(src, name)?)
             })
         },
     )
@@ -389,14 +387,14 @@ mod tests {
             let (d, a, l) = setup();
             let data = segment(NAME, 4);
             let input = stream(&[(NAME, data.clone())], Some(kind));
-            let out = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+            let out = put_wal(&a, &mut &input[..], &d.path().join("incoming")).unwrap();
             assert!(matches!(out[0], ArchiveOutcome::Stored { .. }), "{kind:?}");
             let back = d.path().join("back");
             a.fetch(NAME, &back).unwrap();
             assert_eq!(std::fs::read(&back).unwrap(), data);
             assert!(incoming_is_empty(&d));
             // The same again is success.
-            let out = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+            let out = put_wal(&a, &mut &input[..], &d.path().join("incoming")).unwrap();
             assert!(matches!(out[0], ArchiveOutcome::AlreadyArchived { .. }));
         }
     }
@@ -413,7 +411,7 @@ mod tests {
         enc.write_all(&data).unwrap();
         enc.finish().unwrap();
         let input = stream(&[(NAME, gz)], Some(SumKind::Sha256));
-        put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+        put_wal(&a, &mut &input[..], &d.path().join("incoming")).unwrap();
         assert_eq!(a.stored_compression(NAME).unwrap(), Compression::Zstd);
         let back = d.path().join("back");
         a.fetch(NAME, &back).unwrap();
@@ -462,7 +460,7 @@ mod tests {
         ];
         for (what, input) in cases {
             let (d, a, l) = setup();
-            let err = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l);
+            let err = put_wal(&a, &mut &input[..], &d.path().join("incoming"));
             assert!(err.is_err(), "{what}");
             assert!(a.segment_names().unwrap().is_empty(), "{what}");
             assert!(a.history_names().unwrap().is_empty(), "{what}");
@@ -527,7 +525,7 @@ mod tests {
             let input = stream(&[(name, input)], Some(SumKind::Crc32c));
             let mut result = None;
             let peak = peak_bytes_during(&incoming, || {
-                result = Some(put_wal(&a, &mut &input[..], &incoming, &l));
+                result = Some(put_wal(&a, &mut &input[..], &incoming));
             });
             let err = result.unwrap().unwrap_err().to_string();
             assert!(err.contains(expect), "{name}: {err}");
@@ -548,7 +546,7 @@ mod tests {
             &[(NAME, segment(NAME, 1)), (n2, segment(n2, 2))],
             Some(SumKind::Crc32c),
         );
-        let out = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap();
+        let out = put_wal(&a, &mut &input[..], &d.path().join("incoming")).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(
             a.segment_names().unwrap(),

@@ -420,26 +420,31 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     }
 
     create_private_dir(&opts.dest)?;
-    let bdir = server.catalogue().backup_dir(&backup.backup_id);
+    let store = server.stores().backups.as_ref();
+    let id = &backup.backup_id;
     let xopts = ExtractOptions {
         tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
         replace_existing: opts.force,
         ..Default::default()
     };
     if backup.backup_format == "plain" {
+        let bdir = server.local_backup_dir(id).ok_or_else(|| Error::Corrupt {
+            what: format!("backup {id} of server '{}'", server.name()),
+            detail: "a plain backup in an object store".into(),
+        })?;
         copy_tree(&bdir.join("data"), &opts.dest)?;
         for (oid, loc) in &locations {
             create_private_dir(loc)?;
             copy_tree(&bdir.join(oid.to_string()), loc)?;
         }
     } else {
-        let data = bdir.join("data");
-        let base = find_archive(&data, "base.tar")?;
-        extract_archive(&base, &opts.dest, &xopts)?;
+        let base = find_archive(store, id, "base.tar")?;
+        extract_archive(store, &base, &opts.dest, &xopts)?;
         for (oid, loc) in &locations {
             create_private_dir(loc)?;
-            let a = find_archive(&data, &format!("{oid}.tar"))?;
+            let a = find_archive(store, id, &format!("{oid}.tar"))?;
             extract_archive(
+                store,
                 &a,
                 loc,
                 &ExtractOptions {
@@ -522,27 +527,35 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
 }
 
 /// The stream `<stem>` of a tar-format backup, whatever its compression suffix.
-pub(crate) fn find_archive(dir: &Path, stem: &str) -> Result<PathBuf> {
-    let rd = fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?;
-    for e in rd {
-        let e = e.map_err(|e| Error::io("read", dir, e))?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
+pub(crate) fn find_archive(
+    store: &dyn pgbak_storage::StorageBackend,
+    id: &str,
+    stem: &str,
+) -> Result<String> {
+    let data = format!("{id}/data/");
+    for m in store.list_dir(&data)?.objects {
+        let name = &m.key[data.len()..];
         if name == stem || name.starts_with(&format!("{stem}.")) {
-            return Ok(e.path());
+            return Ok(m.key);
         }
     }
     Err(Error::Corrupt {
-        what: format!("backup folder {}", dir.display()),
+        what: format!("backup folder {}/{data}", store.describe()),
         detail: format!("{stem} is missing"),
     })
 }
 
-fn extract_archive(path: &Path, dest: &Path, opts: &ExtractOptions) -> Result<()> {
-    let f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+/// Extracts the tar stream `key` of `store` (any compression, detected) below `dest`.
+pub(crate) fn extract_archive(
+    store: &dyn pgbak_storage::StorageBackend,
+    key: &str,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<()> {
+    let r = store.get(key)?;
     let (_, reader) =
-        pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
-            .map_err(|e| Error::io("read", path, e))?;
+        pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, r)))
+            .map_err(|e| Error::io("read", format!("{}/{key}", store.describe()), e))?;
     extract_tar(reader, dest, opts)?;
     Ok(())
 }

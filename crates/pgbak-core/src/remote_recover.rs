@@ -9,7 +9,7 @@
 
 use crate::catalogue::BackupInfo;
 use crate::recover::{
-    find_archive, signal_file, tablespace_map, write_recovery_file, RecoverOptions,
+    extract_archive, find_archive, signal_file, tablespace_map, write_recovery_file, RecoverOptions,
     RecoverySummary, WAL_SPOOL_DIR,
 };
 use crate::rsync_backup::rsync_program;
@@ -19,7 +19,7 @@ use pgbak_copy::rsync::{
     check_programs, list_tree, shell, Controller, EntryKind, FileEntry, Host, RetryPolicy,
     RsyncSettings, Side, SshCommand, SshMaster, TreeCopy,
 };
-use pgbak_copy::{extract_tar, ExtractOptions, NoProgress};
+use pgbak_copy::{ExtractOptions, NoProgress};
 use pgbak_storage::staging;
 use std::collections::BTreeMap;
 use std::fs;
@@ -110,17 +110,29 @@ pub fn recover_remote(
             sleep: Duration::from_secs(cfg.basebackup_retry_sleep),
         },
     };
-    let bdir = server.catalogue().backup_dir(&plan.backup.backup_id);
+    let id = &plan.backup.backup_id;
     let staging_root = staging_parent(server);
-    // A tar-format backup is unpacked here first; a plain one is sent as it is.
-    let unpacked = if plan.backup.backup_format == "plain" {
-        None
-    } else {
-        Some(unpack_locally(&bdir, plan.locations, &staging_root)?)
+    // A tar-format backup is unpacked here first; a plain one (on local disk) is sent as it is.
+    let plain_dir = match plan.backup.backup_format.as_str() {
+        "plain" => Some(server.local_backup_dir(id).ok_or_else(|| Error::Corrupt {
+            what: format!("backup {id} of server '{}'", server.name()),
+            detail: "a plain backup in an object store".into(),
+        })?),
+        _ => None,
     };
-    let (data_src, ts_src) = match &unpacked {
-        None => (bdir.join("data"), bdir.clone()),
-        Some(t) => (t.path().join("data"), t.path().to_path_buf()),
+    let unpacked = match &plain_dir {
+        Some(_) => None,
+        None => Some(unpack_locally(
+            server.stores().backups.as_ref(),
+            id,
+            plan.locations,
+            &staging_root,
+        )?),
+    };
+    let (data_src, ts_src) = match (&plain_dir, &unpacked) {
+        (Some(bdir), _) => (bdir.join("data"), bdir.clone()),
+        (None, Some(t)) => (t.path().join("data"), t.path().to_path_buf()),
+        (None, None) => unreachable!("a tar backup is unpacked"),
     };
     let mut trees = vec![(data_src.clone(), dest.clone())];
     for (oid, loc) in plan.locations {
@@ -327,7 +339,8 @@ fn send_tree(
 
 /// Unpacks a tar-format backup into a staging folder: `data/` and one folder per tablespace oid.
 fn unpack_locally(
-    bdir: &Path,
+    store: &dyn pgbak_storage::StorageBackend,
+    id: &str,
     locations: &BTreeMap<u32, PathBuf>,
     staging_root: &Path,
 ) -> Result<tempfile::TempDir> {
@@ -335,17 +348,10 @@ fn unpack_locally(
         .prefix("pgbak-unpack-")
         .tempdir_in(staging_root)
         .map_err(|e| Error::io("create", staging_root, e))?;
-    let data = bdir.join("data");
     let unpack = |stem: &str, to: &Path| -> Result<()> {
-        fs::create_dir_all(to).map_err(|e| Error::io("create", to, e))?;
-        set_private(to)?;
-        let archive = find_archive(&data, stem)?;
-        let f = fs::File::open(&archive).map_err(|e| Error::io("open", &archive, e))?;
-        let (_, reader) =
-            pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
-                .map_err(|e| Error::io("read", &archive, e))?;
-        extract_tar(reader, to, &ExtractOptions::default())?;
-        Ok(())
+        staging::create_dir_all_private(to).map_err(|e| Error::io("create", to, e))?;
+        let key = find_archive(store, id, stem)?;
+        extract_archive(store, &key, to, &ExtractOptions::default())
     };
     unpack("base.tar", &t.path().join("data"))?;
     for oid in locations.keys() {

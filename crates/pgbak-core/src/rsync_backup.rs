@@ -114,7 +114,11 @@ fn reference_backup(server: &Server) -> Result<Option<BackupInfo>> {
         .into_iter()
         .rev()
         .filter(|b| b.status == BackupStatus::Done && b.mode == MODE && b.backup_format == "plain")
-        .find(|b| cat.backup_dir(&b.backup_id).join("data").is_dir()))
+        .find(|b| {
+            server
+                .local_backup_dir(&b.backup_id)
+                .is_some_and(|d| d.join("data").is_dir())
+        }))
 }
 
 /// For the rsync methods: connects SSH and checks the programs, before anything is written.
@@ -152,8 +156,11 @@ pub fn prepare(server: &Server, opts: &BackupOptions) -> Result<Option<RsyncBack
     let mut reuse = None;
     let mut reuse_backup_id = None;
     if let Some(mode) = mode {
-        if let Some(prev) = reference_backup(server)? {
-            let dir = server.catalogue().backup_dir(&prev.backup_id);
+        let reference = reference_backup(server)?.and_then(|prev| {
+            let dir = server.local_backup_dir(&prev.backup_id)?;
+            Some((prev, dir))
+        });
+        if let Some((prev, dir)) = reference {
             reuse = Some(ReuseFrom {
                 mode,
                 data_dir: dir.join("data"),

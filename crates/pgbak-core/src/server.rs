@@ -8,7 +8,35 @@ use crate::pg::PgConnection;
 use crate::wal_archive::WalArchive;
 use crate::{Error, Result};
 use pgbak_compress::Codec;
+use pgbak_storage::{LocalStorage, StorageBackend};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where a server's data rests: one store per location of the configuration.
+#[derive(Clone)]
+pub struct Stores {
+    /// The backups (`basebackups_directory`).
+    pub backups: Arc<dyn StorageBackend>,
+    /// The WAL archive and its index (`wals_directory`).
+    pub wals: Arc<dyn StorageBackend>,
+    /// Copies of WAL files that clashed with archived ones (`errors_directory`).
+    pub errors: Arc<dyn StorageBackend>,
+    /// The identity of the cluster (`<backup_directory>/identity.json` when the backups are on
+    /// local disk, `identity.json` in the backups' store otherwise).
+    pub meta: Arc<dyn StorageBackend>,
+}
+
+impl Stores {
+    /// The local-disk stores of a server configuration.
+    pub fn local(cfg: &ServerConfig) -> Stores {
+        Stores {
+            backups: Arc::new(LocalStorage::new(&cfg.basebackups_directory)),
+            wals: Arc::new(LocalStorage::new(&cfg.wals_directory)),
+            errors: Arc::new(LocalStorage::new(&cfg.errors_directory)),
+            meta: Arc::new(LocalStorage::new(&cfg.backup_directory)),
+        }
+    }
+}
 
 /// A configured server ready to work on.
 #[derive(Clone)]
@@ -17,6 +45,7 @@ pub struct Server {
     /// The configuration file(s) it came from (the first is passed to `restore_command`).
     pub config_files: Vec<PathBuf>,
     locks: FileLockManager,
+    stores: Stores,
 }
 
 impl Server {
@@ -24,10 +53,23 @@ impl Server {
     pub fn new(config: &Config, name: &str) -> Result<Server> {
         let cfg = config.server(name)?.clone();
         Ok(Server {
+            stores: Stores::local(&cfg),
             config: cfg,
             config_files: config.source.clone(),
             locks: FileLockManager::new(config.global.lock_directory.clone()),
         })
+    }
+
+    /// Where the server's data rests.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// The local folder of backup `id` when the backups are on local disk (plain-format trees
+    /// and the rsync methods work on files); `None` for an object store.
+    pub fn local_backup_dir(&self, id: &str) -> Option<PathBuf> {
+        let local = self.stores.backups.local_root()?;
+        pgbak_repo::backups::is_backup_id(id).then(|| local.join(id))
     }
 
     /// The lock directory (`lock_directory` of the global section).
@@ -47,7 +89,7 @@ impl Server {
 
     /// The backups of this server.
     pub fn catalogue(&self) -> Catalogue {
-        Catalogue::new(&self.config.name, &self.config.basebackups_directory)
+        Catalogue::new(&self.config.name, self.stores.backups.clone())
     }
 
     /// The WAL archive of this server, writing with its `compression`.
@@ -56,8 +98,8 @@ impl Server {
             .map_err(|e| Error::Usage(format!("server '{}': {e}", self.config.name)))?;
         Ok(WalArchive::new(
             &self.config.name,
-            &self.config.wals_directory,
-            &self.config.errors_directory,
+            self.stores.wals.clone(),
+            self.stores.errors.clone(),
             codec,
         ))
     }

@@ -16,6 +16,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io::Read;
 use std::time::Instant;
 
 /// Options of a verification.
@@ -146,14 +147,17 @@ impl VerifyReport {
     }
 }
 
+/// Largest manifest read (PostgreSQL writes about 200 bytes per file).
+const MAX_MANIFEST: u64 = 1 << 30;
+
 /// Finds a backup by id or shortcut (`latest`, `oldest`, ...) for inspection: any status is
 /// accepted for an explicit id, shortcuts mean DONE backups.
 pub fn find_backup(server: &Server, backup_id: &str) -> Result<BackupInfo> {
     let cat = server.catalogue();
     if is_backup_id(backup_id) {
-        cat.read(backup_id)
+        Ok(cat.read(backup_id)?)
     } else {
-        cat.resolve(backup_id)
+        Ok(cat.resolve(backup_id)?)
     }
 }
 
@@ -175,28 +179,33 @@ pub fn verify_backup(
             message: format!("backup {} is still being taken (STARTED)", info.backup_id),
         });
     }
-    let dir = server.catalogue().backup_dir(&info.backup_id);
-    let manifest_path = dir.join("data").join(MANIFEST_FILE);
-    let text = match std::fs::read(&manifest_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let manifest_key = format!("{}/data/{MANIFEST_FILE}", info.backup_id);
+    let manifest_path = format!("{}/{manifest_key}", server.stores().backups.describe());
+    let text = match server.stores().backups.get(&manifest_key) {
+        Ok(r) => {
+            let mut text = Vec::new();
+            r.take(MAX_MANIFEST)
+                .read_to_end(&mut text)
+                .map_err(|e| Error::io("read", &manifest_path, e))?;
+            text
+        }
+        Err(pgbak_storage::Error::NotFound(_)) => {
             return Err(Error::Backup {
                 server: server.name().to_string(),
                 message: format!(
-                "backup {} has no manifest ({}); create one with 'pgbak generate-manifest {} {}'",
+                "backup {} has no manifest ({manifest_path}); create one with 'pgbak generate-manifest {} {}'",
                 info.backup_id,
-                manifest_path.display(),
                 server.name(),
                 info.backup_id
             ),
             })
         }
-        Err(e) => return Err(Error::io("read", &manifest_path, e)),
+        Err(e) => return Err(e.into()),
     };
     let started = Instant::now();
     let manifest = BackupManifest::parse(&text).map_err(|e| match e {
         Error::Corrupt { detail, .. } => Error::Corrupt {
-            what: format!("manifest {}", manifest_path.display()),
+            what: format!("manifest {manifest_path}"),
             detail,
         },
         other => other,
@@ -217,7 +226,7 @@ pub fn verify_backup(
             });
         }
     }
-    let layout = BackupLayout::discover(&dir, &info.backup_format)?;
+    let layout = BackupLayout::of_backup(server, &info)?;
     let (stats, mut found) = compare_with_manifest(&layout, &manifest, opts.jobs);
     problems.append(&mut found);
     let report = VerifyReport {

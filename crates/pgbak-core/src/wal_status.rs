@@ -3,7 +3,6 @@
 //! `pg_stat_replication` and the lag of every replication slot in bytes).
 
 use crate::server::Server;
-use crate::wal_archive::{parse_segment_header, WalArchive};
 use crate::{Error, Result};
 use pgbak_wal::WalFileName;
 use serde::Serialize;
@@ -17,35 +16,6 @@ pub struct WalArchiveCheck {
     pub archive_system_id: Option<String>,
     /// The system identifier of the server.
     pub server_system_id: Option<String>,
-}
-
-/// A `Write` that keeps the first bytes written and discards the rest.
-struct Head(Vec<u8>, usize);
-
-impl std::io::Write for Head {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = self.1.saturating_sub(self.0.len());
-        self.0.extend_from_slice(&buf[..room.min(buf.len())]);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl WalArchive {
-    /// The system identifier written in the header of archived segment `name`.
-    pub fn segment_system_id(&self, name: &str) -> Result<u64> {
-        let mut head = Head(Vec::new(), 64);
-        let label = self.dir().join(name);
-        self.fetch_to(name, &mut head, &label)?;
-        parse_segment_header(&head.0)
-            .map(|h| h.sysid)
-            .ok_or_else(|| Error::Corrupt {
-                what: format!("archived WAL file {}", label.display()),
-                detail: "does not start with a WAL segment header".into(),
-            })
-    }
 }
 
 /// Checks that the archive of `server` is empty, or that its WAL (on timelines `>= timeline`)

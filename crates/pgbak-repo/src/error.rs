@@ -38,11 +38,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an I/O error with what was being done and on what.
-    pub fn io(op: &'static str, what: impl std::fmt::Display, source: std::io::Error) -> Self {
+    /// Wraps an I/O error with what was being done and on what (a key, a URL or a path).
+    pub fn io(op: &'static str, what: impl Location, source: std::io::Error) -> Self {
         Error::Io {
             op,
-            what: what.to_string(),
+            what: what.location(),
             source,
         }
     }
@@ -53,5 +53,41 @@ impl Error {
             what: what.into(),
             detail: detail.into(),
         }
+    }
+}
+
+/// What an error names: a key, a URL or a local path.
+pub trait Location {
+    /// The text shown.
+    fn location(&self) -> String;
+}
+
+impl Location for str {
+    fn location(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Location for String {
+    fn location(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Location for std::path::Path {
+    fn location(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Location for std::path::PathBuf {
+    fn location(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl<T: Location + ?Sized> Location for &T {
+    fn location(&self) -> String {
+        (**self).location()
     }
 }

@@ -5,6 +5,7 @@
 //! layout is documented in `docs/catalogue.md`.
 
 pub mod backups;
+pub mod fault_points;
 mod error;
 pub mod wal;
 

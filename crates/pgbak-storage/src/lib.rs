@@ -54,6 +54,15 @@ pub trait StorageBackend: Send + Sync {
     /// Removes the object; removing a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
 
+    /// Where the store is, for messages (a path or a URL; never a secret).
+    fn describe(&self) -> String;
+
+    /// The directory this store keeps its objects in, when it is the local filesystem: what
+    /// only works on files (plain-format trees, rsync) asks for it. `None` for object stores.
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
+
     /// Removes several objects (missing ones are not an error).
     fn delete_many(&self, keys: &[String]) -> Result<()> {
         for k in keys {

@@ -206,6 +206,14 @@ impl StorageBackend for LocalStorage {
         Ok(out)
     }
 
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
     fn list_dir(&self, prefix: &str) -> Result<crate::Listing> {
         let dir = match prefix.strip_suffix('/') {
             Some(p) => self.path_of(p)?,

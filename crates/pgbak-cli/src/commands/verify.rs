@@ -133,7 +133,7 @@ pub fn generate_manifest_cmd(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
                     "Backup manifest for backup {} of server '{}' written to {} ({} files, {})",
                     g.backup_id,
                     g.server,
-                    g.path.display(),
+                    g.path,
                     g.files,
                     human_size(g.bytes)
                 );

@@ -10,10 +10,9 @@ use crate::config::{parse_interval, parse_size};
 use crate::identity::{identity_path, read_identity, record_identity};
 use crate::locks::{LockError, LockName};
 use crate::server::Server;
-use crate::wal_archive::INDEX_FILE;
 use pgbak_compress::Codec;
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -51,7 +50,8 @@ pub(super) fn run(
     let remote = Remote::gather(server);
     let (backups, catalogue_problems) = match (server.backups(), server.catalogue().list()) {
         (Ok(b), Ok((_, problems))) => (b, problems),
-        (Err(e), _) | (_, Err(e)) => (Vec::new(), vec![e.to_string()]),
+        (Err(e), _) => (Vec::new(), vec![e.to_string()]),
+        (_, Err(e)) => (Vec::new(), vec![e.to_string()]),
     };
 
     wal_archive(
@@ -169,14 +169,13 @@ fn wal_archive(
         Ok(a) => a,
         Err(e) => return out.fail(NAME, e.to_string()),
     };
-    let index = archive.dir().join(INDEX_FILE);
-    let has_wal = match std::fs::metadata(&index) {
-        Ok(m) => m.len() > 0,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => archive
+    let has_wal = match archive.indexed() {
+        Ok(Some(index)) => !index.is_empty(),
+        Ok(None) => archive
             .segment_names()
             .map(|s| !s.is_empty())
             .unwrap_or(false),
-        Err(e) => return out.fail(NAME, format!("{}: {e}", index.display())),
+        Err(e) => return out.fail(NAME, e.to_string()),
     };
     if has_wal
         || backups
@@ -455,7 +454,7 @@ fn wal_maximum_age(server: &Server, out: &mut Out<'_>) {
         Err(e) => return out.fail(NAME, format!("last_wal_maximum_age: {e}")),
     };
     let provided = format!("interval provided: {}", human_duration(max));
-    match last_archive_time(&server.config.wals_directory.join(INDEX_FILE)) {
+    match last_archive_time(server) {
         None => out.fail(
             NAME,
             format!("{provided}, latest wal age: No WAL files archived"),
@@ -476,18 +475,13 @@ fn wal_maximum_age(server: &Server, out: &mut Out<'_>) {
     }
 }
 
-/// When the newest line of the WAL index was written: its time column, read from the file's end.
-fn last_archive_time(index: &Path) -> Option<std::time::SystemTime> {
-    let mut f = std::fs::File::open(index).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(4096);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut tail = String::new();
-    f.take(4096).read_to_string(&mut tail).ok()?;
-    let secs: f64 = tail
-        .lines()
-        .rev()
-        .find_map(|l| l.split('\t').nth(2)?.parse().ok())?;
+/// When the newest file of the WAL archive was archived, from the index.
+fn last_archive_time(server: &Server) -> Option<std::time::SystemTime> {
+    let index = server.wal_archive().ok()?.indexed().ok()??;
+    let secs = index
+        .values()
+        .map(|e| e.time)
+        .fold(None::<f64>, |m, t| Some(m.map_or(t, |m| m.max(t))))?;
     std::time::UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs.max(0.0)))
 }
 

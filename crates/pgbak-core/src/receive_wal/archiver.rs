@@ -126,8 +126,7 @@ impl Archiver<'_> {
             }
             Err(Error::WalConflict { kept, .. }) => {
                 let line = format!(
-                    "{name}: the streamed copy differs from the archived one; kept as {}",
-                    kept.display()
+                    "{name}: the streamed copy differs from the archived one; kept as {kept}"
                 );
                 self.stats
                     .error(format!("server '{}': {line}", self.server.name()));

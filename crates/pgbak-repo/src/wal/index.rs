@@ -28,6 +28,9 @@ pub const ENTRIES: &str = "index/p/";
 pub const CHUNKS: &str = "index/c/";
 /// The appended index file of earlier versions, read until the first compaction migrates it.
 pub const LEGACY_INDEX: &str = "xlog.db";
+/// Written by the first compaction, removal or rebuild: the index exists even when it is empty
+/// (every file removed), so readers do not fall back to listing the archive.
+pub const MARKER: &str = "index/ready";
 /// Most lines in one chunk (about 400 KB).
 pub const CHUNK_LINES: usize = 4096;
 /// Largest index object read (a chunk is about 400 KB; a legacy xlog.db of a very long-lived
@@ -173,6 +176,7 @@ struct Layout {
     entries: Vec<String>,
     chunks: Vec<Chunk>,
     legacy: bool,
+    marker: bool,
 }
 
 /// What a compaction did.
@@ -221,6 +225,8 @@ impl<'a> WalIndex<'a> {
                 }
             } else if let Some(c) = Chunk::parse_key(&m.key) {
                 l.chunks.push(c);
+            } else if m.key == MARKER {
+                l.marker = true;
             }
         }
         l.chunks.sort_by(|a, b| a.generation.cmp(&b.generation));
@@ -298,7 +304,8 @@ impl<'a> WalIndex<'a> {
     /// index at all.
     pub fn all(&self) -> Result<Option<BTreeMap<String, IndexEntry>>> {
         let layout = self.layout()?;
-        if layout.entries.is_empty() && layout.chunks.is_empty() && !layout.legacy {
+        if layout.entries.is_empty() && layout.chunks.is_empty() && !layout.legacy && !layout.marker
+        {
             return Ok(None);
         }
         Ok(Some(self.merged(&layout)?))
@@ -322,6 +329,16 @@ impl<'a> WalIndex<'a> {
             }
         }
         Ok(out)
+    }
+
+    fn ensure_marker(&self, layout: &Layout) -> Result<()> {
+        if !layout.marker {
+            let mut w = self.storage.put(MARKER)?;
+            w.write_all(b"pgbak WAL index\n")
+                .map_err(|e| Error::io("write", MARKER, e))?;
+            w.commit(CommitMode::Replace)?;
+        }
+        Ok(())
     }
 
     /// Writes `entries` (sorted by name) as chunks of a new generation; returns their keys.
@@ -356,6 +373,7 @@ impl<'a> WalIndex<'a> {
         if layout.entries.is_empty() && !layout.legacy && !has_overlaps(&layout.chunks) {
             return Ok(report);
         }
+        self.ensure_marker(&layout)?;
         let mut incoming: BTreeMap<String, IndexEntry> = BTreeMap::new();
         if layout.legacy {
             for e in self.lines_of(LEGACY_INDEX)? {
@@ -405,6 +423,7 @@ impl<'a> WalIndex<'a> {
         // Compact first: afterwards every line is in a chunk, and only chunks are rewritten.
         self.compact()?;
         let layout = self.layout()?;
+        self.ensure_marker(&layout)?;
         let mut removed = 0usize;
         let mut rewrite = Vec::new();
         let mut kept_lines: Vec<IndexEntry> = Vec::new();
@@ -440,6 +459,7 @@ impl<'a> WalIndex<'a> {
     /// lock.
     pub fn replace_all(&self, entries: &[IndexEntry]) -> Result<()> {
         let layout = self.layout()?;
+        self.ensure_marker(&layout)?;
         let mut sorted: Vec<&IndexEntry> = entries.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         sorted.dedup_by(|a, b| a.name == b.name);
@@ -522,7 +542,7 @@ mod tests {
         let r = idx.compact().unwrap();
         assert_eq!(r.merged, 100);
         assert_eq!(r.written, 3);
-        assert_eq!(keys(&s).len(), 3, "only chunks are left");
+        assert_eq!(keys(&s).len(), 4, "only chunks and the marker are left");
         let all = idx.all().unwrap().unwrap();
         assert_eq!(all.len(), 100);
         assert_eq!(all[&name(99)], entry(99));

@@ -3,12 +3,11 @@
 //! each decompressed and checked before a byte of it is sent), so that `wal-restore --parallel`
 //! fills its spool with one SSH round trip instead of one per segment.
 
-use crate::wal_archive::WalArchive;
-use crate::wal_tar::{sums_line, write_end, write_entry, SumKind};
+use super::tar_stream::{sums_line, write_end, write_entry, SumKind};
+use super::WalArchive;
 use crate::{Error, Result};
 use pgbak_wal::WalFileName;
 use std::io::Write;
-use std::path::Path;
 
 /// The next segment names to try after `name`: the following segment in the same "log", then the
 /// first of the next log (which of the two exists depends on the segment size, which get-wal does
@@ -68,7 +67,7 @@ impl WalArchive {
                 name: name.to_string(),
             });
         }
-        let label = Path::new("standard output");
+        let label = "standard output";
         let mut sent = Vec::new();
         // The CRC-32C of each file sent, as a last `CRC32CSUMS` entry: the receiver hands a file
         // over only once it matches.
@@ -120,24 +119,22 @@ impl WalArchive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locks::FileLockManager;
-    use crate::wal_archive::tests::segment;
+    use crate::wal::archive::tests::segment;
     use pgbak_compress::{Codec, Compression};
-    use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
+    use crate::wal::tar_stream::tests::read_back;
 
     fn archive(names: &[&str]) -> (tempfile::TempDir, WalArchive) {
         let d = tempfile::tempdir().unwrap();
         let a = WalArchive::new(
             "main",
-            d.path().join("wals"),
-            d.path().join("errors"),
+            std::sync::Arc::new(pgbak_storage::LocalStorage::new(d.path().join("wals"))),
+            std::sync::Arc::new(pgbak_storage::LocalStorage::new(d.path().join("errors"))),
             Codec::new(Compression::Zstd, None).unwrap(),
         );
-        let l = FileLockManager::new(d.path().join("locks"));
         for n in names {
             let p = d.path().join(n);
             std::fs::write(&p, segment(n, 3)).unwrap();
-            a.archive_file(&p, &l).unwrap();
+            a.archive_file(&p).unwrap();
         }
         (d, a)
     }
@@ -173,24 +170,6 @@ mod tests {
         assert!(a.peek("000000010000000000000006", 4).unwrap().is_empty());
     }
 
-    struct Collect(Vec<(String, Vec<u8>)>);
-    impl TarVisitor for Collect {
-        fn entry_start(&mut self, e: &TarEntry) -> pgbak_copy::Result<()> {
-            self.0.push((e.path.display().to_string(), Vec::new()));
-            Ok(())
-        }
-        fn entry_data(&mut self, d: &[u8]) -> pgbak_copy::Result<()> {
-            self.0.last_mut().unwrap().1.extend_from_slice(d);
-            Ok(())
-        }
-        fn entry_end(&mut self) -> pgbak_copy::Result<()> {
-            Ok(())
-        }
-        fn archive_end(&mut self) -> pgbak_copy::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn bundle_holds_checked_plain_segments_and_stops_at_damage() {
         let names = [
@@ -204,10 +183,7 @@ mod tests {
             a.write_bundle(names[0], 8, &mut out).unwrap(),
             names.to_vec()
         );
-        let mut c = Collect(Vec::new());
-        let mut p = TarStreamParser::new();
-        p.feed(&out, &mut c).unwrap();
-        p.finish().unwrap();
+        let c = read_back(&out);
         assert_eq!(c.0.len(), 4);
         let mut want_sums = String::new();
         for (i, (n, data)) in c.0[..3].iter().enumerate() {
@@ -219,7 +195,7 @@ mod tests {
         assert_eq!(String::from_utf8(c.0[3].1.clone()).unwrap(), want_sums);
 
         // Damage the second: the bundle holds only the first.
-        let stored = a.dir().join(WalArchive::key_of(names[1]).unwrap());
+        let stored = _d.path().join("wals").join(WalArchive::key_of(names[1]).unwrap());
         let mut bytes = std::fs::read(&stored).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x10;
