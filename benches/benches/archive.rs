@@ -3,8 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pgbak_compress::{Codec, Compression, Level};
-use pgbak_core::locks::FileLockManager;
 use pgbak_core::wal_archive::WalArchive;
+use pgbak_storage::LocalStorage;
 use std::cell::Cell;
 
 const SEG: u64 = 16 << 20;
@@ -39,11 +39,10 @@ fn archive_wal(c: &mut Criterion) {
         std::fs::create_dir(&src).expect("src dir");
         let archive = WalArchive::new(
             "bench",
-            dir.path().join("wals"),
-            dir.path().join("errors"),
+            std::sync::Arc::new(LocalStorage::new(dir.path().join("wals"))),
+            std::sync::Arc::new(LocalStorage::new(dir.path().join("errors"))),
             Codec::new(compression, level).expect("codec"),
         );
-        let locks = FileLockManager::new(dir.path().join("locks"));
         let next = Cell::new(1u64);
         group.bench_function(compression.name(), |b| {
             b.iter_batched(
@@ -52,7 +51,7 @@ fn archive_wal(c: &mut Criterion) {
                     next.set(n + 1);
                     write_segment(&src, &template, n)
                 },
-                |path| archive.archive_file(&path, &locks).expect("archive"),
+                |path| archive.archive_file(&path).expect("archive"),
                 BatchSize::PerIteration,
             )
         });

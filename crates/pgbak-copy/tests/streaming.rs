@@ -362,6 +362,9 @@ impl ObjectWriter for FullDiskWriter {
 }
 
 impl StorageBackend for FullDisk {
+    fn describe(&self) -> String {
+        format!("a full disk at {}", self.inner.describe())
+    }
     fn put(&self, key: &str) -> pgbak_storage::Result<Box<dyn ObjectWriter>> {
         Ok(Box::new(FullDiskWriter {
             inner: self.inner.put(key)?,

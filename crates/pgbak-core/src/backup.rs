@@ -201,7 +201,7 @@ pub fn backup(
         // The first backup records which cluster this catalogue belongs to; a backup of another
         // cluster fails here instead of mixing two clusters' files.
         crate::identity::record_identity(
-            &cfg.backup_directory,
+            server.stores().meta.as_ref(),
             &outcome.systemid,
             outcome.server_version_num,
         )?;

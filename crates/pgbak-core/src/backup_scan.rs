@@ -11,7 +11,6 @@ use crate::manifest::{ChecksumAlgorithm, MANIFEST_FILE};
 use crate::{Error, Result};
 use pgbak_copy::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use pgbak_storage::{LocalStorage, StorageBackend};
-use std::sync::Arc;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -19,6 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 
 /// Bytes read per call: large reads keep system calls rare.
 const CHUNK: usize = 1 << 20;

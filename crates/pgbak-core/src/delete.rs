@@ -240,6 +240,7 @@ mod tests {
     use crate::wal_archive::{IndexEntry, WalArchive};
     use pgbak_wal::SegmentName;
     use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
 
     const SEG: u64 = 16 << 20;
 
@@ -259,14 +260,21 @@ mod tests {
     /// A DONE backup with a small data folder, needing WAL `begin..=end` of timeline 1.
     fn add_backup(s: &Server, day: u32, begin: u64, end: u64) -> BackupInfo {
         let id = format!("202401{day:02}T000000");
-        let mut b = BackupInfo::new("main", &id, "postgres", "plain", "none");
+        let mut b = BackupInfo::new(
+            "main",
+            &id,
+            "postgres",
+            "plain",
+            "none",
+            chrono::DateTime::UNIX_EPOCH,
+        );
         b.status = BackupStatus::Done;
         b.timeline = Some(1);
         b.begin_wal = Some(wal(begin));
         b.end_wal = Some(wal(end));
         let cat = s.catalogue();
         cat.write(&b).unwrap();
-        let data = cat.backup_dir(&id).join("data");
+        let data = s.local_backup_dir(&id).unwrap().join("data");
         std::fs::create_dir_all(data.join("base")).unwrap();
         std::fs::write(data.join("base/1"), b"rows").unwrap();
         b
@@ -275,36 +283,28 @@ mod tests {
     /// Archived files (small stand-ins: removal never reads them) with their index lines.
     fn add_wal(s: &Server, names: &[String]) {
         let a = s.wal_archive().unwrap();
-        let mut index = String::new();
+        let mut entries = a.index_entries().unwrap();
         for n in names {
-            let path = a.dir().join(WalArchive::key_of(n).unwrap());
+            let path = s.config.wals_directory.join(WalArchive::key_of(n).unwrap());
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, n.as_bytes()).unwrap();
-            let e = IndexEntry {
+            entries.push(IndexEntry {
                 name: n.clone(),
                 stored_size: n.len() as u64,
                 time: 1.0,
                 compression: "none".into(),
                 crc32c: None,
                 size: None,
-            };
-            index.push_str(&e.to_line());
+            });
         }
-        use std::io::Write as _;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(a.dir().join(crate::wal_archive::INDEX_FILE))
-            .unwrap()
-            .write_all(index.as_bytes())
-            .unwrap();
+        a.index().replace_all(&entries).unwrap();
     }
 
     /// The archive's files and index lines agree; returns the names.
     fn consistent_wal(s: &Server) -> BTreeSet<String> {
         let a = s.wal_archive().unwrap();
         let indexed: BTreeSet<String> = a.indexed().unwrap().unwrap().into_keys().collect();
-        let files: BTreeSet<String> = a.files_in_place_for_tests().into_iter().collect();
+        let files: BTreeSet<String> = a.stored_files().unwrap().into_iter().collect();
         assert_eq!(indexed, files, "index and files disagree");
         files
     }
@@ -345,19 +345,14 @@ mod tests {
         assert_eq!(r.backup.backup_id, b[0].backup_id);
         assert!(!r.resumed);
         assert_eq!(r.wal_removed.len(), 10, "{:?}", r.wal_removed);
-        assert!(!s.catalogue().backup_dir(&b[0].backup_id).exists());
+        assert!(!s.local_backup_dir(&b[0].backup_id).unwrap().exists());
         assert_eq!(
             ids(&s),
             vec![b[1].backup_id.clone(), b[2].backup_id.clone()]
         );
         assert_eq!(consistent_wal(&s), expected_after_oldest_delete());
         // The empty hash folder of removed files stays only if something is left in it.
-        assert!(s
-            .wal_archive()
-            .unwrap()
-            .dir()
-            .join("0000000100000000")
-            .is_dir());
+        assert!(s.config.wals_directory.join("0000000100000000").is_dir());
     }
 
     #[test]
@@ -413,19 +408,23 @@ mod tests {
             let (s, b) = catalogue_with_three(d.path(), "");
             let victim = &b[0];
             let cat = s.catalogue();
-            let dir = cat.backup_dir(&victim.backup_id);
-            write_marker(&cat, victim).unwrap();
+            let dir = s.local_backup_dir(&victim.backup_id).unwrap();
+            cat.write_delete_marker(victim).unwrap();
             if step >= 1 {
-                std::fs::remove_file(dir.join(INFO_FILE)).unwrap();
+                std::fs::remove_file(dir.join(crate::catalogue::INFO_FILE)).unwrap();
             }
             if step >= 2 {
                 std::fs::remove_dir_all(dir.join("data")).unwrap();
             }
             if step >= 3 {
                 // Some WAL files gone, their index lines still there.
-                let a = s.wal_archive().unwrap();
                 for n in [wal(1), wal(2)] {
-                    std::fs::remove_file(a.dir().join(WalArchive::key_of(&n).unwrap())).unwrap();
+                    std::fs::remove_file(
+                        s.config
+                            .wals_directory
+                            .join(WalArchive::key_of(&n).unwrap()),
+                    )
+                    .unwrap();
                 }
             }
             if step >= 4 {
@@ -433,8 +432,7 @@ mod tests {
                 let a = s.wal_archive().unwrap();
                 let rule = removal_rule(victim, &s.backups().unwrap(), &BTreeMap::new()).unwrap();
                 let files = a.removable_wal(&rule).unwrap();
-                a.remove_wal_files(&files, s.locks(), |_| Ok(()), |_, _| {})
-                    .unwrap();
+                a.remove_wal_files(&files, |_| Ok(()), |_, _| {}).unwrap();
             }
             assert_eq!(
                 ids(&s),
@@ -464,7 +462,7 @@ mod tests {
     fn an_empty_folder_left_by_a_delete_is_removed() {
         let d = tempfile::tempdir().unwrap();
         let (s, _) = catalogue_with_three(d.path(), "");
-        let leftover = s.catalogue().backup_dir("20231231T000000");
+        let leftover = s.local_backup_dir("20231231T000000").unwrap();
         std::fs::create_dir_all(&leftover).unwrap();
         assert!(has_leftovers(&s).unwrap());
         assert!(resume_interrupted_deletes(&s).unwrap().is_empty());
@@ -478,7 +476,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (s, b) = catalogue_with_three(d.path(), "minimum_redundancy = 3");
         // Begun before minimum_redundancy was raised: finishing it is not a new delete.
-        write_marker(&s.catalogue(), &b[0]).unwrap();
+        s.catalogue().write_delete_marker(&b[0]).unwrap();
         let r = delete_backup(&s, &b[0].backup_id).unwrap();
         assert!(r.resumed);
         assert_eq!(consistent_wal(&s), expected_after_oldest_delete());

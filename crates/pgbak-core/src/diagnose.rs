@@ -62,7 +62,7 @@ pub fn show_server(server: &Server) -> BTreeMap<String, String> {
 pub fn status_rows(server: &Server) -> Vec<(String, String)> {
     let cfg = &server.config;
     let mut rows = Vec::new();
-    let identity = match read_identity(&cfg.backup_directory) {
+    let identity = match read_identity(server.stores().meta.as_ref()) {
         Ok(Some(i)) => format!("{} (PostgreSQL {})", i.systemid, i.version),
         Ok(None) => "not recorded yet (the first backup records it)".into(),
         Err(e) => format!("unreadable: {e}"),
@@ -203,7 +203,7 @@ fn server_state(server: &Server, connect: bool) -> Value {
     );
     state.insert(
         "identity".into(),
-        match read_identity(&cfg.backup_directory) {
+        match read_identity(server.stores().meta.as_ref()) {
             Ok(i) => json!(i),
             Err(e) => json!({ "error": e.to_string() }),
         },

@@ -257,7 +257,14 @@ mod tests {
 
     #[test]
     fn ranges_and_times() {
-        let mut info = BackupInfo::new("main", "20240101T000000", "postgres", "plain", "none");
+        let mut info = BackupInfo::new(
+            "main",
+            "20240101T000000",
+            "postgres",
+            "plain",
+            "none",
+            chrono::DateTime::UNIX_EPOCH,
+        );
         assert!(wal_ranges(&info, None).is_err());
         info.begin_lsn = Some("0/2000028".into());
         info.end_lsn = Some("0/2000100".into());
@@ -278,7 +285,14 @@ mod tests {
 
     #[test]
     fn ranges_follow_the_history_like_postgresql() {
-        let mut info = BackupInfo::new("main", "20240101T000000", "postgres", "plain", "none");
+        let mut info = BackupInfo::new(
+            "main",
+            "20240101T000000",
+            "postgres",
+            "plain",
+            "none",
+            chrono::DateTime::UNIX_EPOCH,
+        );
         info.begin_lsn = Some("0/3000028".into());
         info.end_lsn = Some("0/5000100".into());
         info.timeline = Some(2);

@@ -110,11 +110,7 @@ impl HookEnv {
     /// neighbouring backups whose copy is complete, or empty).
     pub fn for_backup(server: &Server, info: &BackupInfo) -> Self {
         // A path on local disk, a URL in an object store.
-        let dir = format!(
-            "{}/{}",
-            server.stores().backups.describe(),
-            info.backup_id
-        );
+        let dir = format!("{}/{}", server.stores().backups.describe(), info.backup_id);
         let (previous, next) = neighbours(server, &info.backup_id);
         HookEnv::new()
             .set("BACKUP_INFO_PATH", format!("{dir}/{INFO_FILE}"))
@@ -432,9 +428,7 @@ fn exit_code(status: &std::process::ExitStatus) -> i32 {
 /// waiting to be archived, `post_archive_*` scripts the archived copy (or the error). Without
 /// archive hooks this is exactly [`WalArchive::archive_file`], so `archive_command` pays nothing.
 pub fn archive_file(server: &Server, archive: &WalArchive, src: &Path) -> Result<ArchiveOutcome> {
-    with_archive_hooks(server, archive, src, || {
-        Ok(archive.archive_file(src)?)
-    })
+    with_archive_hooks(server, archive, src, || Ok(archive.archive_file(src)?))
 }
 
 /// Runs `archive_it` (which archives the file at `src`) between the archive hooks.

@@ -338,23 +338,23 @@ fn decompress_if_needed(path: &Path, name: &str) -> Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::locks::FileLockManager;
-    use crate::wal_archive::tests::segment;
     use crate::wal_tar::{sums_line, write_end, write_entry};
     use pgbak_compress::{Codec, Compression, Compressor};
+    use pgbak_repo::wal::fake_segment as segment;
+    use pgbak_storage::LocalStorage;
+    use std::sync::Arc;
 
     const NAME: &str = "000000010000000000000003";
 
-    fn setup() -> (tempfile::TempDir, WalArchive, FileLockManager) {
+    fn setup() -> (tempfile::TempDir, WalArchive) {
         let d = tempfile::tempdir().unwrap();
         let a = WalArchive::new(
             "main",
-            d.path().join("wals"),
-            d.path().join("errors"),
+            Arc::new(LocalStorage::new(d.path().join("wals"))),
+            Arc::new(LocalStorage::new(d.path().join("errors"))),
             Codec::new(Compression::Zstd, None).unwrap(),
         );
-        let l = FileLockManager::new(d.path().join("locks"));
-        (d, a, l)
+        (d, a)
     }
 
     fn stream(files: &[(&str, Vec<u8>)], kind: Option<SumKind>) -> Vec<u8> {
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn every_checksum_kind_is_accepted() {
         for kind in [SumKind::Sha256, SumKind::Md5, SumKind::Crc32c] {
-            let (d, a, l) = setup();
+            let (d, a) = setup();
             let data = segment(NAME, 4);
             let input = stream(&[(NAME, data.clone())], Some(kind));
             let out = put_wal(&a, &mut &input[..], &d.path().join("incoming")).unwrap();
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_compressed_segment_is_stored_with_the_archive_compression() {
-        let (d, a, l) = setup();
+        let (d, a) = setup();
         let data = segment(NAME, 9);
         let mut gz = Vec::new();
         let mut enc = Codec::new(Compression::Gzip, None)
@@ -459,7 +459,7 @@ mod tests {
             ("only sums", stream(&[], Some(SumKind::Sha256))),
         ];
         for (what, input) in cases {
-            let (d, a, l) = setup();
+            let (d, a) = setup();
             let err = put_wal(&a, &mut &input[..], &d.path().join("incoming"));
             assert!(err.is_err(), "{what}");
             assert!(a.segment_names().unwrap().is_empty(), "{what}");
@@ -520,7 +520,7 @@ mod tests {
             ("00000002.history", history, "decompresses to more than"),
             (NAME, garbage, "does not start with a WAL segment header"),
         ] {
-            let (d, a, l) = setup();
+            let (d, a) = setup();
             let incoming = d.path().join("incoming");
             let input = stream(&[(name, input)], Some(SumKind::Crc32c));
             let mut result = None;
@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn several_files_in_one_stream() {
-        let (d, a, l) = setup();
+        let (d, a) = setup();
         let n2 = "000000010000000000000004";
         let input = stream(
             &[(NAME, segment(NAME, 1)), (n2, segment(n2, 2))],

@@ -405,12 +405,12 @@ fn check_system(server: &Server, systemid: &str, version: u32, seg_size: u64) ->
             cfg.name
         ))
     };
-    if let Some(id) = crate::identity::read_identity(&cfg.backup_directory)? {
+    if let Some(id) = crate::identity::read_identity(server.stores().meta.as_ref())? {
         if id.systemid != systemid {
             return Err(mismatch(
                 format!(
                     "the catalogue ({})",
-                    crate::identity::identity_path(&cfg.backup_directory).display()
+                    crate::identity::identity_location(server.stores().meta.as_ref())
                 ),
                 id.systemid,
             ));
@@ -438,7 +438,7 @@ fn check_system(server: &Server, systemid: &str, version: u32, seg_size: u64) ->
             ));
         }
     }
-    crate::identity::record_identity(&cfg.backup_directory, systemid, version)?;
+    crate::identity::record_identity(server.stores().meta.as_ref(), systemid, version)?;
     Ok(())
 }
 

@@ -665,7 +665,14 @@ mod tests {
     use crate::catalogue::BackupInfo;
 
     fn backup() -> BackupInfo {
-        let mut b = BackupInfo::new("main", "20240101T000000", "postgres", "plain", "none");
+        let mut b = BackupInfo::new(
+            "main",
+            "20240101T000000",
+            "postgres",
+            "plain",
+            "none",
+            chrono::DateTime::UNIX_EPOCH,
+        );
         b.end_time = Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 10).unwrap());
         b.end_lsn = Some("0/5000100".into());
         b

@@ -9,8 +9,8 @@
 
 use crate::catalogue::BackupInfo;
 use crate::recover::{
-    extract_archive, find_archive, signal_file, tablespace_map, write_recovery_file, RecoverOptions,
-    RecoverySummary, WAL_SPOOL_DIR,
+    extract_archive, find_archive, signal_file, tablespace_map, write_recovery_file,
+    RecoverOptions, RecoverySummary, WAL_SPOOL_DIR,
 };
 use crate::rsync_backup::rsync_program;
 use crate::server::Server;

@@ -372,7 +372,14 @@ mod tests {
 
     fn backup(d: u32, status: BackupStatus) -> BackupInfo {
         let id = format!("202401{d:02}T000000");
-        let mut b = BackupInfo::new("main", &id, "postgres", "plain", "none");
+        let mut b = BackupInfo::new(
+            "main",
+            &id,
+            "postgres",
+            "plain",
+            "none",
+            chrono::DateTime::UNIX_EPOCH,
+        );
         b.status = status;
         b.begin_time = day(d);
         b.end_time = Some(day(d) + Duration::minutes(5));

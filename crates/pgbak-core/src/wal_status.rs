@@ -177,36 +177,3 @@ pub fn replication_status(server: &Server) -> Result<ReplicationStatus> {
         slots,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::locks::FileLockManager;
-    use crate::wal_archive::tests::segment;
-    use pgbak_compress::{Codec, Compression};
-
-    #[test]
-    fn the_system_id_is_read_from_an_archived_segment() {
-        let d = tempfile::tempdir().unwrap();
-        let a = WalArchive::new(
-            "main",
-            d.path().join("wals"),
-            d.path().join("errors"),
-            Codec::new(Compression::Xz, None).unwrap(),
-        );
-        let l = FileLockManager::new(d.path().join("locks"));
-        let n = "000000010000000000000003";
-        std::fs::write(d.path().join(n), segment(n, 1)).unwrap();
-        a.archive_file(&d.path().join(n), &l).unwrap();
-        assert_eq!(a.segment_system_id(n).unwrap(), 7);
-    }
-
-    #[test]
-    fn head_keeps_only_the_start() {
-        use std::io::Write;
-        let mut h = Head(Vec::new(), 4);
-        h.write_all(b"abcdef").unwrap();
-        h.write_all(b"gh").unwrap();
-        assert_eq!(h.0, b"abcd");
-    }
-}

@@ -5,8 +5,8 @@
 //! layout is documented in `docs/catalogue.md`.
 
 pub mod backups;
-pub mod fault_points;
 mod error;
+pub mod fault_points;
 pub mod wal;
 
 pub use error::{Error, Result};

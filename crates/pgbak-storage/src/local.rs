@@ -259,6 +259,27 @@ impl StorageBackend for LocalStorage {
         Ok(out)
     }
 
+    fn delete_many(&self, keys: &[String]) -> Result<()> {
+        // One fsync per folder, not per file: removing thousands of WAL files stays quick.
+        let mut dirs = std::collections::BTreeSet::new();
+        for key in keys {
+            let path = self.path_of(key)?;
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    if let Some(parent) = path.parent() {
+                        dirs.insert(parent.to_path_buf());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete", key.clone(), e)),
+            }
+        }
+        for d in &dirs {
+            fsync_dir(d).map_err(|e| Error::io("fsync", d.display().to_string(), e))?;
+        }
+        Ok(())
+    }
+
     fn delete_prefix(&self, prefix: &str) -> Result<()> {
         // A folder goes in one pass (a plain backup holds thousands of files); links inside it
         // are removed, never followed.

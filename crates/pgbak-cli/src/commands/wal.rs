@@ -94,9 +94,7 @@ fn write_answer(
 ) -> Result<()> {
     match bundle {
         Some(n) => Ok(archive.write_bundle(name, n, out).map(|_| ())?),
-        None => Ok(archive
-            .fetch_to(name, out, "standard output")
-            .map(|_| ())?),
+        None => Ok(archive.fetch_to(name, out, "standard output").map(|_| ())?),
     }
 }
 

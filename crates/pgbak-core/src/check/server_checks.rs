@@ -7,7 +7,7 @@ use super::report::{human_duration, human_size};
 use super::Check;
 use crate::catalogue::{BackupInfo, BackupStatus};
 use crate::config::{parse_interval, parse_size};
-use crate::identity::{identity_path, read_identity, record_identity};
+use crate::identity::{identity_location, read_identity, record_identity};
 use crate::locks::{LockError, LockName};
 use crate::server::Server;
 use pgbak_compress::Codec;
@@ -502,17 +502,16 @@ fn systemid_coherence(server: &Server, remote: &Remote, backups: &[BackupInfo], 
     let Some(live) = streaming.or(remote.systemid.as_ref()) else {
         return out.ok_hint(NAME, "no system Id available");
     };
-    let dir = &server.config.backup_directory;
-    let changed = |path: &Path| {
+    let dir = server.stores().meta.as_ref();
+    let changed = |location: String| {
         format!(
-            "the system Id of the connected PostgreSQL server changed, stored in \"{}\"",
-            path.display()
+            "the system Id of the connected PostgreSQL server changed, stored in \"{location}\""
         )
     };
     match read_identity(dir) {
         Err(e) => out.fail(NAME, e.to_string()),
         Ok(Some(id)) if id.systemid == *live => out.ok(NAME),
-        Ok(Some(_)) => out.fail(NAME, changed(&identity_path(dir))),
+        Ok(Some(_)) => out.fail(NAME, changed(identity_location(dir))),
         Ok(None) => {
             let recorded = newest_done(backups).and_then(|b| Some((b.systemid.as_ref()?, b)));
             match recorded {
@@ -671,19 +670,30 @@ mod tests {
     }
 
     #[test]
-    fn index_tail_time() {
+    fn the_newest_archive_time_comes_from_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let index = dir.path().join("xlog.db");
-        assert!(last_archive_time(&index).is_none());
-        let mut text = String::new();
+        let text = format!(
+            "[pgbak]\nhome = {}\n\n[main]\nconninfo = host=localhost\n",
+            dir.path().display()
+        );
+        let cfg = crate::config::Config::parse_str(&text, &dir.path().join("pgbak.conf")).unwrap();
+        let server = Server::new(&cfg, "main").unwrap();
+        assert!(last_archive_time(&server).is_none());
+        let archive = server.wal_archive().unwrap();
         for i in 0..200 {
-            text.push_str(&format!(
-                "0000000100000000000000{i:02X}\t100\t{}.250\tzstd\tNone\tcrc32c=00000000\tsize=16777216\n",
-                1_700_000_000 + i
-            ));
+            archive
+                .index()
+                .add(&crate::wal_archive::IndexEntry {
+                    name: format!("0000000100000000000000{i:02X}"),
+                    stored_size: 100,
+                    time: 1_700_000_000.25 + f64::from(i),
+                    compression: "zstd".into(),
+                    crc32c: Some(0),
+                    size: Some(16 << 20),
+                })
+                .unwrap();
         }
-        std::fs::write(&index, text).unwrap();
-        let t = last_archive_time(&index).unwrap();
+        let t = last_archive_time(&server).unwrap();
         assert_eq!(
             t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
             (1_700_000_199u128 * 1000) + 250

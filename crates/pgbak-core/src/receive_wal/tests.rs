@@ -190,7 +190,7 @@ fn with_archive_command_on_ended_timeline_partials_wait_for_the_servers_copy() {
     // Once archive_command has delivered the server's copy, ours is simply dropped.
     let server_copy = s.config.backup_directory.join(old);
     std::fs::write(&server_copy, segment("000000010000000000000005", 3)).unwrap();
-    archive.archive_file(&server_copy, s.locks()).unwrap();
+    archive.archive_file(&server_copy).unwrap();
     let stats = sweep_now(&s, &archive, &dir);
     assert_eq!((stats.stored, stats.partials_waiting), (0, 0));
     assert_eq!(names(&dir), ["000000020000000000000005.partial"]);
@@ -208,9 +208,7 @@ fn duplicates_from_archive_command_are_kept_once_and_clashes_go_to_errors() {
     let incoming = s.config.backup_directory.join("from_archive_command");
     for (name, fill) in [(same, 7u8), (clash, 8u8)] {
         put(&incoming, name, &segment(name, fill));
-        archive
-            .archive_file(&incoming.join(name), s.locks())
-            .unwrap();
+        archive.archive_file(&incoming.join(name)).unwrap();
     }
     put(&dir, same, &segment(same, 7));
     put(&dir, clash, &segment(clash, 9));
@@ -227,7 +225,7 @@ fn duplicates_from_archive_command_are_kept_once_and_clashes_go_to_errors() {
     assert!(errors[0].starts_with(clash), "{errors:?}");
     // The index has exactly one line per name: the duplicate added nothing.
     let lines: Vec<String> = archive
-        .index()
+        .index_entries()
         .unwrap()
         .into_iter()
         .map(|e| e.name)

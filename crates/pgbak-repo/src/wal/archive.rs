@@ -457,7 +457,8 @@ impl WalArchive {
         let key = Self::key_of(name)?;
         let mut r = self.storage.get(&key)?;
         let mut probe = [0u8; pgbak_compress::MAGIC_PROBE_LEN];
-        let n = read_full(&mut r, &mut probe).map_err(|e| Error::io("read", self.location(&key), e))?;
+        let n =
+            read_full(&mut r, &mut probe).map_err(|e| Error::io("read", self.location(&key), e))?;
         Ok(pgbak_compress::detect(&probe[..n]))
     }
 
@@ -533,7 +534,12 @@ impl WalArchive {
         self.fetch_to(name, &mut head, &label)?;
         parse_segment_header(&head.0)
             .map(|h| h.sysid)
-            .ok_or_else(|| Error::corrupt(format!("archived WAL file {label}"), "does not start with a WAL segment header"))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    format!("archived WAL file {label}"),
+                    "does not start with a WAL segment header",
+                )
+            })
     }
 }
 
@@ -592,7 +598,6 @@ pub(crate) mod tests {
         (d, a)
     }
 
-
     const NAME: &str = "000000010000000000000003";
 
     #[test]
@@ -648,10 +653,7 @@ pub(crate) mod tests {
         assert!(a.archive_file(&bad_name).is_err());
         let short = d.path().join(NAME);
         std::fs::write(&short, &segment(NAME, 1)[..4096]).unwrap();
-        assert!(matches!(
-            a.archive_file(&short),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(a.archive_file(&short), Err(Error::Corrupt { .. })));
         let other = segment("000000010000000000000004", 1);
         std::fs::write(&short, other).unwrap();
         assert!(
@@ -668,7 +670,10 @@ pub(crate) mod tests {
             let src = d.path().join(NAME);
             std::fs::write(&src, segment(NAME, 3)).unwrap();
             a.archive_file(&src).unwrap();
-            let stored = d.path().join("wals").join(WalArchive::key_of(NAME).unwrap());
+            let stored = d
+                .path()
+                .join("wals")
+                .join(WalArchive::key_of(NAME).unwrap());
             let mut bytes = std::fs::read(&stored).unwrap();
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0x40;
@@ -689,6 +694,19 @@ pub(crate) mod tests {
             a.fetch(NAME, &d.path().join("o")),
             Err(Error::WalNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn the_system_id_is_read_from_an_archived_segment() {
+        let (d, a) = local_archive(Compression::Xz);
+        let n = "000000010000000000000003";
+        std::fs::write(d.path().join(n), segment(n, 1)).unwrap();
+        a.archive_file(&d.path().join(n)).unwrap();
+        assert_eq!(a.segment_system_id(n).unwrap(), 7);
+        let mut h = Head(Vec::new(), 4);
+        h.write_all(b"abcdef").unwrap();
+        h.write_all(b"gh").unwrap();
+        assert_eq!(h.0, b"abcd");
     }
 
     #[test]

@@ -120,8 +120,8 @@ impl WalArchive {
 mod tests {
     use super::*;
     use crate::wal::archive::tests::segment;
-    use pgbak_compress::{Codec, Compression};
     use crate::wal::tar_stream::tests::read_back;
+    use pgbak_compress::{Codec, Compression};
 
     fn archive(names: &[&str]) -> (tempfile::TempDir, WalArchive) {
         let d = tempfile::tempdir().unwrap();
@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(String::from_utf8(c.0[3].1.clone()).unwrap(), want_sums);
 
         // Damage the second: the bundle holds only the first.
-        let stored = _d.path().join("wals").join(WalArchive::key_of(names[1]).unwrap());
+        let stored = _d
+            .path()
+            .join("wals")
+            .join(WalArchive::key_of(names[1]).unwrap());
         let mut bytes = std::fs::read(&stored).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x10;

@@ -210,13 +210,13 @@ impl WalArchive {
                 }
             }
         }
-        if stopped.is_none() {
-            if let Err(e) = flush(&mut batch, &mut removed) {
-                stopped = Some(e);
-            }
+        // The files whose `before` passed go, whether or not the removal stopped after them.
+        if let Err(e) = flush(&mut batch, &mut removed) {
+            stopped.get_or_insert(e);
         }
         if !removed.is_empty() {
-            let gone: std::collections::BTreeSet<&str> = removed.iter().map(String::as_str).collect();
+            let gone: std::collections::BTreeSet<&str> =
+                removed.iter().map(String::as_str).collect();
             self.retain_index(|e| !gone.contains(e.name.as_str()))?;
         }
         match stopped {

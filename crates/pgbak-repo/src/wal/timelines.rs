@@ -376,7 +376,6 @@ pub fn required_segments(info: &BackupInfo) -> Result<Vec<String>> {
         .collect())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,7 +608,14 @@ mod tests {
 
     #[test]
     fn backup_range_across_a_switch() {
-        let mut b = BackupInfo::new("main", "20240101T000000", "postgres", "tar", "none", chrono::DateTime::UNIX_EPOCH);
+        let mut b = BackupInfo::new(
+            "main",
+            "20240101T000000",
+            "postgres",
+            "tar",
+            "none",
+            chrono::DateTime::UNIX_EPOCH,
+        );
         b.timeline = Some(1);
         b.end_timeline = Some(2);
         b.begin_lsn = Some("0/100028".into());
