@@ -226,6 +226,46 @@ impl PgbakEnv {
         v
     }
 
+    /// The raw text of the WAL index of `main`: every object of it (the `xlog.db` of earlier
+    /// versions, the compacted chunks, the entries of files archived since), concatenated.
+    pub fn index_text(&self) -> String {
+        let wals = self.server_dir().join("wals");
+        let mut text = std::fs::read_to_string(wals.join("xlog.db")).unwrap_or_default();
+        for sub in ["index/c", "index/p"] {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(wals.join(sub))
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+            files.sort();
+            for f in files {
+                text.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+            }
+        }
+        text
+    }
+
+    /// Names of the WAL files archived for `main` (history files and the `<timeline><log>`
+    /// folders; not the index).
+    pub fn archived_wal_files(&self) -> std::collections::BTreeSet<String> {
+        let wals = self.server_dir().join("wals");
+        let mut files = std::collections::BTreeSet::new();
+        for e in std::fs::read_dir(&wals).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() && name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                for f in std::fs::read_dir(e.path()).unwrap().flatten() {
+                    let n = f.file_name().to_string_lossy().into_owned();
+                    if !n.starts_with('.') {
+                        files.insert(n);
+                    }
+                }
+            } else if ft.is_file() && name.ends_with(".history") {
+                files.insert(name);
+            }
+        }
+        files
+    }
+
     /// A directory the cluster owner may restore into (does not exist yet).
     pub fn restore_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

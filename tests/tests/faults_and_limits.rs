@@ -295,6 +295,14 @@ fn a_backup_that_fails_for_lack_of_space_frees_it_at_once() {
     env.switch_wal_archived();
 }
 
+/// Every object of the WAL index (entries and chunks) below `wals/index/`.
+fn index_objects(env: &PgbakEnv) -> Vec<PathBuf> {
+    let mut v = files_named(&env.server_dir().join("wals/index"), "");
+    v.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    v.sort();
+    v
+}
+
 #[test]
 fn torn_and_damaged_index_lines_never_poison_their_neighbours() {
     let env = PgbakEnv::new();
@@ -308,10 +316,16 @@ fn torn_and_damaged_index_lines_never_poison_their_neighbours() {
         let _ = std::fs::remove_file(&dest);
         env.run(&["get-wal", "main", name, dest.to_str().unwrap()])
     };
-    // What a disk that filled up in the middle of the append of `first`'s line leaves: half of
-    // it, with no newline. archive-wal failed, so PostgreSQL archives the segment again.
-    let index = env.server_dir().join("wals/xlog.db");
-    let text = std::fs::read_to_string(&index).unwrap();
+    // An archive written by an earlier version: its appended `xlog.db`, whose last append was
+    // torn by a full disk (half of `first`'s line, no newline). archive-wal failed, so
+    // PostgreSQL archives the segment again.
+    let wals = env.server_dir().join("wals");
+    let legacy = wals.join("xlog.db");
+    let mut text = String::new();
+    for p in index_objects(&env) {
+        text.push_str(&std::fs::read_to_string(&p).unwrap());
+        std::fs::remove_file(&p).unwrap();
+    }
     let line = text
         .lines()
         .find(|l| l.starts_with(&first))
@@ -323,19 +337,26 @@ fn torn_and_damaged_index_lines_never_poison_their_neighbours() {
         .filter(|l| !l.starts_with(&first))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&index, format!("{rest}{}", torn.join("\t"))).unwrap();
+    std::fs::write(&legacy, format!("{rest}{}", torn.join("\t"))).unwrap();
+    give_to_owner(&legacy);
     env.run(&["archive-wal", "main", copy.to_str().unwrap()])
         .ok();
-    // The next segment's line must not be glued to the torn one.
     let next = last_archived(&env);
     assert_ne!(first, next);
     fetch(&first).ok();
     fetch(&next).ok();
+    // cron migrates the old file into the index's chunks.
+    env.run(&["cron"]).ok();
+    assert!(!legacy.exists(), "xlog.db is migrated");
+    fetch(&first).ok();
+    fetch(&next).ok();
 
-    // A byte that is not UTF-8: a warning, not a failed status.
+    // A byte that is not UTF-8 in a chunk: a warning, not a failed status.
+    let chunks = files_named(&wals.join("index/c"), "");
+    assert!(!chunks.is_empty());
     let mut f = std::fs::OpenOptions::new()
         .append(true)
-        .open(&index)
+        .open(&chunks[0])
         .unwrap();
     f.write_all(b"\xff\xfe not a line\n").unwrap();
     drop(f);
@@ -344,21 +365,24 @@ fn torn_and_damaged_index_lines_never_poison_their_neighbours() {
 
     // A wrong checksum in the index: get-wal refuses the intact file until rebuild-xlogdb
     // recomputes the checksums from the files.
-    let bytes = String::from_utf8_lossy(&std::fs::read(&index).unwrap()).into_owned();
-    let line = bytes
-        .lines()
-        .find(|l| l.starts_with(&first))
-        .unwrap()
-        .to_string();
-    let crc = line.split('\t').find(|c| c.starts_with("crc32c=")).unwrap();
-    std::fs::write(&index, bytes.replace(crc, "crc32c=0badc0de")).unwrap();
+    for p in index_objects(&env) {
+        let bytes = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+        if let Some(line) = bytes.lines().find(|l| l.starts_with(&first)) {
+            let crc = line
+                .split('\t')
+                .find(|c| c.starts_with("crc32c="))
+                .unwrap()
+                .to_string();
+            std::fs::write(&p, bytes.replace(&crc, "crc32c=0badc0de")).unwrap();
+        }
+    }
     assert_eq!(fetch(&first).code, 1);
     env.run(&["rebuild-xlogdb", "main"]).ok();
     fetch(&first).ok();
     fetch(&next).ok();
-    assert!(!std::fs::read_to_string(&index)
-        .unwrap()
-        .contains("0badc0de"));
+    for p in index_objects(&env) {
+        assert!(!String::from_utf8_lossy(&std::fs::read(&p).unwrap()).contains("0badc0de"));
+    }
 }
 
 #[test]

@@ -99,30 +99,18 @@ fn end_wal(env: &PgbakEnv, id: &str) -> String {
         .to_string()
 }
 
-/// Archived WAL file names on disk, after checking that `xlog.db` lists exactly them.
+/// Archived WAL file names on disk, after checking that the WAL index lists exactly them.
 fn archived(env: &PgbakEnv) -> BTreeSet<String> {
-    let wals = env.server_dir().join("wals");
-    let mut files = BTreeSet::new();
-    for e in std::fs::read_dir(&wals).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().unwrap().is_dir() {
-            for f in std::fs::read_dir(e.path()).unwrap() {
-                let n = f.unwrap().file_name().to_string_lossy().into_owned();
-                if !n.starts_with('.') {
-                    files.insert(n);
-                }
-            }
-        } else if name.ends_with(".history") {
-            files.insert(name);
-        }
-    }
-    let index: BTreeSet<String> = std::fs::read_to_string(wals.join("xlog.db"))
-        .unwrap()
+    let files = env.archived_wal_files();
+    let index: BTreeSet<String> = env
+        .index_text()
         .lines()
         .filter_map(|l| l.split('\t').next().map(str::to_string))
         .collect();
-    assert_eq!(index, files, "xlog.db and the files of wals/ disagree");
+    assert_eq!(
+        index, files,
+        "the WAL index and the files of wals/ disagree"
+    );
     files
 }
 

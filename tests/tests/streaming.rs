@@ -195,10 +195,9 @@ fn archived(env: &PgbakEnv) -> Vec<String> {
     out
 }
 
-/// Names in the WAL index (xlog.db), with how many lines each has.
+/// Names in the WAL index, with how many lines each has.
 fn index_counts(env: &PgbakEnv) -> BTreeMap<String, usize> {
-    let text =
-        std::fs::read_to_string(env.server_dir().join("wals").join("xlog.db")).unwrap_or_default();
+    let text = env.index_text();
     let mut m = BTreeMap::new();
     for line in text.lines() {
         if let Some(name) = line.split('\t').next() {
@@ -257,7 +256,7 @@ fn assert_contiguous_once(env: &PgbakEnv) -> Vec<String> {
     }
     let counts = index_counts(env);
     for n in &names {
-        assert_eq!(counts.get(n), Some(&1), "{n} in xlog.db: {counts:?}");
+        assert_eq!(counts.get(n), Some(&1), "{n} in the WAL index: {counts:?}");
     }
     assert!(
         counts.values().all(|&c| c == 1),
