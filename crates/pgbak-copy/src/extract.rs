@@ -397,7 +397,7 @@ fn prepare_root(dest: &Path, sync: &mut SyncTracker) -> Result<()> {
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-                pgbak_storage::local::create_dir_all_durable(parent)
+                pgbak_storage::staging::create_dir_all_private(parent)
                     .map_err(|e| Error::io("create directory", parent, e))?;
                 sync.dir_touched(parent);
             }

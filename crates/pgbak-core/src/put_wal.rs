@@ -182,7 +182,7 @@ fn receive(
     spool_dir: &Path,
     archive_one: &mut dyn FnMut(&Path, &str) -> Result<ArchiveOutcome>,
 ) -> Result<Vec<ArchiveOutcome>> {
-    pgbak_storage::local::create_dir_all_durable(spool_dir)
+    staging::create_dir_all_private(spool_dir)
         .map_err(|e| Error::io("create", spool_dir, e))?;
     let mut spool = Spool {
         files: Vec::new(),

@@ -9,7 +9,6 @@ use super::{check_config, check_system, read_slot, segment_start, streaming_para
 use crate::locks::{LockError, LockName};
 use crate::server::Server;
 use crate::{Error, Result};
-use pgbak_storage::local::create_dir_all_durable;
 use pgbak_wal::{ReplicationClient, SegmentName, WalFileName};
 use std::fmt;
 use std::path::Path;
@@ -164,7 +163,7 @@ pub fn reset(server: &Server) -> Result<ResetReport> {
         )
     })?;
     let dir = &cfg.streaming_wals_directory;
-    create_dir_all_durable(dir).map_err(|e| Error::io("create", dir, e))?;
+    pgbak_storage::staging::create_dir_all_private(dir).map_err(|e| Error::io("create", dir, e))?;
     let archived = sweep_now(server, &server.wal_archive()?, dir);
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
@@ -181,7 +180,7 @@ pub fn reset(server: &Server) -> Result<ResetReport> {
     pgbak_storage::staging::create_fresh(&path, pgbak_storage::staging::PRIVATE_FILE)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("create", &path, e))?;
-    pgbak_storage::local::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+    pgbak_storage::staging::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
     tracing::info!(server = server.name(), marker, "streaming position reset");
     Ok(ResetReport {
         archived,
@@ -355,7 +354,7 @@ pub fn spawn_receive_wal(server: &Server, exe: &Path) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let cfg = &server.config;
-    create_dir_all_durable(&cfg.backup_directory)
+    pgbak_storage::staging::create_dir_all_private(&cfg.backup_directory)
         .map_err(|e| Error::io("create", &cfg.backup_directory, e))?;
     let log = cfg.backup_directory.join("receive-wal.log");
     let stderr = std::fs::OpenOptions::new()
