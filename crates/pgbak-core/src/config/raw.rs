@@ -11,6 +11,14 @@ use super::keys;
 /// ConfigParser's limit, which also stops reference loops.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
 
+/// Most `%(option)s` references one value may expand, nested ones included. Far more than any
+/// real configuration needs; without it, references that multiply at every level (30 per value
+/// over 10 levels is 30^10 expansions, in a 2 KB file) hang the reader.
+const MAX_INTERPOLATIONS: usize = 1000;
+
+/// Longest value interpolation may produce.
+const MAX_INTERPOLATED_LEN: usize = 64 * 1024;
+
 /// A value as written, and where.
 #[derive(Clone, Debug)]
 pub(crate) struct RawEntry {
@@ -79,7 +87,8 @@ impl Scope<'_> {
     /// matching surrounding quotes are removed (in Barman's order: `None` is checked before
     /// unquoting, emptiness after).
     pub(crate) fn resolve(&self, written: &str) -> Result<Option<String>, String> {
-        let value = self.interpolate(written, 0)?;
+        let mut budget = MAX_INTERPOLATIONS;
+        let value = self.interpolate(written, 0, &mut budget)?;
         if value.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
@@ -87,7 +96,7 @@ impl Scope<'_> {
         Ok((!value.is_empty()).then(|| value.to_string()))
     }
 
-    fn interpolate(&self, value: &str, depth: usize) -> Result<String, String> {
+    fn interpolate(&self, value: &str, depth: usize, budget: &mut usize) -> Result<String, String> {
         if depth > MAX_INTERPOLATION_DEPTH {
             return Err(format!(
                 "interpolation nested more than {MAX_INTERPOLATION_DEPTH} levels deep in '{value}' (do two options refer to each other?)"
@@ -118,7 +127,17 @@ impl Scope<'_> {
                     "'%({name})s' refers to option '{name}', which is not set in this section or the global one (write '%%' for a literal '%')"
                 ));
             };
-            out.push_str(&self.interpolate(replacement, depth + 1)?);
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                format!(
+                    "more than {MAX_INTERPOLATIONS} '%(option)s' references to expand in '{value}'"
+                )
+            })?;
+            out.push_str(&self.interpolate(replacement, depth + 1, budget)?);
+            if out.len() > MAX_INTERPOLATED_LEN {
+                return Err(format!(
+                    "interpolation makes '{value}' longer than {MAX_INTERPOLATED_LEN} bytes"
+                ));
+            }
             rest = after;
         }
         out.push_str(rest);
@@ -226,6 +245,43 @@ mod tests {
             .resolve("%(A)s")
             .unwrap_err()
             .contains("refer to each other"));
+    }
+
+    #[test]
+    fn references_that_multiply_are_bounded() {
+        // Ten levels of thirty references each: 30^10 expansions without a bound.
+        let refs = |key: &str| format!("%({key})s").repeat(30);
+        let mut entries: Vec<(String, String)> = (1..10)
+            .map(|i| (format!("k{i}"), refs(&format!("k{}", i + 1))))
+            .collect();
+        entries.push(("k10".into(), String::new()));
+        let borrowed: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let s = section("main", &borrowed);
+        let scope = Scope {
+            server: Some("main"),
+            sections: vec![&s],
+            defaults: Vec::new(),
+        };
+        assert!(scope
+            .resolve(&refs("k1"))
+            .unwrap_err()
+            .contains("references to expand"));
+        // Few references that grow the value past the limit.
+        let big = "x".repeat(40_000);
+        let s = section("main", &[("big", &big), ("two", "%(big)s%(big)s")]);
+        let scope = Scope {
+            server: Some("main"),
+            sections: vec![&s],
+            defaults: Vec::new(),
+        };
+        assert_eq!(scope.resolve("%(big)s").unwrap().as_deref(), Some(&*big));
+        assert!(scope
+            .resolve("%(two)s")
+            .unwrap_err()
+            .contains("longer than"));
     }
 
     #[test]
