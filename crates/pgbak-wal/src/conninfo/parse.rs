@@ -343,6 +343,9 @@ pub fn redacted(conninfo: &str) -> String {
         let prefix_len = conninfo.len() - rest.len();
         let mut s = conninfo.to_string();
         let mut spans = Vec::new();
+        // As in `parse_uri`, the query starts after the user information: a '?' in the user
+        // name is not one.
+        let mut query_from = 0;
         if let Some(at) = rest
             .find(['@', '/'])
             .filter(|&i| rest.as_bytes()[i] == b'@')
@@ -350,8 +353,9 @@ pub fn redacted(conninfo: &str) -> String {
             if let Some(colon) = rest[..at].find(':') {
                 spans.push(prefix_len + colon + 1..prefix_len + at);
             }
+            query_from = at + 1;
         }
-        if let Some(q) = rest.find('?') {
+        if let Some(q) = rest[query_from..].find('?').map(|q| q + query_from) {
             let mut pos = prefix_len + q + 1;
             for param in rest[q + 1..].split('&') {
                 if let Some((k, _)) = param.split_once('=') {
@@ -362,6 +366,8 @@ pub fn redacted(conninfo: &str) -> String {
                 pos += param.len() + 1;
             }
         }
+        // Replaced from the last one, so that earlier spans keep their place.
+        spans.sort_by_key(|span| span.start);
         for span in spans.into_iter().rev() {
             s.replace_range(span, MASK);
         }
@@ -564,6 +570,13 @@ mod tests {
         assert_eq!(
             redacted("postgres://h/db?pass%77ord=zz"),
             "postgres://h/db?pass%77ord=********"
+        );
+        // A '?' in the user name does not start the query; the password after it is masked.
+        let tricky = "postgresql://bob?password=x&o=d:s3cret@db/app";
+        assert_eq!(parse_conninfo(tricky).unwrap()["password"], "s3cret");
+        assert_eq!(
+            redacted(tricky),
+            "postgresql://bob?password=x&o=d:********@db/app"
         );
         let r = redacted("password='unterminated");
         assert!(!r.contains("unterminated"), "{r}");
