@@ -22,6 +22,10 @@ pub const INDEX_FILE: &str = "xlog.db";
 
 const CHUNK: usize = 1 << 20;
 
+/// Largest WAL file there is (PostgreSQL's largest segment size): what a stored file without a
+/// recorded size may decompress to at most.
+const MAX_WAL_FILE: u64 = 1 << 30;
+
 /// One line of the index.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexEntry {
@@ -450,6 +454,12 @@ impl WalArchive {
             detail,
         };
         let (_, mut dec) = auto_decoder(r).map_err(|e| corrupt(e.to_string()))?;
+        // A damaged or planted file that decompresses to more than the original ever held is
+        // refused before it fills the destination's disk.
+        let limit = expected
+            .as_ref()
+            .and_then(|e| e.size)
+            .unwrap_or(MAX_WAL_FILE);
         let mut buf = vec![0u8; CHUNK];
         let (mut crc, mut size) = (0u32, 0u64);
         let mut first = Vec::new();
@@ -463,6 +473,11 @@ impl WalArchive {
             }
             crc = crc32c::crc32c_append(crc, &buf[..n]);
             size += n as u64;
+            if size > limit {
+                return Err(corrupt(format!(
+                    "decompresses to more than the {limit} bytes it held when it was archived"
+                )));
+            }
             out.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", out_label, e))?;
         }
@@ -658,6 +673,30 @@ pub(crate) mod tests {
             );
             assert!(!out.exists(), "nothing handed over");
         }
+    }
+
+    #[test]
+    fn a_file_that_decompresses_beyond_its_size_is_stopped_early() {
+        let (d, a, l) = setup(Compression::Gzip);
+        let src = d.path().join(NAME);
+        std::fs::write(&src, segment(NAME, 3)).unwrap();
+        a.archive_file(&src, &l).unwrap();
+        // 64 MiB of zeros in about 64 KiB of gzip, where a 1 MiB segment was stored.
+        let mut bomb = Vec::new();
+        let mut enc = Codec::new(Compression::Gzip, None)
+            .unwrap()
+            .encoder(Box::new(&mut bomb))
+            .unwrap();
+        for _ in 0..64 {
+            enc.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        enc.finish().unwrap();
+        let stored = a.dir().join(WalArchive::key_of(NAME).unwrap());
+        std::fs::write(&stored, bomb).unwrap();
+        let mut out = Vec::new();
+        let err = a.fetch_to(NAME, &mut out, Path::new("out")).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert!(out.len() <= 2 * CHUNK, "{} bytes written", out.len());
     }
 
     #[test]
