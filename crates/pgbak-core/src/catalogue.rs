@@ -247,7 +247,7 @@ impl Catalogue {
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        parse_info(&text, &path)
+        parse_info(&text, &path, id)
     }
 
     /// Every backup, oldest first. Folders without readable metadata are reported as errors in
@@ -308,7 +308,8 @@ impl Catalogue {
     }
 }
 
-fn parse_info(text: &[u8], path: &Path) -> Result<BackupInfo> {
+/// Parses the metadata file `path` of the backup folder named `id`.
+pub(crate) fn parse_info(text: &[u8], path: &Path, id: &str) -> Result<BackupInfo> {
     #[derive(Deserialize)]
     struct Version {
         format_version: u32,
@@ -323,10 +324,22 @@ fn parse_info(text: &[u8], path: &Path) -> Result<BackupInfo> {
             detail: format!("format version {} was written by a newer pgbak (this one reads up to {FORMAT_VERSION})", v.format_version),
         });
     }
-    serde_json::from_slice(text).map_err(|e| Error::Corrupt {
+    let info: BackupInfo = serde_json::from_slice(text).map_err(|e| Error::Corrupt {
         what: format!("backup metadata {}", path.display()),
         detail: e.to_string(),
-    })
+    })?;
+    // The folder name is the backup's identity. Ids become paths (delete removes
+    // `base/<backup_id>`), so a record that names another backup, or a path, is refused.
+    if info.backup_id != id {
+        return Err(Error::Corrupt {
+            what: format!("backup metadata {}", path.display()),
+            detail: format!(
+                "it describes backup {:?}, not {id} (the folder it is in)",
+                info.backup_id
+            ),
+        });
+    }
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -376,6 +389,32 @@ mod tests {
         );
         assert!(cat.resolve("20991231T000000").is_err());
         assert!(cat.resolve("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_record_naming_another_backup_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalogue::new("main", dir.path().join("base"));
+        let mut info = BackupInfo::new("main", "20240101T000000", "postgres", "plain", "none");
+        info.status = BackupStatus::Done;
+        cat.write(&info).unwrap();
+        for planted in ["../../../tmp/x", "20240102T000000", ""] {
+            let mut other = info.clone();
+            other.backup_id = planted.to_string();
+            std::fs::write(
+                cat.backup_dir("20240101T000000").join(INFO_FILE),
+                serde_json::to_vec(&other).unwrap(),
+            )
+            .unwrap();
+            let err = cat.read("20240101T000000").unwrap_err();
+            assert!(
+                matches!(&err, Error::Corrupt { detail, .. } if detail.contains("not 20240101T000000")),
+                "{planted}: {err}"
+            );
+            let (listed, problems) = cat.list().unwrap();
+            assert!(listed.is_empty(), "{planted}");
+            assert_eq!(problems.len(), 1, "{planted}");
+        }
     }
 
     #[test]
