@@ -31,6 +31,8 @@ struct Received {
     name: String,
     path: PathBuf,
     size: u64,
+    /// The decompressed copy, when the sender compressed the file.
+    plain: Option<PathBuf>,
 }
 
 /// Removes the temporary files when dropped, whatever happened.
@@ -51,6 +53,9 @@ impl Drop for Spool {
         }
         for f in &self.files {
             let _ = std::fs::remove_file(&f.path);
+            if let Some(p) = &f.plain {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }
@@ -110,6 +115,7 @@ impl TarVisitor for Spool {
             name,
             path: path.clone(),
             size: e.size,
+            plain: None,
         });
         self.current = Some((BufWriter::with_capacity(1 << 20, f), path, 0));
         Ok(())
@@ -180,7 +186,7 @@ pub fn put_wal_with_hooks(server: &Server, input: &mut dyn Read) -> Result<Vec<A
 
 /// Receives and verifies the stream, then hands each file (its path, its WAL name) to
 /// `archive_one`, in the order of the stream.
-fn receive(
+pub(crate) fn receive(
     input: &mut dyn Read,
     spool_dir: &Path,
     archive_one: &mut dyn FnMut(&Path, &str) -> Result<ArchiveOutcome>,
@@ -260,15 +266,14 @@ fn receive(
             });
         }
     }
+    // Every file is decompressed before the first one is archived, so that a damaged one
+    // archives nothing; the plain copies go with the spool.
+    for f in &mut spool.files {
+        f.plain = decompress_if_needed(&f.path, MAX_WAL_BYTES)?;
+    }
     let mut out = Vec::new();
     for f in &spool.files {
-        let plain = decompress_if_needed(&f.path)?;
-        let src = plain.as_deref().unwrap_or(&f.path);
-        let r = archive_one(src, &f.name);
-        if let Some(p) = &plain {
-            let _ = std::fs::remove_file(p);
-        }
-        out.push(r?);
+        out.push(archive_one(f.plain.as_deref().unwrap_or(&f.path), &f.name)?);
     }
     Ok(out)
 }
@@ -289,8 +294,9 @@ fn digest_file(path: &Path, kind: SumKind) -> Result<String> {
 }
 
 /// When the file starts with a compression magic, writes its plain bytes next to it and returns
-/// that path.
-fn decompress_if_needed(path: &Path) -> Result<Option<PathBuf>> {
+/// that path. More than `limit` plain bytes is an error: a small stream can decompress to
+/// terabytes, and no WAL file is larger than a segment.
+fn decompress_if_needed(path: &Path, limit: u64) -> Result<Option<PathBuf>> {
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let (c, mut dec) = pgbak_compress::auto_decoder(Box::new(io::BufReader::new(f)))
         .map_err(|e| Error::io("read", path, e))?;
@@ -299,14 +305,16 @@ fn decompress_if_needed(path: &Path) -> Result<Option<PathBuf>> {
     }
     let plain = path.with_extension("plain");
     let mut out = File::create(&plain).map_err(|e| Error::io("create", &plain, e))?;
-    if let Err(e) = io::copy(&mut dec, &mut out) {
-        let _ = std::fs::remove_file(&plain);
-        return Err(Error::Corrupt {
-            what: format!("put-wal file {} ({} compressed)", path.display(), c.name()),
-            detail: e.to_string(),
-        });
-    }
-    Ok(Some(plain))
+    let detail = match io::copy(&mut (&mut dec).take(limit.saturating_add(1)), &mut out) {
+        Ok(n) if n <= limit => return Ok(Some(plain)),
+        Ok(_) => format!("decompresses to more than {limit} bytes, larger than any WAL file"),
+        Err(e) => e.to_string(),
+    };
+    let _ = std::fs::remove_file(&plain);
+    Err(Error::Corrupt {
+        what: format!("put-wal file {} ({} compressed)", path.display(), c.name()),
+        detail,
+    })
 }
 
 #[cfg(test)]
@@ -440,6 +448,53 @@ mod tests {
             assert!(a.history_names().unwrap().is_empty(), "{what}");
             assert!(incoming_is_empty(&d), "{what}: temporary files left");
         }
+    }
+
+    #[test]
+    fn a_damaged_compressed_file_archives_nothing() {
+        // The first file is good; the second has a compression magic but is cut short. Its sum
+        // matches what was sent, so the damage shows only when it is decompressed.
+        let (d, a, l) = setup();
+        let n2 = "000000010000000000000004";
+        let mut zst = Vec::new();
+        let mut enc = Codec::new(Compression::Zstd, None)
+            .unwrap()
+            .encoder(Box::new(&mut zst))
+            .unwrap();
+        enc.write_all(&segment(n2, 2)).unwrap();
+        enc.finish().unwrap();
+        zst.truncate(zst.len() / 2);
+        let input = stream(
+            &[(NAME, segment(NAME, 1)), (n2, zst)],
+            Some(SumKind::Sha256),
+        );
+        let err = put_wal(&a, &mut &input[..], &d.path().join("incoming"), &l).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(a.segment_names().unwrap().is_empty(), "nothing archived");
+        assert!(incoming_is_empty(&d), "temporary files left");
+    }
+
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f.put-wal");
+        let mut gz = Vec::new();
+        let mut enc = Codec::new(Compression::Gzip, None)
+            .unwrap()
+            .encoder(Box::new(&mut gz))
+            .unwrap();
+        enc.write_all(&[0u8; 4096]).unwrap();
+        enc.finish().unwrap();
+        std::fs::write(&path, gz).unwrap();
+        let err = decompress_if_needed(&path, 1024).unwrap_err().to_string();
+        assert!(err.contains("more than 1024 bytes"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "the partial plain copy is removed"
+        );
+        let plain = decompress_if_needed(&path, 4096).unwrap().unwrap();
+        assert_eq!(std::fs::read(plain).unwrap(), vec![0u8; 4096]);
     }
 
     #[test]
