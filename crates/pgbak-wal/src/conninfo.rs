@@ -14,7 +14,7 @@
 //! `require_auth` and `requirepeer`, is an error naming the keyword.
 
 mod parse;
-mod pgpass;
+pub(crate) mod pgpass;
 
 pub use parse::{parse_conninfo, redacted};
 

@@ -1,0 +1,45 @@
+//! libpq connection strings (keyword/value and URI), their resolution, masking and re-writing.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pgbak_wal::conninfo::{parse_conninfo, redacted};
+use pgbak_wal::ConnParams;
+
+const MASK: &str = "********";
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let masked = redacted(text);
+    let Ok(opts) = parse_conninfo(text) else {
+        return;
+    };
+    // A password never survives masking.
+    if let Some(password) = opts.get("password").filter(|p| !p.is_empty() && *p != MASK) {
+        if let Ok(again) = parse_conninfo(&masked) {
+            assert_ne!(
+                again.get("password"),
+                Some(password),
+                "{text:?} -> {masked:?}"
+            );
+        }
+    }
+    // Resolution without environment or home; a password file named in the string is not read.
+    if opts.contains_key("passfile") {
+        return;
+    }
+    let env = |_: &str| None;
+    let Ok(params) = ConnParams::resolve_with(text, &env, None) else {
+        return;
+    };
+    // The written form (without the password) resolves to the same parameters.
+    let written = params.to_conninfo_string();
+    let back = ConnParams::resolve_with(&written, &env, None)
+        .unwrap_or_else(|e| panic!("{written:?} (from {text:?}) does not resolve: {e}"));
+    let expected = ConnParams {
+        password: None,
+        ..params
+    };
+    assert_eq!(back, expected, "{text:?} -> {written:?}");
+});
