@@ -150,10 +150,8 @@ fn write_marker(cat: &Catalogue, info: &BackupInfo) -> Result<()> {
 fn read_marker(cat: &Catalogue, id: &str) -> Result<BackupInfo> {
     let path = cat.backup_dir(id).join(DELETE_MARKER);
     let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
-        what: format!("delete marker {}", path.display()),
-        detail: e.to_string(),
-    })
+    // Read as backup.json is: the folders removed are named by the record's id.
+    crate::catalogue::parse_info(&text, &path, id)
 }
 
 /// Steps 3 to 7; each one can be repeated, so this also finishes an interrupted delete.
@@ -572,6 +570,26 @@ mod tests {
         let r = delete_backup(&s, &b[0].backup_id).unwrap();
         assert!(r.resumed);
         assert_eq!(consistent_wal(&s), expected_after_oldest_delete());
+    }
+
+    #[test]
+    fn a_marker_naming_another_folder_removes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, b) = catalogue_with_three(d.path(), "");
+        let mut planted = b[0].clone();
+        planted.backup_id = "..".into();
+        let cat = s.catalogue();
+        std::fs::write(
+            cat.backup_dir(&b[0].backup_id).join(DELETE_MARKER),
+            serde_json::to_vec(&planted).unwrap(),
+        )
+        .unwrap();
+        let err = delete_backup(&s, &b[0].backup_id).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        for other in &b[1..] {
+            assert!(cat.backup_dir(&other.backup_id).join(INFO_FILE).exists());
+        }
+        assert_eq!(consistent_wal(&s).len(), 27, "no WAL removed");
     }
 
     #[test]
