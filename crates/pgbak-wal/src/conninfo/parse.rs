@@ -355,6 +355,13 @@ pub fn redacted(conninfo: &str) -> String {
             }
             query_from = at + 1;
         }
+        // Nor is one inside an IPv6 address in brackets.
+        if let Some(end) = rest[query_from..]
+            .strip_prefix('[')
+            .and_then(|after| after.find(']'))
+        {
+            query_from += end + 2;
+        }
         if let Some(q) = rest[query_from..].find('?').map(|q| q + query_from) {
             let mut pos = prefix_len + q + 1;
             for param in rest[q + 1..].split('&') {
@@ -377,7 +384,14 @@ pub fn redacted(conninfo: &str) -> String {
         Ok(tokens) => {
             let mut s = conninfo.to_string();
             for t in tokens.iter().rev().filter(|t| t.key == "password") {
-                s.replace_range(t.value_span.clone(), MASK);
+                // A quoted value may touch the next keyword (`password='x'host=h`): the mask
+                // must not, or the masked string would read differently.
+                let touches = conninfo
+                    .as_bytes()
+                    .get(t.value_span.end)
+                    .is_some_and(|b| !b.is_ascii_whitespace());
+                let mask = if touches { "******** " } else { MASK };
+                s.replace_range(t.value_span.clone(), mask);
             }
             s
         }
@@ -578,6 +592,18 @@ mod tests {
             redacted(tricky),
             "postgresql://bob?password=x&o=d:********@db/app"
         );
+        assert_eq!(
+            redacted("postgresql://[::1?password=x]/db?password=y"),
+            "postgresql://[::1?password=x]/db?password=********"
+        );
+        // A quoted password that touches the next keyword: the masked string reads the same.
+        assert_eq!(
+            redacted("password='s3cret'host=h"),
+            "password=******** host=h"
+        );
+        let hidden = "password='s3cret'host=   password='s3cret'x=";
+        let masked = redacted(hidden);
+        assert_eq!(parse_conninfo(&masked).unwrap()["password"], "********");
         let r = redacted("password='unterminated");
         assert!(!r.contains("unterminated"), "{r}");
         assert_eq!(redacted("host='x"), "host='x");
