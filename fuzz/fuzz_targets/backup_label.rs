@@ -17,11 +17,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(f @ WalFileName::Segment { .. }) => assert_eq!(f.tli(), label.start_timeline),
         other => panic!("start file {:?} parsed as {other:?}", label.start_wal_file),
     }
-    // Written back in PostgreSQL's layout, it parses to the same label (the free text fields
-    // cannot hold a line break, and a label keeps its spaces).
+    // Written back in PostgreSQL's layout, it parses to the same label. The label keeps its
+    // spaces, and the reader drops one '\r' before a line's '\n' (files with CRLF line ends are
+    // read), so the lines end with "\r\n" to keep a label that ends with '\r' whole.
     let written = format!(
-        "START WAL LOCATION: {} (file {})\nCHECKPOINT LOCATION: {}\nBACKUP METHOD: {}\n\
-         BACKUP FROM: {}\nSTART TIME: {}\nLABEL: {}\nSTART TIMELINE: {}\n",
+        "START WAL LOCATION: {} (file {})\r\nCHECKPOINT LOCATION: {}\r\nBACKUP METHOD: {}\r\n\
+         BACKUP FROM: {}\r\nSTART TIME: {}\r\nLABEL: {}\r\nSTART TIMELINE: {}\r\n",
         label.start_lsn,
         label.start_wal_file,
         label.checkpoint_lsn,
