@@ -26,7 +26,7 @@ fn rows(text: &str) -> Vec<Vec<Option<String>>> {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some((_, len))) = peek_frame(data) {
-        assert!(len <= data.len() && len >= 5 && len <= MAX_MESSAGE_LEN + 1);
+        assert!(len <= data.len() && (5..=MAX_MESSAGE_LEN + 1).contains(&len));
     }
     let _ = parse_copy_both_response(data);
     let _ = parse_error_fields(data);
