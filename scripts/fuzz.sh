@@ -52,7 +52,7 @@ for t in "${targets[@]}"; do
   if [ -d "regressions/$t" ] && [ -n "$(ls -A "regressions/$t")" ]; then
     # shellcheck disable=SC2046
     if ! cargo +nightly fuzz run -O $(sanitizer "$t") "$t" "regressions/$t"/* -- "${limits[@]}" \
-        >"artifacts/$t/regressions.log" 2>&1; then
+        -artifact_prefix="artifacts/$t/" >"artifacts/$t/regressions.log" 2>&1; then
       result="REGRESSION (artifacts/$t/regressions.log)"
     fi
   fi
