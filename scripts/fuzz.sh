@@ -28,7 +28,7 @@ else
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 # The targets run without AddressSanitizer (pgbak's parsers are safe Rust, and ASan makes them 5 to
-# 10 times slower) except `decompress`, whose decoders are C libraries (zlib-rs aside). Without a
+# 10 times slower) except `decompress`, whose decoders include C libraries (zstd, lz4, xz). Without a
 # sanitizer libFuzzer cannot see single allocations, but an allocation that grows the process
 # past -rss_limit_mb, or fails outright, is still a finding.
 sanitizer() {
