@@ -96,7 +96,8 @@ impl SyncTracker {
                 let mut dirs = self.dirs;
                 dirs.insert(self.root.clone());
                 for dir in &dirs {
-                    pgbak_storage::staging::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+                    pgbak_storage::staging::fsync_dir(dir)
+                        .map_err(|e| Error::io("fsync", dir, e))?;
                 }
                 Ok(())
             }

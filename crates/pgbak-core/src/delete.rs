@@ -483,6 +483,31 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_naming_another_folder_removes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, b) = catalogue_with_three(d.path(), "");
+        let mut planted = b[0].clone();
+        planted.backup_id = "..".into();
+        std::fs::write(
+            s.local_backup_dir(&b[0].backup_id)
+                .unwrap()
+                .join(crate::catalogue::DELETE_MARKER),
+            serde_json::to_vec(&planted).unwrap(),
+        )
+        .unwrap();
+        let err = delete_backup(&s, &b[0].backup_id).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        for other in &b[1..] {
+            assert!(s
+                .local_backup_dir(&other.backup_id)
+                .unwrap()
+                .join(crate::catalogue::INFO_FILE)
+                .exists());
+        }
+        assert_eq!(consistent_wal(&s).len(), 27, "no WAL removed");
+    }
+
+    #[test]
     fn wal_delete_hooks_see_each_file_and_abort_stop_leaves_a_resumable_delete() {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("wal-hooks");

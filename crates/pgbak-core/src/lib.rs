@@ -13,6 +13,8 @@ pub mod delete;
 pub mod diagnose;
 mod error;
 pub mod fault_points;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate_manifest;
 pub mod hooks;
 pub mod identity;

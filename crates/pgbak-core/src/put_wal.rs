@@ -31,6 +31,8 @@ struct Received {
     name: String,
     path: PathBuf,
     size: u64,
+    /// The decompressed copy, when the sender compressed the file.
+    plain: Option<PathBuf>,
 }
 
 /// Removes the temporary files when dropped, whatever happened.
@@ -51,6 +53,9 @@ impl Drop for Spool {
         }
         for f in &self.files {
             let _ = std::fs::remove_file(&f.path);
+            if let Some(p) = &f.plain {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }
@@ -108,6 +113,7 @@ impl TarVisitor for Spool {
             name,
             path: path.clone(),
             size: e.size,
+            plain: None,
         });
         self.current = Some((BufWriter::with_capacity(1 << 20, f), path, 0));
         Ok(())
@@ -177,13 +183,12 @@ pub fn put_wal_with_hooks(server: &Server, input: &mut dyn Read) -> Result<Vec<A
 
 /// Receives and verifies the stream, then hands each file (its path, its WAL name) to
 /// `archive_one`, in the order of the stream.
-fn receive(
+pub(crate) fn receive(
     input: &mut dyn Read,
     spool_dir: &Path,
     archive_one: &mut dyn FnMut(&Path, &str) -> Result<ArchiveOutcome>,
 ) -> Result<Vec<ArchiveOutcome>> {
-    staging::create_dir_all_private(spool_dir)
-        .map_err(|e| Error::io("create", spool_dir, e))?;
+    staging::create_dir_all_private(spool_dir).map_err(|e| Error::io("create", spool_dir, e))?;
     let mut spool = Spool {
         files: Vec::new(),
         current: None,
@@ -257,15 +262,14 @@ fn receive(
             });
         }
     }
+    // Every file is decompressed before the first one is archived, so that a damaged one
+    // archives nothing; the plain copies go with the spool.
+    for f in &mut spool.files {
+        f.plain = decompress_if_needed(&f.path, &f.name)?;
+    }
     let mut out = Vec::new();
     for f in &spool.files {
-        let plain = decompress_if_needed(&f.path, &f.name)?;
-        let src = plain.as_deref().unwrap_or(&f.path);
-        let r = archive_one(src, &f.name);
-        if let Some(p) = &plain {
-            let _ = std::fs::remove_file(p);
-        }
-        out.push(r?);
+        out.push(archive_one(f.plain.as_deref().unwrap_or(&f.path), &f.name)?);
     }
     Ok(out)
 }
@@ -536,6 +540,30 @@ mod tests {
             assert!(incoming_is_empty(&d), "{name}: temporary files left");
             assert!(a.segment_names().unwrap().is_empty());
         }
+    }
+
+    #[test]
+    fn a_damaged_compressed_file_archives_nothing() {
+        // The first file is good; the second has a compression magic but is cut short. Its sum
+        // matches what was sent, so the damage shows only when it is decompressed.
+        let (d, a) = setup();
+        let n2 = "000000010000000000000004";
+        let mut zst = Vec::new();
+        let mut enc = Codec::new(Compression::Zstd, None)
+            .unwrap()
+            .encoder(Box::new(&mut zst))
+            .unwrap();
+        enc.write_all(&segment(n2, 2)).unwrap();
+        enc.finish().unwrap();
+        zst.truncate(zst.len() / 2);
+        let input = stream(
+            &[(NAME, segment(NAME, 1)), (n2, zst)],
+            Some(SumKind::Sha256),
+        );
+        let err = put_wal(&a, &mut &input[..], &d.path().join("incoming")).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(a.segment_names().unwrap().is_empty(), "nothing archived");
+        assert!(incoming_is_empty(&d), "temporary files left");
     }
 
     #[test]

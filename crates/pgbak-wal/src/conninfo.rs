@@ -17,7 +17,7 @@
 //! `sslpassword` (encrypted keys are not supported), is an error naming the keyword.
 
 mod parse;
-mod pgpass;
+pub(crate) mod pgpass;
 mod ssl;
 #[cfg(test)]
 mod ssl_tests;

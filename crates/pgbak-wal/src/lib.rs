@@ -10,6 +10,8 @@
 pub mod backup_label;
 pub mod conninfo;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod lsn;
 pub mod protocol;

@@ -893,7 +893,8 @@ impl ReplicationClient {
         Ok(())
     }
 
-    #[cfg(test)]
+    /// A client over an already open socket: the scripted servers of the tests and the fuzz
+    /// targets play the server's side.
     pub(crate) async fn from_socket(socket: Box<dyn Socket>, params: &ConnParams) -> Result<Self> {
         let mut client = ReplicationClient {
             socket,

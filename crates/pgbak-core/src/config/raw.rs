@@ -12,6 +12,14 @@ use pgbak_wal::redact::redact_option;
 /// ConfigParser's limit, which also stops reference loops.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
 
+/// Most `%(option)s` references one value may expand, nested ones included. Far more than any
+/// real configuration needs; without it, references that multiply at every level (30 per value
+/// over 10 levels is 30^10 expansions, in a 2 KB file) hang the reader.
+const MAX_INTERPOLATIONS: usize = 1000;
+
+/// Longest value interpolation may produce.
+const MAX_INTERPOLATED_LEN: usize = 64 * 1024;
+
 /// A value as written, and where.
 #[derive(Clone, Debug)]
 pub(crate) struct RawEntry {
@@ -83,7 +91,8 @@ impl Scope<'_> {
     /// `key` is the option the value belongs to: an error shows the value only through
     /// [`redact_option`], so a `%` in a password never prints the password.
     pub(crate) fn resolve(&self, key: &str, written: &str) -> Result<Option<String>, String> {
-        let value = self.interpolate(key, written, 0)?;
+        let mut budget = MAX_INTERPOLATIONS;
+        let value = self.interpolate(key, written, 0, &mut budget)?;
         if value.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
@@ -91,7 +100,13 @@ impl Scope<'_> {
         Ok((!value.is_empty()).then(|| value.to_string()))
     }
 
-    fn interpolate(&self, key: &str, value: &str, depth: usize) -> Result<String, String> {
+    fn interpolate(
+        &self,
+        key: &str,
+        value: &str,
+        depth: usize,
+        budget: &mut usize,
+    ) -> Result<String, String> {
         let shown = || redact_option(key, value);
         if depth > MAX_INTERPOLATION_DEPTH {
             return Err(format!(
@@ -125,7 +140,19 @@ impl Scope<'_> {
                     "'%({name})s' refers to option '{name}', which is not set in this section or the global one (write '%%' for a literal '%')"
                 ));
             };
-            out.push_str(&self.interpolate(&name, replacement, depth + 1)?);
+            *budget = budget.checked_sub(1).ok_or_else(|| {
+                format!(
+                    "more than {MAX_INTERPOLATIONS} '%(option)s' references to expand in '{}'",
+                    shown()
+                )
+            })?;
+            out.push_str(&self.interpolate(&name, replacement, depth + 1, budget)?);
+            if out.len() > MAX_INTERPOLATED_LEN {
+                return Err(format!(
+                    "interpolation makes '{}' longer than {MAX_INTERPOLATED_LEN} bytes",
+                    shown()
+                ));
+            }
             rest = after;
         }
         out.push_str(rest);
@@ -261,6 +288,46 @@ mod tests {
             assert!(!err.contains("Zq7"), "{key} = {value}: {err}");
             assert!(err.contains("'%'"), "{err}");
         }
+    }
+
+    #[test]
+    fn references_that_multiply_are_bounded() {
+        // Ten levels of thirty references each: 30^10 expansions without a bound.
+        let refs = |key: &str| format!("%({key})s").repeat(30);
+        let mut entries: Vec<(String, String)> = (1..10)
+            .map(|i| (format!("k{i}"), refs(&format!("k{}", i + 1))))
+            .collect();
+        entries.push(("k10".into(), String::new()));
+        let borrowed: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let s = section("main", &borrowed);
+        let scope = Scope {
+            server: Some("main"),
+            sections: vec![&s],
+            defaults: Vec::new(),
+        };
+        assert!(scope
+            .resolve("x", &refs("k1"))
+            .unwrap_err()
+            .contains("references to expand"));
+        // Few references that grow the value past the limit.
+        let big = "x".repeat(40_000);
+        let s = section("main", &[("big", &big), ("two", "%(big)s%(big)s")]);
+        let scope = Scope {
+            server: Some("main"),
+            sections: vec![&s],
+            defaults: Vec::new(),
+        };
+        assert_eq!(
+            scope.resolve("x", "%(big)s").unwrap().as_deref(),
+            Some(&*big)
+        );
+        assert!(scope
+            .resolve("x", "%(two)s")
+            .unwrap_err()
+            .contains("longer than"));
     }
 
     #[test]

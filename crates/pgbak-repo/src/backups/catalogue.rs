@@ -126,26 +126,12 @@ impl Catalogue {
     /// folder of backup `id`, and checks it against that place: a record is never trusted to say
     /// which backup it is, nor where its tablespaces go, beyond what the place allows.
     fn parse_record(&self, text: &[u8], key: &str, id: &str, what: &str) -> Result<BackupInfo> {
-        let what = format!("{what} {key}");
-        let mut info = parse_info(text, &what)?;
-        if info.backup_id != id {
-            return Err(Error::corrupt(
-                what,
-                format!(
-                    "it names backup {:?} but lies in the folder of backup {id}",
-                    info.backup_id
-                ),
-            ));
-        }
-        for t in &info.tablespaces {
-            check_tablespace(t).map_err(|d| Error::corrupt(what.clone(), d))?;
-        }
+        let mut info = parse_record(text, key, id, what)?;
         // The folder says which server the record belongs to (a server section may have been
         // renamed since the backup was taken).
         info.server_name.clone_from(&self.server);
         Ok(info)
     }
-
     /// Whether a delete of backup `id` was begun (its folder holds the marker).
     pub fn is_being_deleted(&self, id: &str) -> Result<bool> {
         if !is_backup_id(id) {
@@ -375,6 +361,26 @@ impl Catalogue {
         }
         Ok(out)
     }
+}
+
+/// Parses a backup record read from `key` in the folder of backup `id`, and checks it against
+/// that place: it must name that backup, and its tablespaces must have usable locations.
+pub fn parse_record(text: &[u8], key: &str, id: &str, what: &str) -> Result<BackupInfo> {
+    let what = format!("{what} {key}");
+    let info = parse_info(text, &what)?;
+    if info.backup_id != id {
+        return Err(Error::corrupt(
+            what,
+            format!(
+                "it names backup {:?} but lies in the folder of backup {id}",
+                info.backup_id
+            ),
+        ));
+    }
+    for t in &info.tablespaces {
+        check_tablespace(t).map_err(|d| Error::corrupt(what.clone(), d))?;
+    }
+    Ok(info)
 }
 
 #[cfg(test)]

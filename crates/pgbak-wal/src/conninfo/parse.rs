@@ -595,6 +595,19 @@ mod tests {
             redacted("postgres://h/db?pass%77ord=zz"),
             "postgres://h/db?pass%77ord=********"
         );
+        // A '?' in the user name does not start the query; the password after it is masked.
+        let tricky = "postgresql://bob?password=x&o=d:s3cret@db/app";
+        assert_eq!(parse_conninfo(tricky).unwrap()["password"], "s3cret");
+        let r = redacted(tricky);
+        assert!(!r.contains("s3cret") && r.ends_with(":********@db/app"), "{r}");
+        let r = redacted("postgresql://[::1?password=x]/db?password=s3cret");
+        assert!(!r.contains("s3cret") && r.ends_with("?password=********"), "{r}");
+        // A quoted password that touches the next keyword: never shown.
+        let r = redacted("password='s3cret'host=h");
+        assert!(!r.contains("s3cret"), "{r}");
+        let hidden = "password='s3cret'host=   password='s3cret'x=";
+        let masked = redacted(hidden);
+        assert_eq!(parse_conninfo(&masked).unwrap()["password"], "********");
         let r = redacted("password='unterminated");
         assert!(!r.contains("unterminated"), "{r}");
         assert_eq!(redacted("host='x"), "host='x");

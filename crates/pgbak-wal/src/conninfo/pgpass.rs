@@ -66,7 +66,7 @@ fn match_field<'a>(field_and_rest: &'a str, token: &str) -> Option<&'a str> {
 
 /// The password of the first matching line (`host:port:dbname:user:password`). A Unix socket host
 /// that is the default socket directory is matched as `localhost`, as libpq does.
-fn match_password_file(
+pub(crate) fn match_password_file(
     text: &str,
     host: &str,
     port: u16,
