@@ -187,6 +187,18 @@ impl ReadPipeline<'_> {
         self.plain.bytes()
     }
 
+    /// Bytes read from the source so far, including those read ahead by the decoders (what a
+    /// report of a failed read says was read).
+    pub fn stored_bytes(&self) -> u64 {
+        match &self.bottom {
+            None => self.plain.bytes(),
+            Some(bottom) => lock(bottom)
+                .ok()
+                .and_then(|g| g.as_ref().map(|s| s.meter.bytes()))
+                .unwrap_or(0),
+        }
+    }
+
     fn fail(&mut self, e: io::Error) -> io::Error {
         self.state = State::Failed(e.kind(), e.to_string());
         e

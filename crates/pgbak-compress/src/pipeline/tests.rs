@@ -590,6 +590,7 @@ fn errors_of_the_sink_and_the_source_pass_through_unchanged() {
             .open(Reset(&stored[..stored.len() / 2]))
             .unwrap();
         let err = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(r.stored_bytes(), (stored.len() / 2) as u64, "{c}");
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{c}: {err}");
         assert_eq!(err.to_string(), "peer went away", "{c}");
         assert_eq!(r.stats(), None);
