@@ -230,6 +230,15 @@ impl Codec {
         })
     }
 
+    /// The codec that stores bytes as they are (`Compression::None`).
+    pub const fn none() -> Codec {
+        Codec {
+            compression: Compression::None,
+            level: 0,
+            workers: 0,
+        }
+    }
+
     /// The same codec compressing on `workers` background threads (0, the default, compresses on
     /// the caller's thread).
     ///

@@ -50,4 +50,46 @@ pub enum CompressError {
         #[source]
         source: io::Error,
     },
+
+    /// The stream is encrypted (it starts with an OpenPGP session key packet) and no encryptor
+    /// was given to decrypt it. Returned inside an `io::Error` of kind `Unsupported`.
+    #[error("the data is encrypted (OpenPGP) and no encryption is configured to decrypt it")]
+    EncryptedNoEncryptor,
+
+    /// The plain bytes are not those recorded when they were stored. Returned inside an
+    /// `io::Error` of kind `InvalidData`.
+    #[error(
+        "content does not match the checksum recorded when it was stored: expected {expected_bytes} bytes with CRC-32C {expected_crc32c:08x}, found {}",
+        found_text(*.found_crc32c, *.found_bytes, *.expected_bytes)
+    )]
+    ChecksumMismatch {
+        /// The CRC-32C recorded.
+        expected_crc32c: u32,
+        /// The size recorded.
+        expected_bytes: u64,
+        /// The CRC-32C of what was read, or `None` when reading stopped as soon as the data
+        /// outgrew the recorded size.
+        found_crc32c: Option<u32>,
+        /// How many bytes were read.
+        found_bytes: u64,
+    },
+
+    /// A complete compressed (or encrypted) stream is followed by bytes that belong to none.
+    /// Returned inside an `io::Error` of kind `InvalidData`.
+    #[error("{bytes} bytes follow the end of the {}{} stream", compression, if *.encrypted { " encrypted" } else { "" })]
+    TrailingData {
+        /// The format of the stream.
+        compression: Compression,
+        /// Whether it was encrypted.
+        encrypted: bool,
+        /// How many bytes follow it.
+        bytes: u64,
+    },
+}
+
+fn found_text(crc: Option<u32>, bytes: u64, expected: u64) -> String {
+    match crc {
+        Some(crc) => format!("{bytes} bytes with CRC-32C {crc:08x}"),
+        None => format!("more than {expected} bytes"),
+    }
 }

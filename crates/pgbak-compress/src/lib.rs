@@ -1,6 +1,7 @@
 //! How bytes change on their way to storage: streaming compression with every codec PostgreSQL
 //! operators meet (gzip, bzip2, xz, zstd, lz4, snappy), detection of the codec from the first bytes
-//! so readers never need to be told, and the [`Encryptor`] seam.
+//! so readers never need to be told, the [`Encryptor`] seam, and the [`pipeline`] that chains
+//! compression, encryption, checksums and byte counts on one stream.
 
 mod codec;
 mod decode;
@@ -9,6 +10,7 @@ mod encode;
 mod encrypt;
 mod error;
 mod lz4_frames;
+pub mod pipeline;
 
 pub use codec::{Codec, Compression, Level};
 pub use detect::{auto_decoder, detect, MAGIC_PROBE_LEN};

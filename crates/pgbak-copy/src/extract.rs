@@ -15,6 +15,7 @@
 use crate::durable::{SyncMethod, SyncTracker};
 use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use crate::{Error, Result};
+use pgbak_compress::pipeline::{PipelineStats, ReadPipelineBuilder};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -498,11 +499,45 @@ fn apply_deferred_modes(deferred: &mut Vec<(PathBuf, u32)>) -> Result<()> {
 
 /// Extracts a whole tar stream below `dest` (created if missing) and makes it durable.
 ///
-/// `reader` yields plain tar bytes: recovery passes the decoder of `base.tar.zst` and the like.
-/// A truncated or corrupt stream, or a hostile entry, is an error; what was extracted before it
-/// stays in `dest` for the caller to remove.
-pub fn extract_tar<R: Read>(
+/// `reader` yields plain tar bytes; [`extract_stored_tar`] takes a stored (compressed, encrypted)
+/// one. A truncated or corrupt stream, or a hostile entry, is an error; what was extracted before
+/// it stays in `dest` for the caller to remove.
+pub fn extract_tar<R: Read>(reader: R, dest: &Path, opts: &ExtractOptions) -> Result<ExtractStats> {
+    extract_named(reader, "tar stream", dest, opts)
+}
+
+/// Extracts a tar stream as it is stored (`base.tar.zst`, an encrypted `base.tar.gz.gpg`, a plain
+/// `base.tar`) below `dest`, like [`extract_tar`]: `read` says how to undo what was done to it
+/// (the encryptor, the digests to compute, the figures to expect), and the compression is found
+/// from the first bytes. `what` names the stream in errors.
+///
+/// Returns the extraction figures and those of the pipeline (the stored size, and the digests
+/// `read` asked for).
+pub fn extract_stored_tar<R: Read + Send>(
+    source: R,
+    what: &str,
+    read: ReadPipelineBuilder,
+    dest: &Path,
+    opts: &ExtractOptions,
+) -> Result<(ExtractStats, PipelineStats)> {
+    let mut reader = read
+        .open(source)
+        .map_err(|e| Error::stream("read", what, e))?;
+    let stats = extract_named(&mut reader, what, dest, opts)?;
+    // The extraction read to the end of the stream, where the pipeline settles its figures.
+    let piped = reader.stats().ok_or_else(|| {
+        Error::stream(
+            "read",
+            what,
+            io::Error::other("the stream was not read to its end"),
+        )
+    })?;
+    Ok((stats, piped))
+}
+
+fn extract_named<R: Read>(
     mut reader: R,
+    what: &str,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractStats> {
@@ -514,7 +549,7 @@ pub fn extract_tar<R: Read>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::stream("read", "tar stream", e)),
+            Err(e) => return Err(Error::stream("read", what, e)),
         };
         parser.feed(&buf[..n], &mut extractor)?;
     }
@@ -737,6 +772,46 @@ mod tests {
         entry(&mut t, b"open/", b'5', 0o777, b"", b"");
         end(&mut t);
         t
+    }
+
+    #[test]
+    fn stored_tar_streams_are_found_decoded_and_checked() {
+        use pgbak_compress::pipeline::{Digests, ReadPipeline, WritePipeline};
+        use pgbak_compress::{Codec, Compression, Level};
+        let tar = pgdata_tar();
+        for c in [Compression::None, Compression::Zstd, Compression::Gzip] {
+            let codec = Codec::new(c, Some(Level::Low)).unwrap();
+            let mut w = WritePipeline::builder(&codec)
+                .measure_plain(Digests::CRC32C)
+                .measure_stored(Digests::CRC32C)
+                .build(Vec::new())
+                .unwrap();
+            w.write_all(&tar).unwrap();
+            let (stored, written) = w.finish().unwrap();
+
+            let tmp = tempfile::tempdir().unwrap();
+            let dest = tmp.path().join("pgdata");
+            let read = ReadPipeline::builder()
+                .measure_stored(Digests::CRC32C)
+                .expect(written.plain.crc32c.unwrap(), written.plain.bytes);
+            let (stats, piped) =
+                extract_stored_tar(&stored[..], "base.tar", read, &dest, &opts()).unwrap();
+            assert_eq!(piped, written, "{c}");
+            // The hard link adds no bytes.
+            assert_eq!(stats.bytes, 30 + 3 + 9000 + 1, "{c}");
+            assert_eq!(fs::read(dest.join("base/1/PG_VERSION")).unwrap(), b"15\n");
+
+            // Damage names the stream and leaves the error of the pipeline inside.
+            let mut bad = stored.clone();
+            let at = bad.len() / 2;
+            bad[at] ^= 1;
+            let dest = tmp.path().join("again");
+            let read =
+                ReadPipeline::builder().expect(written.plain.crc32c.unwrap(), written.plain.bytes);
+            let err = extract_stored_tar(&bad[..], "b1/base.tar", read, &dest, &opts())
+                .expect_err(c.name());
+            assert!(err.to_string().contains("b1/base.tar"), "{c}: {err}");
+        }
     }
 
     #[test]

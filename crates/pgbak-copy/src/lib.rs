@@ -46,7 +46,8 @@ mod writer;
 pub use durable::SyncMethod;
 pub use error::{Error, Result};
 pub use extract::{
-    copy_tree, copy_tree_with, extract_tar, ExtractOptions, ExtractStats, TarExtractor,
+    copy_tree, copy_tree_with, extract_stored_tar, extract_tar, ExtractOptions, ExtractStats,
+    TarExtractor,
 };
 pub use rsync::RsyncCopy;
 pub use strategy::{

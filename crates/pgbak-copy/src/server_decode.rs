@@ -6,7 +6,8 @@
 use crate::tar::TarStreamParser;
 use crate::writer::{Job, Observer};
 use crate::{Error, Result};
-use pgbak_compress::{Codec, Compression, Compressor};
+use pgbak_compress::pipeline::ReadPipeline;
+use pgbak_compress::Compression;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -127,11 +128,12 @@ fn decode_into(
     parser: &mut TarStreamParser,
     visitor: &mut Observer<'_>,
 ) -> Result<()> {
-    let codec = Codec::new(compression, None)
-        .map_err(|e| Error::Config(format!("decompressing {what}: {e}")))?;
     let decode_error = |e: io::Error| Error::stream("decompress", what, e);
-    let mut decoder = codec
-        .decoder(Box::new(&mut *reader))
+    // The pipeline reads the source to its end once the decoder is done: bytes after the
+    // compressed stream would be stored but never restored, so they are an error.
+    let mut decoder = ReadPipeline::builder()
+        .decode_as(compression)
+        .open(&mut *reader)
         .map_err(decode_error)?;
     let mut buf = vec![0u8; DECODED_CHUNK];
     loop {
@@ -143,16 +145,6 @@ fn decode_into(
         };
         parser.feed(&buf[..n], visitor)?;
     }
-    drop(decoder);
-    // The decoders refuse trailing bytes, so the stream is normally read up to the archive's
-    // end already; anything left would be stored but never restored.
-    let trailing = io::copy(reader, &mut io::sink()).map_err(decode_error)?;
-    if trailing > 0 {
-        return Err(Error::Server(format!(
-            "{trailing} bytes after the end of the {} stream of {what}",
-            compression.name()
-        )));
-    }
     Ok(())
 }
 
@@ -160,6 +152,7 @@ fn decode_into(
 mod tests {
     use super::*;
     use crate::writer::LabelCapture;
+    use pgbak_compress::{Codec, Compressor};
     use std::sync::mpsc::sync_channel;
 
     fn compressed(c: Compression, data: &[u8]) -> Vec<u8> {

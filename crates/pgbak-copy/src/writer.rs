@@ -11,7 +11,8 @@ use crate::server_decode;
 use crate::strategy::{join_key, OutputFile};
 use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use crate::{Error, Result};
-use pgbak_compress::{Compression, Compressor};
+use pgbak_compress::pipeline::WritePipeline;
+use pgbak_compress::{Codec, Compression, Compressor};
 use pgbak_storage::local::DurableFile;
 use pgbak_storage::{CommitMode, ObjectWriter, StorageBackend};
 use std::collections::HashMap;
@@ -209,11 +210,12 @@ impl Writer {
                 };
                 let file_name = format!("{name}{suffix}");
                 let key = join_key(prefix, &file_name);
-                let mut counted = Counting {
-                    inner: storage.put(&key)?,
-                    bytes: 0,
-                };
-                let complete = if let Some(c) = self.server_compression {
+                let object = storage.put(&key)?;
+                let (object, stats) = if let Some(c) = self.server_compression {
+                    // Stored as received: the pipeline only counts the bytes.
+                    let mut stored = WritePipeline::builder(&Codec::none())
+                        .build(object)
+                        .map_err(|e| Error::stream("write", &key, e))?;
                     let mut visitor = Observer {
                         capture: is_base.then_some(&mut self.capture),
                         extractor: None,
@@ -225,17 +227,17 @@ impl Writer {
                         &key,
                         &mut parser,
                         &mut visitor,
-                        Some(&mut counted),
+                        Some(&mut stored),
                     )?;
-                    if complete {
-                        counted
-                            .flush()
-                            .map_err(|e| Error::stream("write", &key, e))?;
+                    if !complete {
+                        return Ok(false);
                     }
-                    complete
+                    stored
+                        .finish()
+                        .map_err(|e| Error::stream("write", &key, e))?
                 } else {
-                    let mut enc = compressor
-                        .encoder(Box::new(&mut counted))
+                    let mut stored = WritePipeline::builder(&**compressor)
+                        .build(object)
                         .map_err(|e| Error::stream("compress", &key, e))?;
                     let mut visitor = Observer {
                         capture: is_base.then_some(&mut self.capture),
@@ -248,26 +250,23 @@ impl Writer {
                         &mut parser,
                         &mut visitor,
                         &mut |data| {
-                            enc.write_all(data)
+                            stored
+                                .write_all(data)
                                 .map_err(|e| Error::stream("compress", &key, e))
                         },
                     )?;
-                    if complete {
-                        enc.finish()
-                            .map_err(|e| Error::stream("compress", &key, e))?;
+                    if !complete {
+                        return Ok(false);
                     }
-                    complete
+                    stored
+                        .finish()
+                        .map_err(|e| Error::stream("compress", &key, e))?
                 };
-                if !complete {
-                    return Ok(false);
-                }
                 out.files.push(OutputFile {
                     name: file_name,
-                    size: counted.bytes,
+                    size: stats.stored.bytes,
                 });
-                pending.push(Pending::Object {
-                    writer: counted.inner,
-                });
+                pending.push(Pending::Object { writer: object });
             }
             Target::Plain {
                 data_dir,
@@ -332,44 +331,44 @@ impl Writer {
                 storage, prefix, ..
             } => {
                 let key = join_key(prefix, "backup_manifest");
-                let mut counted = Counting {
-                    inner: storage.put(&key)?,
-                    bytes: 0,
-                };
-                if !self.copy_raw(&mut counted, &key)? {
+                let mut stored = WritePipeline::builder(&Codec::none())
+                    .build(storage.put(&key)?)
+                    .map_err(|e| Error::stream("write", &key, e))?;
+                if !self.copy_raw(&mut stored, &key)? {
                     return Ok(false);
                 }
+                let (writer, stats) = stored
+                    .finish()
+                    .map_err(|e| Error::stream("write", &key, e))?;
                 out.files.push(OutputFile {
                     name: "backup_manifest".into(),
-                    size: counted.bytes,
+                    size: stats.stored.bytes,
                 });
-                pending.push(Pending::Object {
-                    writer: counted.inner,
-                });
+                pending.push(Pending::Object { writer });
             }
             Target::Plain { data_dir, .. } => {
                 let path = data_dir.join("backup_manifest");
                 let file = DurableFile::create(&path).map_err(|e| Error::io("create", &path, e))?;
-                let mut counted = Counting {
-                    inner: file,
-                    bytes: 0,
-                };
-                if !self.copy_raw(&mut counted, &path.display().to_string())? {
+                let what = path.display().to_string();
+                let mut stored = WritePipeline::builder(&Codec::none())
+                    .build(file)
+                    .map_err(|e| Error::stream("write", &what, e))?;
+                if !self.copy_raw(&mut stored, &what)? {
                     return Ok(false);
                 }
+                let (file, stats) = stored
+                    .finish()
+                    .map_err(|e| Error::stream("write", &what, e))?;
                 // The manifest is part of the data directory's tree.
                 if let Some(data) = out.files.iter_mut().find(|f| f.name == "data") {
-                    data.size += counted.bytes;
+                    data.size += stats.stored.bytes;
                 } else {
                     out.files.push(OutputFile {
                         name: "data".into(),
-                        size: counted.bytes,
+                        size: stats.stored.bytes,
                     });
                 }
-                pending.push(Pending::File {
-                    path,
-                    file: counted.inner,
-                });
+                pending.push(Pending::File { path, file });
             }
         }
         Ok(true)
@@ -473,23 +472,6 @@ pub(crate) fn ensure_empty_or_missing(dir: &Path) -> Result<()> {
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("read directory", dir, e)),
-    }
-}
-
-/// Counts the bytes that reach the inner writer (the stored, compressed size).
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
