@@ -9,6 +9,7 @@
 
 use crate::manifest::{ChecksumAlgorithm, MANIFEST_FILE};
 use crate::{Error, Result};
+use pgbak_compress::pipeline::ReadPipeline;
 use pgbak_copy::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use pgbak_storage::{LocalStorage, StorageBackend};
 use std::fs::File;
@@ -409,20 +410,6 @@ fn checksum_file(path: &Path, algorithm: ChecksumAlgorithm) -> std::io::Result<(
     Ok((size, hasher.finish()))
 }
 
-/// Counts bytes pulled from the file under a decoder.
-struct Counting<R> {
-    inner: R,
-    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 fn tar_stream(
     storage: &dyn StorageBackend,
     key: &str,
@@ -436,7 +423,7 @@ fn tar_stream(
         source: source.clone(),
         error,
     };
-    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut bytes_read = 0u64;
     let mut visitor = HashingVisitor {
         prefix: prefix.as_bytes().to_vec(),
         source: source.clone(),
@@ -447,12 +434,9 @@ fn tar_stream(
     };
     let result = (|| -> std::result::Result<(), String> {
         let file = storage.get(key).map_err(|e| format!("cannot open: {e}"))?;
-        let counted = Counting {
-            inner: file,
-            count: counter.clone(),
-        };
-        let (_, mut reader) =
-            pgbak_compress::auto_decoder(Box::new(counted)).map_err(|e| e.to_string())?;
+        let mut reader = ReadPipeline::builder()
+            .open(file)
+            .map_err(|e| e.to_string())?;
         let mut parser = TarStreamParser::new();
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -460,8 +444,12 @@ fn tar_stream(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("cannot decompress: {e}")),
+                Err(e) => {
+                    bytes_read = reader.stored_bytes();
+                    return Err(format!("cannot decompress: {e}"));
+                }
             };
+            bytes_read = reader.stored_bytes();
             parser
                 .feed(&buf[..n], &mut visitor)
                 .map_err(|e| e.to_string())?;
@@ -473,7 +461,7 @@ fn tar_stream(
         let _ = tx.send(unreadable(inside, error));
     }
     let mut stats = visitor.stats;
-    stats.bytes_read = counter.load(Ordering::Relaxed);
+    stats.bytes_read = bytes_read;
     stats
 }
 

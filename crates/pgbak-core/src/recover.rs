@@ -10,7 +10,8 @@ use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::server::Server;
 use crate::{Error, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use pgbak_copy::{copy_tree, extract_tar, ExtractOptions};
+use pgbak_compress::pipeline::ReadPipeline;
+use pgbak_copy::{copy_tree, ExtractOptions};
 use pgbak_storage::staging;
 use pgbak_wal::Lsn;
 use std::collections::BTreeMap;
@@ -552,11 +553,9 @@ pub(crate) fn extract_archive(
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<()> {
-    let r = store.get(key)?;
-    let (_, reader) =
-        pgbak_compress::auto_decoder(Box::new(std::io::BufReader::with_capacity(1 << 20, r)))
-            .map_err(|e| Error::io("read", format!("{}/{key}", store.describe()), e))?;
-    extract_tar(reader, dest, opts)?;
+    let what = format!("{}/{key}", store.describe());
+    let source = std::io::BufReader::with_capacity(1 << 20, store.get(key)?);
+    pgbak_copy::extract_stored_tar(source, &what, ReadPipeline::builder(), dest, opts)?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 
 use crate::wal_tar::{parse_sums, sums_line, write_end, write_entry, SumKind, Summer};
 use crate::{Error, Result};
+use pgbak_compress::pipeline::{Digests, Meter};
 use pgbak_compress::{Codec, Compression, Compressor};
 use pgbak_copy::rsync::shell::quote as shell_quote;
 use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
@@ -418,14 +419,9 @@ fn take_from_spool(opts: &WalRestoreOptions) -> std::result::Result<bool, Helper
 /// The CRC-32C of a spooled file, read without following a link.
 fn spooled_crc(path: &Path) -> io::Result<u32> {
     let mut f = staging::open_regular(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut crc = 0u32;
-    loop {
-        match f.read(&mut buf)? {
-            0 => return Ok(crc),
-            n => crc = crc32c::crc32c_append(crc, &buf[..n]),
-        }
-    }
+    let mut meter = Meter::new(Digests::CRC32C);
+    io::copy(&mut f, &mut meter)?;
+    Ok(meter.measured().crc32c.unwrap_or(0))
 }
 
 fn copy_then_remove(from: &Path, to: &Path) -> std::result::Result<(), HelperError> {
@@ -550,7 +546,13 @@ fn receive(
 struct Pending {
     name: String,
     tmp: PathBuf,
-    crc: u32,
+    meter: Meter,
+}
+
+impl Pending {
+    fn crc(&self) -> u32 {
+        self.meter.measured().crc32c.unwrap_or(0)
+    }
 }
 
 struct BundleWriter<'a> {
@@ -613,7 +615,7 @@ impl BundleWriter<'_> {
             });
         };
         let matches = |p: &Pending| {
-            let want = format!("{:08x}", p.crc);
+            let want = format!("{:08x}", p.crc());
             sums.iter().any(|(n, d)| *n == p.name && *d == want)
         };
         if !matches(first) {
@@ -625,10 +627,10 @@ impl BundleWriter<'_> {
         }
         let mut spooled = 0;
         for p in &done[1..] {
-            let dest = self
-                .opts
-                .spool_dir
-                .join(format!("{}{SPOOL_SUM_TAG}{:08x}", p.name, p.crc));
+            let dest =
+                self.opts
+                    .spool_dir
+                    .join(format!("{}{SPOOL_SUM_TAG}{:08x}", p.name, p.crc()));
             if matches(p) && std::fs::rename(&p.tmp, &dest).is_ok() {
                 spooled += 1;
             } else {
@@ -675,7 +677,11 @@ impl TarVisitor for BundleWriter<'_> {
             Ok(f) => {
                 self.current = Some((
                     BufWriter::with_capacity(1 << 20, f),
-                    Pending { name, tmp, crc: 0 },
+                    Pending {
+                        name,
+                        tmp,
+                        meter: Meter::new(Digests::CRC32C),
+                    },
                 ));
                 Ok(())
             }
@@ -692,7 +698,7 @@ impl TarVisitor for BundleWriter<'_> {
         }
         let r = match &mut self.current {
             Some((w, p)) => {
-                p.crc = crc32c::crc32c_append(p.crc, data);
+                p.meter.update(data);
                 w.write_all(data).map_err(|e| Error::io("write", &p.tmp, e))
             }
             None => Ok(()),

@@ -11,7 +11,8 @@
 
 use super::index::{IndexEntry, WalIndex};
 use crate::{Error, Result};
-use pgbak_compress::{auto_decoder, Codec, Compression, Compressor};
+use pgbak_compress::pipeline::{Digests, ReadPipeline, WritePipeline};
+use pgbak_compress::{Codec, Compression};
 use pgbak_storage::{CommitMode, StorageBackend};
 use pgbak_wal::{validate_segment_size, SegmentName, WalFileName};
 use std::collections::BTreeMap;
@@ -218,27 +219,19 @@ impl WalArchive {
                 pgbak_wal::TimelineHistory::parse(tli, text)?;
             }
         }
-        let mut writer = self.storage.put(&key)?;
-        let mut crc = 0u32;
-        let mut size = 0u64;
-        {
-            let mut enc = self
-                .codec
-                .encoder(Box::new(&mut writer))
-                .map_err(|e| Error::io("compress", src, e))?;
-            loop {
-                if n == 0 {
-                    break;
-                }
-                crc = crc32c::crc32c_append(crc, &buf[..n]);
-                size += n as u64;
-                enc.write_all(&buf[..n])
-                    .map_err(|e| Error::io("write", self.location(&key), e))?;
-                n = read_full(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
-            }
-            enc.finish()
+        let mut w = WritePipeline::builder(&self.codec)
+            .measure_plain(Digests::CRC32C)
+            .build(self.storage.put(&key)?)
+            .map_err(|e| Error::io("compress", src, e))?;
+        while n > 0 {
+            w.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", self.location(&key), e))?;
+            n = read_full(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
         }
+        let (writer, stats) = w
+            .finish()
+            .map_err(|e| Error::io("write", self.location(&key), e))?;
+        let (crc, size) = (stats.plain.crc32c.unwrap_or(0), stats.plain.bytes);
         if size != len {
             return Err(Error::corrupt(
                 format!("WAL file {}", src.display()),
@@ -253,7 +246,7 @@ impl WalArchive {
             }
             Err(e) => return Err(e.into()),
         }
-        let stored_size = self.storage.stat(&key)?.map(|m| m.size).unwrap_or(0);
+        let stored_size = stats.stored.bytes;
         self.index().add(&IndexEntry {
             name: name.clone(),
             stored_size,
@@ -322,21 +315,14 @@ impl WalArchive {
 
     /// CRC-32C and size of the original bytes of a stored object.
     pub(crate) fn checksum_stored(&self, key: &str) -> Result<(u32, u64)> {
-        let r = self.storage.get(key)?;
-        let (_, mut dec) = auto_decoder(r).map_err(|e| Error::io("read", self.location(key), e))?;
-        let mut buf = vec![0u8; CHUNK];
-        let (mut crc, mut size) = (0u32, 0u64);
-        loop {
-            let n = dec
-                .read(&mut buf)
-                .map_err(|e| Error::io("decompress", self.location(key), e))?;
-            if n == 0 {
-                break;
-            }
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
-            size += n as u64;
-        }
-        Ok((crc, size))
+        let mut r = ReadPipeline::builder()
+            .measure_plain(Digests::CRC32C)
+            .open(self.storage.get(key)?)
+            .map_err(|e| Error::io("read", self.location(key), e))?;
+        io::copy(&mut r, &mut io::sink())
+            .map_err(|e| Error::io("decompress", self.location(key), e))?;
+        let plain = r.stats().map(|s| s.plain).unwrap_or_default();
+        Ok((plain.crc32c.unwrap_or(0), plain.bytes))
     }
 
     /// Every index line, by name.
@@ -414,40 +400,44 @@ impl WalArchive {
             what: format!("archived WAL file {src_path}"),
             detail,
         };
-        let (_, mut dec) = auto_decoder(r).map_err(|e| corrupt(e.to_string()))?;
+        // With a recorded checksum the reader itself refuses other bytes (and stops as soon as
+        // the recorded size is passed); without one the segment header is checked.
+        let recorded = match &expected {
+            Some(IndexEntry {
+                crc32c: Some(c),
+                size: Some(s),
+                ..
+            }) => Some((*c, *s)),
+            _ => None,
+        };
+        let mut builder = ReadPipeline::builder();
+        if let Some((c, s)) = recorded {
+            builder = builder.expect(c, s);
+        }
+        let mut dec = builder.open(r).map_err(|e| corrupt(e.to_string()))?;
         let mut buf = vec![0u8; CHUNK];
-        let (mut crc, mut size) = (0u32, 0u64);
+        let mut size = 0u64;
         let mut first = Vec::new();
         loop {
-            let n = read_full(&mut dec, &mut buf).map_err(|e| corrupt(e.to_string()))?;
+            let n = read_full(&mut dec, &mut buf).map_err(|e| {
+                corrupt(if recorded.is_some() && e.kind() == io::ErrorKind::InvalidData {
+                    format!("content does not match the checksum recorded when it was archived: {e}")
+                } else {
+                    e.to_string()
+                })
+            })?;
             if n == 0 {
                 break;
             }
             if first.is_empty() {
                 first.extend_from_slice(&buf[..n.min(64)]);
             }
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
             size += n as u64;
             out.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", out_label, e))?;
         }
-        match &expected {
-            Some(IndexEntry {
-                crc32c: Some(c),
-                size: Some(s),
-                ..
-            }) => {
-                if *c != crc || *s != size {
-                    return Err(corrupt(format!(
-                        "content does not match the checksum recorded when it was archived (crc32c {crc:08x} vs {c:08x}, {size} vs {s} bytes)"
-                    )));
-                }
-            }
-            _ => {
-                if matches!(WalFileName::parse(name)?, WalFileName::Segment { .. }) {
-                    check_segment(name, &first, size).map_err(corrupt)?;
-                }
-            }
+        if recorded.is_none() && matches!(WalFileName::parse(name)?, WalFileName::Segment { .. }) {
+            check_segment(name, &first, size).map_err(corrupt)?;
         }
         Ok(size)
     }

@@ -599,9 +599,15 @@ mod tests {
         let tricky = "postgresql://bob?password=x&o=d:s3cret@db/app";
         assert_eq!(parse_conninfo(tricky).unwrap()["password"], "s3cret");
         let r = redacted(tricky);
-        assert!(!r.contains("s3cret") && r.ends_with(":********@db/app"), "{r}");
+        assert!(
+            !r.contains("s3cret") && r.ends_with(":********@db/app"),
+            "{r}"
+        );
         let r = redacted("postgresql://[::1?password=x]/db?password=s3cret");
-        assert!(!r.contains("s3cret") && r.ends_with("?password=********"), "{r}");
+        assert!(
+            !r.contains("s3cret") && r.ends_with("?password=********"),
+            "{r}"
+        );
         // A quoted password that touches the next keyword: never shown.
         let r = redacted("password='s3cret'host=h");
         assert!(!r.contains("s3cret"), "{r}");
