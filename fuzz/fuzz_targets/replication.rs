@@ -167,7 +167,12 @@ fuzz_target!(|data: &[u8]| {
             application_name: None,
             connect_timeout: None,
             options: None,
-            sslmode: "prefer".into(),
+            server_name: Some("fuzz".into()),
+            // Cleartext: the fuzzed bytes reach the protocol, not a TLS handshake.
+            ssl: pgbak_wal::conninfo::SslParams {
+                mode: pgbak_wal::conninfo::SslMode::Disable,
+                ..Default::default()
+            },
         };
         if let Ok(mut client) = replication_client_over(client_end, &params).await {
             command(&mut client, ops).await;

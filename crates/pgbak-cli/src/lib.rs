@@ -158,7 +158,14 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Cron => {
             let config = load(cli)?;
-            let reports = maintenance::cron(&config);
+            // This program starts the WAL receivers: it is the pgbak binary.
+            let launcher = std::env::current_exe()
+                .map(|program| {
+                    std::sync::Arc::new(pgbak_core::receive_wal::ProcessLauncher { program })
+                        as std::sync::Arc<dyn pgbak_core::receive_wal::ReceiverLauncher>
+                })
+                .map_err(|e| Error::io("locate", "the pgbak program", e))?;
+            let reports = maintenance::cron(&config, Some(launcher));
             let mut failed = false;
             for r in &reports {
                 failed |= !r.errors.is_empty();

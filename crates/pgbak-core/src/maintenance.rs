@@ -44,8 +44,12 @@ pub struct CronReport {
 const TEMP_FILE_MIN_AGE: Duration = Duration::from_secs(300);
 
 /// Runs the periodic work of every active server; one failing server does not stop the others.
-/// A server disabled by its configuration is skipped, with the reason in its report.
-pub fn cron(config: &Config) -> Vec<CronReport> {
+/// A server disabled by its configuration is skipped, with the reason in its report. `launcher`
+/// starts the WAL receivers of servers with `streaming_archiver` on.
+pub fn cron(
+    config: &Config,
+    launcher: Option<std::sync::Arc<dyn crate::receive_wal::ReceiverLauncher>>,
+) -> Vec<CronReport> {
     let mut out = Vec::new();
     for (name, disabled) in &config.disabled {
         if disabled.active {
@@ -67,6 +71,10 @@ pub fn cron(config: &Config) -> Vec<CronReport> {
         };
         match Server::new(config, name) {
             Ok(server) => {
+                let server = match &launcher {
+                    Some(l) => server.with_launcher(l.clone()),
+                    None => server,
+                };
                 if let Err(e) = cron_server(&server, &mut report) {
                     report.errors.push(e.to_string());
                 }

@@ -17,7 +17,7 @@ mod control;
 pub use archiver::ArchiverStats;
 pub use control::{
     create_slot, cron_receive_wal, drop_slot, reset, running_receiver, spawn_receive_wal, stop,
-    CronAction, ResetReport, SlotCreation, StopOutcome,
+    CronAction, ProcessLauncher, ReceiverLauncher, ResetReport, SlotCreation, StopOutcome,
 };
 
 use crate::locks::LockName;

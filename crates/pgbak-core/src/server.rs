@@ -5,9 +5,10 @@ use crate::catalogue::{BackupInfo, BackupStatus, Catalogue};
 use crate::config::{Config, ServerConfig};
 use crate::locks::{FileLockManager, LockManager, LockName};
 use crate::pg::PgConnection;
+use crate::receive_wal::ReceiverLauncher;
 use crate::wal_archive::WalArchive;
 use crate::{Error, Result};
-use pgbak_compress::Codec;
+use pgbak_compress::{Codec, Encryptor};
 use pgbak_storage::{LocalStorage, StorageBackend};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,21 @@ impl Stores {
     }
 }
 
+/// What a [`Server`] is made of besides its configuration: where its data rests, its locks, the
+/// encryption of what it stores, and how `cron` starts its WAL receiver. The CLI and the C ABI
+/// build these; the workflows only use them.
+#[derive(Clone)]
+pub struct ServerParts {
+    /// Where the data rests.
+    pub stores: Stores,
+    /// The lock files of this pgbak home.
+    pub locks: FileLockManager,
+    /// Encryption of stored bytes (none until an implementation is configured).
+    pub encryptor: Option<Arc<dyn Encryptor>>,
+    /// How `cron` starts `receive-wal` (none: cron reports that it cannot).
+    pub launcher: Option<Arc<dyn ReceiverLauncher>>,
+}
+
 /// A configured server ready to work on.
 #[derive(Clone)]
 pub struct Server {
@@ -46,18 +62,54 @@ pub struct Server {
     pub config_files: Vec<PathBuf>,
     locks: FileLockManager,
     stores: Stores,
+    encryptor: Option<Arc<dyn Encryptor>>,
+    launcher: Option<Arc<dyn ReceiverLauncher>>,
 }
 
 impl Server {
-    /// The server called `name` in `config`.
+    /// The server called `name` in `config`, with the parts its configuration names (its stores
+    /// and lock directory), no encryptor and no receiver launcher.
     pub fn new(config: &Config, name: &str) -> Result<Server> {
         let cfg = config.server(name)?.clone();
-        Ok(Server {
+        let parts = ServerParts {
             stores: Stores::local(&cfg),
-            config: cfg,
-            config_files: config.source.clone(),
             locks: FileLockManager::new(config.global.lock_directory.clone()),
-        })
+            encryptor: None,
+            launcher: None,
+        };
+        Ok(Server::from_parts(cfg, config.source.clone(), parts))
+    }
+
+    /// A server from its configuration and parts built by the caller.
+    pub fn from_parts(
+        config: ServerConfig,
+        config_files: Vec<PathBuf>,
+        parts: ServerParts,
+    ) -> Server {
+        Server {
+            config,
+            config_files,
+            locks: parts.locks,
+            stores: parts.stores,
+            encryptor: parts.encryptor,
+            launcher: parts.launcher,
+        }
+    }
+
+    /// The same server, starting its WAL receiver with `launcher`.
+    pub fn with_launcher(mut self, launcher: Arc<dyn ReceiverLauncher>) -> Server {
+        self.launcher = Some(launcher);
+        self
+    }
+
+    /// How `cron` starts `receive-wal`, if this program can.
+    pub fn launcher(&self) -> Option<&dyn ReceiverLauncher> {
+        self.launcher.as_deref()
+    }
+
+    /// The encryption of stored bytes, if any.
+    pub fn encryptor(&self) -> Option<&Arc<dyn Encryptor>> {
+        self.encryptor.as_ref()
     }
 
     /// Where the server's data rests.

@@ -316,9 +316,9 @@ impl fmt::Display for CronAction {
     }
 }
 
-/// Cron's part: with `streaming_archiver` on, starts `receive-wal` in the background unless one
-/// holds the lock already; with it off, stops a running one. The program started is this
-/// process's own executable (the `pgbak` binary).
+/// Cron's part: with `streaming_archiver` on, starts `receive-wal` in the background (through the
+/// server's [`ReceiverLauncher`]) unless one holds the lock already; with it off, stops a running
+/// one.
 pub fn cron_receive_wal(server: &Server) -> Result<Option<CronAction>> {
     let name = LockName::ServerReceiveWal(server.name().to_string());
     if !server.config.streaming_archiver {
@@ -337,9 +337,36 @@ pub fn cron_receive_wal(server: &Server) -> Result<Option<CronAction>> {
         Err(LockError::Busy { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let exe = std::env::current_exe().map_err(|e| Error::io("locate", "pgbak executable", e))?;
-    let pid = spawn_receive_wal(server, &exe)?;
+    let launcher = server.launcher().ok_or_else(|| {
+        Error::Usage(format!(
+            "server '{}': streaming_archiver is on but this program has no way to start receive-wal",
+            server.name()
+        ))
+    })?;
+    let pid = launcher.launch(server)?;
     Ok(Some(CronAction::Started { pid }))
+}
+
+/// How `cron` starts a WAL receiver in the background: the seam between the workflow and the
+/// program it runs in (the CLI starts itself; a library caller names a `pgbak` program, or
+/// provides its own).
+pub trait ReceiverLauncher: Send + Sync {
+    /// Starts `receive-wal` for `server` in the background; returns its process id.
+    fn launch(&self, server: &Server) -> Result<u32>;
+}
+
+/// Starts `<program> -c CONFIG receive-wal SERVER` as a detached process (see
+/// [`spawn_receive_wal`]).
+#[derive(Clone, Debug)]
+pub struct ProcessLauncher {
+    /// The `pgbak` program.
+    pub program: std::path::PathBuf,
+}
+
+impl ReceiverLauncher for ProcessLauncher {
+    fn launch(&self, server: &Server) -> Result<u32> {
+        spawn_receive_wal(server, &self.program)
+    }
 }
 
 /// How long a freshly started receiver is watched for an immediate failure.
