@@ -491,7 +491,15 @@ fn receive(
         let r = (|| -> io::Result<u64> {
             let file = staging::create_fresh(&tmp, staging::PRIVATE_FILE)?;
             let mut out = BufWriter::with_capacity(1 << 20, file);
-            let n = io::copy(&mut input, &mut out)?;
+            // No WAL file is larger than the largest segment: a longer answer is refused
+            // rather than written out.
+            let n = io::copy(&mut (&mut input).take(MAX_WAL_BYTES + 1), &mut out)?;
+            if n > MAX_WAL_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the answer is larger than any WAL file ({MAX_WAL_BYTES} bytes)"),
+                ));
+            }
             out.flush()?;
             Ok(n)
         })();
@@ -563,6 +571,9 @@ struct BundleWriter<'a> {
     in_sums: bool,
     error: Option<Error>,
 }
+
+/// Largest WAL file (PostgreSQL's largest segment size).
+const MAX_WAL_BYTES: u64 = 1 << 30;
 
 /// Largest checksum entry of a bundle (a line per file).
 const MAX_BUNDLE_SUMS: u64 = 1 << 20;
@@ -661,6 +672,13 @@ impl TarVisitor for BundleWriter<'_> {
             || WalFileName::parse(&name).is_err()
         {
             return Err(self.corrupt(format!("unexpected entry {name:?}")));
+        }
+        // No more files than were asked for, none larger than a WAL file can be.
+        if self.done.len() >= self.opts.parallel.max(1) || e.size > MAX_WAL_BYTES {
+            return Err(self.corrupt(format!(
+                "entry {name:?} ({} bytes) is more than was asked for",
+                e.size
+            )));
         }
         let dest = if self.done.is_empty() {
             if name != self.opts.wal_name {
