@@ -130,6 +130,15 @@ pub trait StorageBackend: Send + Sync {
     /// Starts a streaming upload to `key`.
     fn put(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
 
+    /// Starts a streaming upload whose commit mode is known from the start; the commit must use
+    /// the same mode. A store that states a create-new condition when an upload begins (GCS
+    /// resumable uploads, for objects larger than one part) makes `CreateNew` atomic this way;
+    /// the others behave as [`StorageBackend::put`].
+    fn put_with_mode(&self, key: &str, mode: CommitMode) -> Result<Box<dyn ObjectWriter>> {
+        let _ = mode;
+        self.put(key)
+    }
+
     /// Opens `key` for streaming reads. A missing key is [`Error::NotFound`].
     fn get(&self, key: &str) -> Result<Box<dyn Read + Send>>;
 

@@ -211,6 +211,9 @@ pub struct CloudOptions {
     /// Objects per batch delete request (`cloud_delete_batch_size`; default and S3's maximum
     /// 1000).
     pub delete_batch_size: Option<usize>,
+    /// Names per listing request (default: the store's maximum, 1000 on S3 and GCS, 5000 on
+    /// Azure).
+    pub list_page_size: Option<u32>,
 }
 
 /// Default part size of multipart uploads.
@@ -223,15 +226,21 @@ pub const MAX_PART_SIZE: u64 = 512 << 20;
 #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
 impl CloudOptions {
     pub(crate) fn part_size(&self) -> u64 {
-        self.part_size
+        // Whole MiB: GCS wants chunks in multiples of 256 KiB.
+        let v = self
+            .part_size
             .unwrap_or(DEFAULT_PART_SIZE)
-            .clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+            .clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+        v & !((1 << 20) - 1)
     }
     pub(crate) fn upload_concurrency(&self) -> usize {
         self.upload_concurrency.unwrap_or(2).clamp(1, 64)
     }
     pub(crate) fn delete_batch_size(&self) -> usize {
         self.delete_batch_size.unwrap_or(1000).clamp(1, 1000)
+    }
+    pub(crate) fn list_page_size(&self, store_max: u32) -> u32 {
+        self.list_page_size.unwrap_or(store_max).clamp(1, store_max)
     }
     pub(crate) fn read_timeout(&self) -> Duration {
         self.read_timeout.unwrap_or(Duration::from_secs(60))
