@@ -582,8 +582,8 @@ impl FaultProxy {
         self.state.fail_left.store(n, Ordering::SeqCst);
     }
 
-    /// Changes one byte in the body of the next `n` uploads (PUT or POST with a body) on their
-    /// way to the store.
+    /// Changes one byte in the body of the next `n` uploads of data (PUT or POST with a body of
+    /// at least 64 KiB) on their way to the store.
     pub fn corrupt_next_uploads(&self, n: u32) {
         self.state.corrupt_left.store(n, Ordering::SeqCst);
     }
@@ -670,7 +670,7 @@ fn serve(st: Arc<ProxyState>, client: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         let corrupt = (method == "PUT" || method == "POST")
-            && length.unwrap_or(0) > 0
+            && length.unwrap_or(0) >= 64 << 10
             && st
                 .corrupt_left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -163,7 +163,9 @@ pub(crate) async fn error_of(resp: reqwest::Response) -> CloudError {
     let message = xml_text(&body, "Message")
         .map(|m| m.lines().next().unwrap_or_default().to_string())
         .unwrap_or_else(|| format!("HTTP {status}"));
+    let lower = message.to_ascii_lowercase();
     let class = match code.as_deref() {
+        _ if status == 400 && lower.contains("md5") && lower.contains("match") => Class::Checksum,
         Some("ContainerNotFound") => Class::NoSuchBucket,
         Some("BlobNotFound") | Some("ResourceNotFound") => Class::NotFound,
         Some("BlobAlreadyExists") | Some("ConditionNotMet") | Some("ContainerAlreadyExists") => {

@@ -151,7 +151,7 @@ impl UploadTarget for GcsUpload {
                                 Err(e)
                             }
                         }
-                        Err(e) => Err(e),
+                        Err(e) => Err(no_bucket(e, &this.inner.bucket)),
                     }
                 }
             })
@@ -179,7 +179,11 @@ impl UploadTarget for GcsUpload {
                             "name": this.name,
                             "contentType": "application/octet-stream",
                         }));
-                    let resp = this.inner.send(rb).await?;
+                    let resp = this
+                        .inner
+                        .send(rb)
+                        .await
+                        .map_err(|e| no_bucket(e, &this.inner.bucket))?;
                     header(resp.headers(), "location")
                         .map(str::to_string)
                         .ok_or_else(|| CloudError::new(Class::Other, "no session URI in the answer"))
@@ -302,6 +306,15 @@ impl UploadTarget for GcsUpload {
                 _ => Err(error_of(resp).await),
             }
         })
+    }
+}
+
+/// An upload answered 404 has no bucket to go to.
+fn no_bucket(e: CloudError, bucket: &str) -> CloudError {
+    if e.class == Class::NotFound {
+        CloudError::new(Class::NoSuchBucket, format!("bucket {bucket:?} does not exist")).with_status(404)
+    } else {
+        e
     }
 }
 
