@@ -22,7 +22,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -77,6 +77,10 @@ pub(crate) struct UploadPool {
     pub abort_timeout: Duration,
     buffered: AtomicU64,
     peak: AtomicU64,
+    /// Part buffers given back by finished uploads, reused rather than freed: the allocator
+    /// then never fragments under a stream of part-sized allocations.
+    free: Mutex<Vec<Vec<u8>>>,
+    max_free: usize,
 }
 
 impl UploadPool {
@@ -87,7 +91,33 @@ impl UploadPool {
             abort_timeout,
             buffered: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            free: Mutex::new(Vec::new()),
+            max_free: concurrency + 1,
         })
+    }
+
+    /// An empty buffer of capacity `cap`, reused when one is free.
+    fn take_buffer(&self, cap: usize) -> Vec<u8> {
+        let mut free = self.free.lock().expect("pool lock");
+        if let Some(i) = free.iter().position(|b| b.capacity() == cap) {
+            let mut b = free.swap_remove(i);
+            b.clear();
+            return b;
+        }
+        drop(free);
+        self.add(cap);
+        Vec::with_capacity(cap)
+    }
+
+    /// Takes back a buffer from [`UploadPool::take_buffer`].
+    fn give_back(&self, buf: Vec<u8>) {
+        let mut free = self.free.lock().expect("pool lock");
+        if free.len() < self.max_free && buf.capacity() == self.part_size {
+            free.push(buf);
+        } else {
+            drop(free);
+            self.sub(buf.capacity());
+        }
     }
 
     fn add(&self, n: usize) {
@@ -111,7 +141,26 @@ impl UploadPool {
     }
 }
 
-/// Gives a buffer's bytes back to the pool's accounting when the buffer is gone.
+/// A part buffer from the pool, owned by the `Bytes` an upload sends: given back to the pool
+/// when the last copy of those bytes is gone.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Arc<UploadPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.buf));
+    }
+}
+
+/// Gives a small buffer's bytes back to the pool's accounting when the buffer is gone.
 struct Held {
     pool: Arc<UploadPool>,
     bytes: usize,
@@ -135,6 +184,8 @@ pub(crate) struct MultipartWriter<T: UploadTarget> {
     repo: String,
     key: String,
     buf: Vec<u8>,
+    /// `buf` came from the pool (else it is a small first buffer of `held` bytes).
+    pooled: bool,
     held: usize,
     digests: Running,
     session: Option<Arc<T::Session>>,
@@ -163,6 +214,7 @@ impl<T: UploadTarget> MultipartWriter<T> {
             repo,
             key,
             buf: Vec::new(),
+            pooled: false,
             held: 0,
             digests,
             session: None,
@@ -203,17 +255,57 @@ impl<T: UploadTarget> MultipartWriter<T> {
         if self.buf.capacity() >= want {
             return;
         }
-        let before = self.buf.capacity();
         let target = self.part_size_for(self.next_index);
-        let new_cap = if self.next_index == 0 && want <= FIRST_BUFFER {
-            FIRST_BUFFER.min(target)
+        if self.next_index == 0 && !self.pooled && want <= FIRST_BUFFER.min(target) {
+            let before = self.buf.capacity();
+            self.buf.reserve_exact(FIRST_BUFFER.min(target) - self.buf.len());
+            let grown = self.buf.capacity() - before;
+            self.pool.add(grown);
+            self.held += grown;
+            return;
+        }
+        let mut full = self.pool.take_buffer(target.max(want));
+        full.extend_from_slice(&self.buf);
+        self.release_buf();
+        self.buf = full;
+        self.pooled = true;
+    }
+
+    /// Gives `buf` back (to the pool, or to the accounting).
+    fn release_buf(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if self.pooled {
+            self.pool.give_back(buf);
         } else {
-            target
+            self.pool.sub(self.held);
+        }
+        self.pooled = false;
+        self.held = 0;
+    }
+
+    /// `buf` as bytes to send; its memory goes back when the last copy is dropped.
+    fn take_bytes(&mut self) -> (Bytes, Option<Held>) {
+        let buf = std::mem::take(&mut self.buf);
+        let r = if self.pooled {
+            (
+                Bytes::from_owner(Pooled {
+                    buf,
+                    pool: self.pool.clone(),
+                }),
+                None,
+            )
+        } else {
+            (
+                Bytes::from(buf),
+                Some(Held {
+                    pool: self.pool.clone(),
+                    bytes: self.held,
+                }),
+            )
         };
-        self.buf.reserve_exact(new_cap.max(want) - self.buf.len());
-        let grown = self.buf.capacity() - before;
-        self.pool.add(grown);
-        self.held += grown;
+        self.pooled = false;
+        self.held = 0;
+        r
     }
 
     /// Collects the parts that have finished, without waiting.
@@ -247,11 +339,7 @@ impl<T: UploadTarget> MultipartWriter<T> {
                 .await
                 .map_err(|_| CloudError::new(Class::Other, "upload gate closed"))
         })?;
-        let data = Bytes::from(std::mem::take(&mut self.buf));
-        let held = Held {
-            pool: self.pool.clone(),
-            bytes: std::mem::take(&mut self.held),
-        };
+        let (data, held) = self.take_bytes();
         let index = self.next_index;
         let offset = self.offset;
         self.next_index += 1;
@@ -288,11 +376,7 @@ impl<T: UploadTarget> MultipartWriter<T> {
             return Err(e);
         }
         let whole = std::mem::take(&mut self.digests).finish();
-        let tail = Bytes::from(std::mem::take(&mut self.buf));
-        let _held = Held {
-            pool: self.pool.clone(),
-            bytes: std::mem::take(&mut self.held),
-        };
+        let (tail, _held) = self.take_bytes();
         let target = self.target.clone();
         match self.session.clone() {
             None => self
@@ -364,14 +448,13 @@ impl<T: UploadTarget> Drop for MultipartWriter<T> {
         if !self.finished {
             self.abort_now();
         }
-        self.pool.sub(self.held);
+        self.release_buf();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     /// A store in memory that records what it was asked, to check the layer's bookkeeping.
     #[derive(Default)]
@@ -385,7 +468,7 @@ mod tests {
 
     impl UploadTarget for Fake {
         type Session = ();
-        type Part = (u32, Bytes);
+        type Part = (u32, Vec<u8>);
         fn parallel(&self) -> bool {
             self.parallel
         }
@@ -412,7 +495,7 @@ mod tests {
                 Ok(())
             })
         }
-        fn upload_part(self: Arc<Self>, _: Arc<()>, i: u32, off: u64, d: Bytes) -> BoxFut<(u32, Bytes)> {
+        fn upload_part(self: Arc<Self>, _: Arc<()>, i: u32, off: u64, d: Bytes) -> BoxFut<(u32, Vec<u8>)> {
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 if self.fail_part == Some(i) {
@@ -422,13 +505,14 @@ mod tests {
                     .lock()
                     .unwrap()
                     .push(format!("part {i} at {off} len {}", d.len()));
-                Ok((i, d))
+                // A store keeps its own copy: the part's buffer goes back to the pool.
+                Ok((i, d.to_vec()))
             })
         }
         fn complete(
             self: Arc<Self>,
             _: Arc<()>,
-            parts: Vec<(u32, Bytes)>,
+            parts: Vec<(u32, Vec<u8>)>,
             tail: Bytes,
             offset: u64,
             whole: Whole,
@@ -482,7 +566,8 @@ mod tests {
         w.commit(CommitMode::Replace).unwrap();
         assert_eq!(*fake.events.lock().unwrap(), [format!("whole {PART}")]);
         assert_eq!(fake.object.lock().unwrap().as_deref(), Some(&d[..]));
-        assert_eq!(pool.buffered(), 0);
+        // The part-sized buffer waits in the pool for the next upload.
+        assert_eq!(pool.buffered(), PART);
     }
 
     #[test]
@@ -505,7 +590,7 @@ mod tests {
             assert_eq!(fake.object.lock().unwrap().as_deref(), Some(&d[..]));
             // The part being filled plus at most two in flight.
             assert!(pool.peak_buffered() <= 3 * PART, "{}", pool.peak_buffered());
-            assert_eq!(pool.buffered(), 0);
+            assert!(pool.buffered() <= 3 * PART);
         }
     }
 
@@ -531,7 +616,7 @@ mod tests {
         drop(w);
         assert_eq!(fake.events.lock().unwrap().last().unwrap(), "abort");
         assert!(fake.object.lock().unwrap().is_none());
-        assert_eq!(pool.buffered(), 0);
+        assert!(pool.buffered() <= 3 * PART);
 
         let fake = Arc::new(Fake {
             fail_part: Some(0),

@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn goog_hash_parses() {
-        let w = goog_hash("crc32c=4wOSgw==,md5=JfnnlDI7RTiF9RgfG2JNCw==");
+        let w = goog_hash("crc32c=4waSgw==,md5=JfnnlDI7RTiF9RgfG2JNCw==");
         assert_eq!(w.crc32c, Some(0xe306_9283));
         assert_eq!(w.md5, Some(crate::cloud::digest::md5(b"123456789")));
     }
