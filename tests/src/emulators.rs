@@ -83,11 +83,16 @@ fn spawn(mut cmd: Command) -> Child {
     let (reply_tx, reply_rx) = mpsc::channel();
     cmd.stdin(Stdio::null());
     let program = format!("{cmd:?}");
-    tx.lock().unwrap().send((cmd, reply_tx)).expect("spawner alive");
+    tx.lock()
+        .unwrap()
+        .send((cmd, reply_tx))
+        .expect("spawner alive");
     reply_rx
         .recv()
         .expect("spawner answers")
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e} (run scripts/install-emulators.sh)"))
+        .unwrap_or_else(|e| {
+            panic!("cannot start {program}: {e} (run scripts/install-emulators.sh)")
+        })
 }
 
 /// A running emulator.
@@ -165,7 +170,12 @@ impl Emulator {
                 let mut c = Command::new(dir.join("bin/fake-gcs-server"));
                 let url = format!("http://127.0.0.1:{port}");
                 c.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port]);
-                c.args(["-external-url", &url, "-public-host", &format!("127.0.0.1:{port}")]);
+                c.args([
+                    "-external-url",
+                    &url,
+                    "-public-host",
+                    &format!("127.0.0.1:{port}"),
+                ]);
                 c.args(["-log-level", "error"]);
                 if self.persistent {
                     c.args(["-backend", "filesystem", "-filesystem-root"]);
@@ -201,7 +211,11 @@ impl Emulator {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("{} emulator does not answer: {}", self.kind.name(), self.log());
+                panic!(
+                    "{} emulator does not answer: {}",
+                    self.kind.name(),
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -388,8 +402,8 @@ impl Emulator {
     /// Multipart uploads in progress in an S3 bucket, asked without pgbak.
     pub fn raw_s3_uploads(&self, bucket: &str) -> Vec<String> {
         assert_eq!(self.kind, Kind::S3);
-        let (status, body) =
-            http(self.addr(), "GET", &format!("/{bucket}?uploads"), &[], b"").expect("list uploads");
+        let (status, body) = http(self.addr(), "GET", &format!("/{bucket}?uploads"), &[], b"")
+            .expect("list uploads");
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         xml_values(&String::from_utf8_lossy(&body), "UploadId")
     }
@@ -428,7 +442,11 @@ fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     xml.split(&open)
         .skip(1)
         .filter_map(|s| s.split(&close).next())
-        .map(|s| s.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+        .map(|s| {
+            s.replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+        })
         .collect()
 }
 
@@ -707,7 +725,11 @@ fn copy_body(
             from.read_until(b'\n', &mut line)?;
             to.write_all(&line)?;
             let size = usize::from_str_radix(
-                String::from_utf8_lossy(&line).split(';').next().unwrap_or("0").trim(),
+                String::from_utf8_lossy(&line)
+                    .split(';')
+                    .next()
+                    .unwrap_or("0")
+                    .trim(),
                 16,
             )
             .unwrap_or(0);

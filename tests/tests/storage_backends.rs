@@ -40,8 +40,8 @@ fn repo(target: Target, prefix: &str, adjust: impl FnOnce(&mut CloudOptions)) ->
         Target::Local => {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("repo");
-            let storage = pgbak_storage::open(path.to_str().unwrap(), &CloudOptions::default())
-                .unwrap();
+            let storage =
+                pgbak_storage::open(path.to_str().unwrap(), &CloudOptions::default()).unwrap();
             Repo {
                 storage,
                 cloud: None,
@@ -74,7 +74,12 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn put(s: &dyn StorageBackend, key: &str, data: &[u8], mode: CommitMode) -> pgbak_storage::Result<()> {
+fn put(
+    s: &dyn StorageBackend,
+    key: &str,
+    data: &[u8],
+    mode: CommitMode,
+) -> pgbak_storage::Result<()> {
     let mut w = s.put(key)?;
     for c in data.chunks(256 * 1024 + 7) {
         w.write_all(c)
@@ -150,9 +155,16 @@ on_every_backend!(
 fn round_trip_of_small_and_multipart_objects(t: Target) {
     let r = repo(t, "rt", |_| {});
     let s = &*r.storage;
-    for (i, len) in [0usize, 1, 100 * 1024, 5 * MIB, 5 * MIB + 1, 40 * MIB + 12345]
-        .into_iter()
-        .enumerate()
+    for (i, len) in [
+        0usize,
+        1,
+        100 * 1024,
+        5 * MIB,
+        5 * MIB + 1,
+        40 * MIB + 12345,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let key = format!("obj/{i}");
         let data = pattern(len, i as u64);
@@ -162,14 +174,23 @@ fn round_trip_of_small_and_multipart_objects(t: Target) {
     }
     // Ranges: inside the first part, across the boundary of two parts, past the end.
     let data = pattern(40 * MIB + 12345, 5);
-    for (off, len) in [(0u64, 10u64), (5 * MIB as u64 - 3, 10), (40 * MIB as u64, 1 << 20), (50 * MIB as u64, 5)] {
+    for (off, len) in [
+        (0u64, 10u64),
+        (5 * MIB as u64 - 3, 10),
+        (40 * MIB as u64, 1 << 20),
+        (50 * MIB as u64, 5),
+    ] {
         let mut got = Vec::new();
         s.get_range("obj/5", off, len)
             .unwrap()
             .read_to_end(&mut got)
             .unwrap();
         let end = ((off + len) as usize).min(data.len());
-        let want = if (off as usize) < data.len() { &data[off as usize..end] } else { &[][..] };
+        let want = if (off as usize) < data.len() {
+            &data[off as usize..end]
+        } else {
+            &[][..]
+        };
         assert!(got == want, "{t:?}: range {off}+{len}");
     }
     // Replace replaces.
@@ -181,7 +202,10 @@ fn round_trip_of_small_and_multipart_objects(t: Target) {
         Ok(_) => panic!("{t:?}: missing object opened"),
     };
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
-    assert!(e.to_string().contains("obj/missing") && e.to_string().contains(&s.describe()), "{e}");
+    assert!(
+        e.to_string().contains("obj/missing") && e.to_string().contains(&s.describe()),
+        "{e}"
+    );
 }
 
 fn listings_page_and_show_one_level(t: Target) {
@@ -200,11 +224,20 @@ fn listings_page_and_show_one_level(t: Target) {
         }
     });
     let all = s.list("many/").unwrap();
-    assert_eq!(keys(&all), names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        keys(&all),
+        names.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     assert_eq!(all[7].size, names[7].len() as u64);
     assert_eq!(s.list("many/0109").unwrap().len(), 10);
 
-    for k in ["base/1/backup.json", "base/1/data/x", "base/2/backup.json", "base/top", "other"] {
+    for k in [
+        "base/1/backup.json",
+        "base/1/data/x",
+        "base/2/backup.json",
+        "base/top",
+        "other",
+    ] {
         put(&*s, k, b"x", CommitMode::Replace).unwrap();
     }
     let l = s.list_dir("base/").unwrap();
@@ -213,7 +246,10 @@ fn listings_page_and_show_one_level(t: Target) {
     let root = s.list_dir("").unwrap();
     assert_eq!(root.prefixes, ["base/", "many/"]);
     assert_eq!(keys(&root.objects), ["other"]);
-    assert_eq!(keys(&s.list("base/1").unwrap()), ["base/1/backup.json", "base/1/data/x"]);
+    assert_eq!(
+        keys(&s.list("base/1").unwrap()),
+        ["base/1/backup.json", "base/1/data/x"]
+    );
     assert_eq!(s.list_dir("nothing/").unwrap(), Listing::default());
     // One level of 1100 objects pages too.
     assert_eq!(s.list_dir("many/").unwrap().objects.len(), 1100);
@@ -266,12 +302,17 @@ fn a_dropped_writer_leaves_nothing(t: Target) {
         let mut w = s.put("partial").unwrap();
         w.write_all(&pattern(len, 3)).unwrap();
         drop(w);
-        assert!(s.stat("partial").unwrap().is_none(), "{t:?}: {len} bytes visible");
+        assert!(
+            s.stat("partial").unwrap().is_none(),
+            "{t:?}: {len} bytes visible"
+        );
         assert!(s.list("").unwrap().is_empty(), "{t:?}");
     }
     if let (Target::Cloud(Kind::S3), Some(c)) = (t, &r.cloud) {
         assert!(
-            Emulator::shared(Kind::S3).raw_s3_uploads(&c.bucket).is_empty(),
+            Emulator::shared(Kind::S3)
+                .raw_s3_uploads(&c.bucket)
+                .is_empty(),
             "the multipart upload was not aborted"
         );
     }
@@ -319,11 +360,17 @@ fn a_missing_bucket_is_a_clear_error(kind: Kind) {
     for (op, e) in results {
         let e = e.unwrap_or_else(|| panic!("{kind:?} {op}: no error"));
         assert_eq!(e.kind(), ErrorKind::NoSuchBucket, "{kind:?} {op}: {e}");
-        assert!(e.to_string().contains("pgbak-no-such-bucket"), "{kind:?} {op}: {e}");
+        assert!(
+            e.to_string().contains("pgbak-no-such-bucket"),
+            "{kind:?} {op}: {e}"
+        );
     }
     let report = check::probe(&*s, "");
     let f = report.first_failure().unwrap();
-    assert_eq!((f.name, f.error_kind), ("reachable", Some(ErrorKind::NoSuchBucket)));
+    assert_eq!(
+        (f.name, f.error_kind),
+        ("reachable", Some(ErrorKind::NoSuchBucket))
+    );
 }
 
 fn an_unreachable_endpoint_is_a_clear_error(kind: Kind) {
@@ -407,7 +454,10 @@ fn bytes_corrupted_in_flight_are_caught_and_sent_again(kind: Kind) {
             // cannot be sent again, so the upload fails cleanly and a new one succeeds.
             let e = result.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
-            assert!(s.stat(key).unwrap().is_none(), "a corrupt object is visible");
+            assert!(
+                s.stat(key).unwrap().is_none(),
+                "a corrupt object is visible"
+            );
             put(&*s, key, &data, CommitMode::CreateNew).unwrap();
         } else {
             result.unwrap_or_else(|e| panic!("{kind:?} {key}: {e}"));
@@ -418,11 +468,16 @@ fn bytes_corrupted_in_flight_are_caught_and_sent_again(kind: Kind) {
     assert_eq!(seen.iter().filter(|r| r.corrupted).count(), 2);
     // Every upload of data declares a checksum the store can verify (GCS: for the whole
     // object, with its last chunk).
-    for req in seen.iter().filter(|r| r.method == "PUT" || r.method == "POST") {
+    for req in seen
+        .iter()
+        .filter(|r| r.method == "PUT" || r.method == "POST")
+    {
         if req.length.unwrap_or(0) < 64 << 10 {
             continue;
         }
-        let intermediate_gcs_chunk = req.header("content-range").is_some_and(|r| r.ends_with("/*"));
+        let intermediate_gcs_chunk = req
+            .header("content-range")
+            .is_some_and(|r| r.ends_with("/*"));
         let declared = req.header("content-md5").is_some()
             || req.header("x-goog-hash").is_some()
             || req.target.contains("uploadType=multipart")
@@ -447,7 +502,10 @@ fn a_store_frozen_mid_upload_fails_cleanly_and_the_next_upload_succeeds(kind: Ki
         .map_err(|e| e.to_string())
         .and_then(|()| w.commit(CommitMode::Replace).map_err(|e| e.to_string()));
     let e = result.unwrap_err();
-    assert!(e.contains("cannot reach") || e.contains("no answer"), "{kind:?}: {e}");
+    assert!(
+        e.contains("cannot reach") || e.contains("no answer"),
+        "{kind:?}: {e}"
+    );
     emu.resume();
     assert!(s.stat("base/b1/data.tar").unwrap().is_none());
     assert!(s.list("").unwrap().is_empty());
@@ -483,7 +541,10 @@ fn a_store_killed_mid_wal_push_fails_cleanly_and_the_next_push_succeeds(kind: Ki
     // moto keeps nothing across a restart, and Azurite may lose its last writes to a kill:
     // the bucket may have to be made again.
     pgbak_storage::create_bucket(&r.url, &r.options).unwrap();
-    assert!(s.stat(key).unwrap().is_none(), "{kind:?}: a partial WAL is visible");
+    assert!(
+        s.stat(key).unwrap().is_none(),
+        "{kind:?}: a partial WAL is visible"
+    );
     put(&*s, key, &wal, CommitMode::CreateNew).unwrap();
     assert!(get(&*s, key) == wal);
 }
@@ -552,7 +613,10 @@ fn azure_refuses_a_wrong_account_key_clearly() {
     let e = put(&*s, "k", b"x", CommitMode::Replace).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
     let report = check::probe(&*s, "");
-    assert_eq!(report.first_failure().unwrap().error_kind, Some(ErrorKind::PermissionDenied));
+    assert_eq!(
+        report.first_failure().unwrap().error_kind,
+        Some(ErrorKind::PermissionDenied)
+    );
 }
 
 #[test]
@@ -586,7 +650,10 @@ fn s3_requests_are_signed_with_the_configured_key_and_missing_credentials_are_cl
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("PermissionDenied") && err.contains(&r.url), "{err}");
+    assert!(
+        err.contains("PermissionDenied") && err.contains(&r.url),
+        "{err}"
+    );
 }
 
 #[test]
@@ -595,9 +662,95 @@ fn describe_shows_no_secrets() {
     let mut o = CloudOptions::default();
     o.azure_sas_token = Some(Secret::new("sv=2024&sig=TOPSECRETSIG"));
     o.azure_account = Some("acct".into());
-    o.endpoint_url = Some(format!("http://user:pw@127.0.0.1:{}/acct", emu.addr().port()));
+    o.endpoint_url = Some(format!(
+        "http://user:pw@127.0.0.1:{}/acct",
+        emu.addr().port()
+    ));
     let s = pgbak_storage::open("azure://cont/p", &o).unwrap();
     let d = s.describe();
     assert!(!d.contains("TOPSECRET") && !d.contains("pw@"), "{d}");
     assert!(d.starts_with("azure://cont/p"), "{d}");
+}
+
+#[test]
+fn gcs_service_account_credentials_sign_every_request() {
+    // fake-gcs-server checks no credentials, so the test checks what reaches it: every request
+    // carries a bearer token that is a JWT signed by the service account's key, for its email.
+    let emu = Emulator::shared(Kind::Gcs);
+    let r = emu.repository("sa");
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pem = std::fs::read_to_string(&key_path).unwrap();
+    let sa = serde_json::json!({
+        "type": "service_account",
+        "project_id": "pgbak-test",
+        "private_key_id": "key-1",
+        "private_key": pem,
+        "client_email": "backup@pgbak-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "http://127.0.0.1:9/token",
+    });
+    let sa_path = dir.path().join("sa.json");
+    std::fs::write(&sa_path, sa.to_string()).unwrap();
+    let proxy = FaultProxy::new(emu.addr());
+    let mut o = CloudOptions::default();
+    o.endpoint_url = Some(proxy.endpoint());
+    o.gcp_credentials_file = Some(sa_path);
+    tune(&mut o);
+    let s = pgbak_storage::open(&r.url, &o).unwrap();
+    put(&*s, "k", b"signed", CommitMode::CreateNew).unwrap();
+    assert_eq!(get(&*s, "k"), b"signed");
+    let seen = proxy.seen();
+    assert!(!seen.is_empty());
+    for req in seen {
+        let auth = req.header("authorization").unwrap_or_default();
+        let jwt = auth.strip_prefix("Bearer ").unwrap_or_else(|| panic!("{req:?}"));
+        let payload = jwt.split('.').nth(1).unwrap();
+        let claims = base64_url_decode(payload);
+        let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+        assert_eq!(claims["iss"], "backup@pgbak-test.iam.gserviceaccount.com", "{claims}");
+    }
+    // A credentials file that is not one is a clear configuration error.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"type\":\"service_account\"}").unwrap();
+    let mut o = CloudOptions::default();
+    o.endpoint_url = Some(emu.endpoint());
+    o.gcp_credentials_file = Some(bad.clone());
+    let e = match pgbak_storage::open(&r.url, &o) {
+        Err(e) => e,
+        Ok(_) => panic!("bad credentials accepted"),
+    };
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains(&bad.display().to_string()), "{e}");
+}
+
+fn base64_url_decode(s: &str) -> Vec<u8> {
+    let table = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'-' | b'+' => 62,
+            _ => 63,
+        }
+    };
+    let bytes: Vec<u32> = s.bytes().filter(|c| *c != b'=').map(table).collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, v) in chunk.iter().enumerate() {
+            acc |= v << (18 - 6 * i);
+        }
+        let n = chunk.len() * 6 / 8;
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
 }

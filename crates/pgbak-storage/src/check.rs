@@ -72,7 +72,8 @@ pub fn probe(storage: &dyn StorageBackend, prefix: &str) -> ProbeReport {
     }
     let write = |mode| -> crate::Result<()> {
         let mut w = storage.put(&key)?;
-        w.write_all(&body).map_err(|e| crate::Error::io("write", &key, e))?;
+        w.write_all(&body)
+            .map_err(|e| crate::Error::io("write", &key, e))?;
         w.commit(mode)
     };
     if !step("writable", write(CommitMode::CreateNew)) {
@@ -132,8 +133,17 @@ mod tests {
         let names: Vec<_> = r.steps.iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["reachable", "writable", "readable", "create-new refused", "deletable"]
+            [
+                "reachable",
+                "writable",
+                "readable",
+                "create-new refused",
+                "deletable"
+            ]
         );
-        assert_eq!(std::fs::read_dir(dir.path().join("repo")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("repo")).unwrap().count(),
+            0
+        );
     }
 }

@@ -50,7 +50,10 @@ pub enum Error {
     #[error("repository {repo}: {detail}")]
     NoSuchBucket { repo: String, detail: String },
     /// The store refused the credentials, or they do not allow the operation.
-    #[error("repository {repo}: permission denied ({op}{}): {detail}", key_suffix(key))]
+    #[error(
+        "repository {repo}: permission denied ({op}{}): {detail}",
+        key_suffix(key)
+    )]
     PermissionDenied {
         repo: String,
         op: &'static str,
@@ -59,7 +62,10 @@ pub enum Error {
     },
     /// The store could not be reached (connection refused, name resolution, timeouts), after
     /// the retries.
-    #[error("repository {repo}: cannot reach the store ({op}{}): {detail}", key_suffix(key))]
+    #[error(
+        "repository {repo}: cannot reach the store ({op}{}): {detail}",
+        key_suffix(key)
+    )]
     Unreachable {
         repo: String,
         op: &'static str,

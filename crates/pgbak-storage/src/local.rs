@@ -406,7 +406,12 @@ mod tests {
     #[test]
     fn list_dir_shows_one_level_and_hides_empty_folders() {
         let (_d, s) = store();
-        for k in ["base/1/backup.json", "base/1/data/x", "base/2/backup.json", "base/top"] {
+        for k in [
+            "base/1/backup.json",
+            "base/1/data/x",
+            "base/2/backup.json",
+            "base/top",
+        ] {
             put(&s, k, b"x", CommitMode::Replace).unwrap();
         }
         fs::create_dir_all(s.root().join("base/empty/deeper")).unwrap();
@@ -425,10 +430,16 @@ mod tests {
         let (_d, s) = store();
         put(&s, "k", b"0123456789", CommitMode::Replace).unwrap();
         let mut buf = String::new();
-        s.get_range("k", 3, 4).unwrap().read_to_string(&mut buf).unwrap();
+        s.get_range("k", 3, 4)
+            .unwrap()
+            .read_to_string(&mut buf)
+            .unwrap();
         assert_eq!(buf, "3456");
         buf.clear();
-        s.get_range("k", 8, 100).unwrap().read_to_string(&mut buf).unwrap();
+        s.get_range("k", 8, 100)
+            .unwrap()
+            .read_to_string(&mut buf)
+            .unwrap();
         assert_eq!(buf, "89");
     }
 

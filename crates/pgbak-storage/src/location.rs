@@ -65,16 +65,16 @@ impl Location {
                 .split_once(".blob.core.")
                 .filter(|(a, _)| !a.is_empty() && !a.contains('.'))
             else {
-                return Err(bad(
-                    "an https:// repository must be an Azure Blob URL \
-                     (https://ACCOUNT.blob.core.windows.net/container/prefix)",
-                ));
+                return Err(bad("an https:// repository must be an Azure Blob URL \
+                     (https://ACCOUNT.blob.core.windows.net/container/prefix)"));
             };
             if !account
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
             {
-                return Err(bad("the Azure storage account name must be lowercase letters and digits"));
+                return Err(bad(
+                    "the Azure storage account name must be lowercase letters and digits",
+                ));
             }
             let (container, prefix) = split_bucket(path).map_err(|d| bad(&d))?;
             check_container(&container).map_err(|d| bad(&d))?;
@@ -249,7 +249,10 @@ mod tests {
                 prefix: "a/b".into()
             }
         );
-        assert_eq!(l.to_string(), "https://acct1.blob.core.windows.net/cont/a/b");
+        assert_eq!(
+            l.to_string(),
+            "https://acct1.blob.core.windows.net/cont/a/b"
+        );
         assert_eq!(
             Location::parse("/var/lib/pgbak").unwrap(),
             Location::Local("/var/lib/pgbak".into())

@@ -262,11 +262,16 @@ mod tests {
 
     #[test]
     fn secrets_do_not_show() {
-        let mut o = CloudOptions::default();
-        o.azure_account_key = Some(Secret::new("c2VjcmV0"));
-        o.aws_secret_access_key = Some("topsecret".into());
+        let o = CloudOptions {
+            azure_account_key: Some(Secret::new("c2VjcmV0")),
+            aws_secret_access_key: Some("topsecret".into()),
+            ..Default::default()
+        };
         let shown = format!("{o:?}");
-        assert!(!shown.contains("c2VjcmV0") && !shown.contains("topsecret"), "{shown}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("topsecret"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -66,7 +66,8 @@ fn main() {
                 .unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1));
             for n in 0..mib {
                 block(n, &mut buf);
-                w.write_all(&buf).unwrap_or_else(|e| fail(format!("{e}"), 1));
+                w.write_all(&buf)
+                    .unwrap_or_else(|e| fail(format!("{e}"), 1));
             }
             w.commit(mode)
                 .unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1));

@@ -95,8 +95,10 @@ pub(crate) fn resolve(
         .or_else(|| conn.as_ref().and_then(|c| c.account.clone()))
         .or_else(|| opts.azure_account.clone())
         .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
-        .ok_or("no Azure storage account: use an https://ACCOUNT.blob.core.windows.net/ URL, \
-                a connection string, azure_account or AZURE_STORAGE_ACCOUNT")?;
+        .ok_or(
+            "no Azure storage account: use an https://ACCOUNT.blob.core.windows.net/ URL, \
+                a connection string, azure_account or AZURE_STORAGE_ACCOUNT",
+        )?;
     let endpoint = opts
         .endpoint_url
         .clone()
@@ -131,8 +133,7 @@ pub(crate) fn resolve(
             (None, Some(s)) => Auth::Sas(s.clone()),
             (None, None) => {
                 return Err(
-                    "the connection string has neither AccountKey nor SharedAccessSignature"
-                        .into(),
+                    "the connection string has neither AccountKey nor SharedAccessSignature".into(),
                 )
             }
         }
@@ -149,14 +150,13 @@ pub(crate) fn resolve(
     {
         shared_key(&key)?
     } else {
-        return Err("no Azure credentials: set AZURE_STORAGE_CONNECTION_STRING, \
+        return Err(
+            "no Azure credentials: set AZURE_STORAGE_CONNECTION_STRING, \
                     AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_KEY, or azure_credential"
-            .into());
+                .into(),
+        );
     };
-    Ok(Resolved {
-        endpoint,
-        auth,
-    })
+    Ok(Resolved { endpoint, auth })
 }
 
 /// The SharedKey signature of a request (see "Authorize with Shared Key" in Azure's docs).
@@ -234,7 +234,8 @@ pub(crate) fn shared_key_signature(account: &str, key: &[u8], r: &Signable<'_>) 
         s.push_str(&values.join(","));
         i += 1;
     }
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(s.as_bytes());
     crate::cloud::digest::b64(&mac.finalize().into_bytes())
 }
@@ -276,10 +277,7 @@ impl Entra {
                     ));
                 }
                 if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-                    sources.push((
-                        "workload identity",
-                        WorkloadIdentityCredential::new(None)?,
-                    ));
+                    sources.push(("workload identity", WorkloadIdentityCredential::new(None)?));
                 }
                 sources.push(("managed identity", managed()?));
                 sources.push((
@@ -349,7 +347,10 @@ mod tests {
         let headers = vec![
             ("content-md5".to_string(), "md5==".to_string()),
             ("x-ms-version".to_string(), "2023-11-03".to_string()),
-            ("x-ms-date".to_string(), "Fri, 04 Dec 2026 17:29:46 GMT".to_string()),
+            (
+                "x-ms-date".to_string(),
+                "Fri, 04 Dec 2026 17:29:46 GMT".to_string(),
+            ),
             ("if-none-match".to_string(), "*".to_string()),
         ];
         let query = vec![
@@ -377,15 +378,20 @@ mod tests {
 
     #[test]
     fn credentials_follow_barmans_order() {
-        let mut o = CloudOptions::default();
-        o.azure_sas_token = Some(Secret::new("sv=1&sig=x"));
-        o.azure_account_key = Some(Secret::new("a2V5"));
-        o.azure_account = Some("acct".into());
+        let mut o = CloudOptions {
+            azure_sas_token: Some(Secret::new("sv=1&sig=x")),
+            azure_account_key: Some(Secret::new("a2V5")),
+            azure_account: Some("acct".into()),
+            ..Default::default()
+        };
         let r = resolve(None, None, &o).unwrap();
         assert!(matches!(r.auth, Auth::Sas(_)));
         assert_eq!(r.endpoint, "https://acct.blob.core.windows.net");
         o.azure_sas_token = None;
-        assert!(matches!(resolve(None, None, &o).unwrap().auth, Auth::SharedKey { .. }));
+        assert!(matches!(
+            resolve(None, None, &o).unwrap().auth,
+            Auth::SharedKey { .. }
+        ));
         o.azure_connection_string = Some(Secret::new(
             "AccountName=other;SharedAccessSignature=sv=2;BlobEndpoint=http://127.0.0.1:9/other",
         ));

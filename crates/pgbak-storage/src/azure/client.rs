@@ -96,7 +96,10 @@ impl AzureInner {
             path.push('/');
             path.push_str(&utf8_percent_encode(b, PATH).to_string());
         }
-        let origin = self.endpoint.strip_suffix(base_path).unwrap_or(&self.endpoint);
+        let origin = self
+            .endpoint
+            .strip_suffix(base_path)
+            .unwrap_or(&self.endpoint);
         let mut url = format!("{origin}{path}");
         let mut qs: Vec<String> = req
             .query
@@ -271,10 +274,8 @@ pub(crate) fn parse_list(xml: &str) -> Result<Page, CloudError> {
                 }
                 [.., "Properties", "Content-Length"] => size = text.trim().parse().unwrap_or(0),
                 [.., "Properties", "Last-Modified"] => modified = Some(text),
-                ["EnumerationResults", "NextMarker"] => {
-                    if !text.trim().is_empty() {
-                        page.next_marker = Some(text);
-                    }
+                ["EnumerationResults", "NextMarker"] if !text.trim().is_empty() => {
+                    page.next_marker = Some(text);
                 }
                 _ => {}
             }
@@ -291,7 +292,9 @@ pub(crate) fn parse_list(xml: &str) -> Result<Page, CloudError> {
                 _ => return Err(bad()),
             }
             match closing.trim() {
-                "Blob" => page.blobs.push((std::mem::take(&mut name), size, modified.take())),
+                "Blob" => page
+                    .blobs
+                    .push((std::mem::take(&mut name), size, modified.take())),
                 "BlobPrefix" => page.prefixes.push(std::mem::take(&mut name)),
                 _ => {}
             }
@@ -329,7 +332,8 @@ mod tests {
         assert_eq!(p.blobs[0].1, 12);
         assert_eq!(p.prefixes, ["p/sub/"]);
         assert_eq!(p.next_marker.as_deref(), Some("2!abc"));
-        let empty = parse_list("<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>").unwrap();
+        let empty =
+            parse_list("<EnumerationResults><Blobs /><NextMarker /></EnumerationResults>").unwrap();
         assert!(empty.blobs.is_empty() && empty.next_marker.is_none());
     }
 

@@ -59,13 +59,15 @@ impl AzureStorage {
             repo: location.to_string(),
             detail,
         };
-        let resolved = auth::resolve(account.as_deref(), endpoint.as_deref(), opts).map_err(config)?;
+        let resolved =
+            auth::resolve(account.as_deref(), endpoint.as_deref(), opts).map_err(config)?;
         let mut repo = location.to_string();
         if location_endpoint_differs(location, &resolved.endpoint) {
             repo = format!("{repo} at {}", redact_url(&resolved.endpoint));
         }
         let rt = Arc::new(
-            Runtime::new("azure").map_err(|e| config(format!("cannot start the I/O runtime: {e}")))?,
+            Runtime::new("azure")
+                .map_err(|e| config(format!("cannot start the I/O runtime: {e}")))?,
         );
         let http = crate::cloud::http::client(opts).map_err(|e| config(e.message))?;
         let policy = RetryPolicy::from_options(opts);
@@ -129,13 +131,13 @@ impl AzureStorage {
                 inner.container_seen.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) if matches!(e.class, Class::NotFound | Class::NoSuchBucket) => Err(
-                CloudError::new(
+            Err(e) if matches!(e.class, Class::NotFound | Class::NoSuchBucket) => {
+                Err(CloudError::new(
                     Class::NoSuchBucket,
                     format!("container {:?} does not exist", inner.container),
                 )
-                .with_status(404),
-            ),
+                .with_status(404))
+            }
             Err(e) => Err(e),
         }
     }
@@ -204,7 +206,12 @@ impl AzureStorage {
         })
     }
 
-    fn get_range_inner(&self, key: &str, start: u64, end: Option<u64>) -> Result<Box<dyn Read + Send>> {
+    fn get_range_inner(
+        &self,
+        key: &str,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
         validate_key(key)?;
         let source = Arc::new(read::AzureRead {
             inner: self.inner.clone(),
@@ -217,7 +224,10 @@ impl AzureStorage {
         })
     }
 
-    async fn delete_one(inner: Arc<AzureInner>, blob: String) -> std::result::Result<(), CloudError> {
+    async fn delete_one(
+        inner: Arc<AzureInner>,
+        blob: String,
+    ) -> std::result::Result<(), CloudError> {
         let p = inner.policy.clone();
         let r = retry(&p, "delete", |_| {
             inner.send(
@@ -292,7 +302,10 @@ impl StorageBackend for AzureStorage {
         self.rt
             .block_on(async move {
                 let p = inner.policy.clone();
-                let r = retry(&p, "stat", |_| inner.send(Req::new(Method::HEAD, Some(&blob)))).await;
+                let r = retry(&p, "stat", |_| {
+                    inner.send(Req::new(Method::HEAD, Some(&blob)))
+                })
+                .await;
                 match r {
                     Ok(resp) => {
                         inner.container_seen.store(true, Ordering::Relaxed);
@@ -339,7 +352,9 @@ impl StorageBackend for AzureStorage {
                     .buffer_unordered(16)
                     .collect()
                     .await;
-                results.into_iter().collect::<std::result::Result<Vec<()>, _>>()?;
+                results
+                    .into_iter()
+                    .collect::<std::result::Result<Vec<()>, _>>()?;
                 Ok(())
             })
             .map_err(|e| e.into_error(&self.inner.repo, "delete", None))

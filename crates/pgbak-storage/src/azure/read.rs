@@ -17,7 +17,12 @@ pub(crate) struct AzureRead {
 }
 
 impl ReadSource for AzureRead {
-    fn open(self: Arc<Self>, start: u64, end: Option<u64>, version: Option<String>) -> BoxFut<Opened> {
+    fn open(
+        self: Arc<Self>,
+        start: u64,
+        end: Option<u64>,
+        version: Option<String>,
+    ) -> BoxFut<Opened> {
         Box::pin(async move {
             if end.is_some_and(|e| e <= start) {
                 return Ok(empty(version));
@@ -45,7 +50,13 @@ impl ReadSource for AzureRead {
             let h = resp.headers();
             let etag = header(h, "etag").map(str::to_string);
             let whole_md5 = header(h, "x-ms-blob-content-md5")
-                .or_else(|| if start == 0 && end.is_none() { header(h, "content-md5") } else { None })
+                .or_else(|| {
+                    if start == 0 && end.is_none() {
+                        header(h, "content-md5")
+                    } else {
+                        None
+                    }
+                })
                 .and_then(unb64)
                 .and_then(|v| <[u8; 16]>::try_from(v).ok());
             let length = header(h, "content-length").and_then(|v| v.parse().ok());

@@ -49,7 +49,10 @@ impl AzureUpload {
             self.inner.send(Req::new(Method::HEAD, Some(&self.blob)))
         })
         .await?;
-        Ok(header(r.headers(), "content-md5").and_then(unb64).as_deref() == Some(&md5[..]))
+        Ok(header(r.headers(), "content-md5")
+            .and_then(unb64)
+            .as_deref()
+            == Some(&md5[..]))
     }
 }
 
@@ -142,7 +145,11 @@ impl UploadTarget for AzureUpload {
         Box::pin(async move {
             if !tail.is_empty() {
                 let index = parts.len() as u32;
-                parts.push(self.clone().upload_part(session, index, offset, tail).await?);
+                parts.push(
+                    self.clone()
+                        .upload_part(session, index, offset, tail)
+                        .await?,
+                );
             }
             let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
             for id in &parts {

@@ -15,7 +15,12 @@ pub(crate) fn client(opts: &CloudOptions) -> Result<reqwest::Client, CloudError>
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(concat!("pgbak/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| CloudError::new(Class::Other, format!("cannot build the HTTP client: {}", chain(&e))))
+        .map_err(|e| {
+            CloudError::new(
+                Class::Other,
+                format!("cannot build the HTTP client: {}", chain(&e)),
+            )
+        })
 }
 
 /// The error of a request that got no answer, without its URL (which may carry a SAS token).
@@ -72,7 +77,9 @@ pub(crate) fn body_stream(
 
 /// Parses an HTTP date (`Last-Modified`).
 pub(crate) fn http_date(s: &str) -> Option<std::time::SystemTime> {
-    chrono::DateTime::parse_from_rfc2822(s).ok().map(|d| d.into())
+    chrono::DateTime::parse_from_rfc2822(s)
+        .ok()
+        .map(|d| d.into())
 }
 
 #[cfg(test)]

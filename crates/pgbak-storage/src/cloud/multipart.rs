@@ -27,7 +27,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-pub(crate) type BoxFut<T> = Pin<Box<dyn Future<Output = std::result::Result<T, CloudError>> + Send>>;
+pub(crate) type BoxFut<T> =
+    Pin<Box<dyn Future<Output = std::result::Result<T, CloudError>> + Send>>;
 
 /// One upload to one key, as a store does it. Each method is one logical step, retried inside.
 pub(crate) trait UploadTarget: Send + Sync + 'static {
@@ -258,7 +259,8 @@ impl<T: UploadTarget> MultipartWriter<T> {
         let target = self.part_size_for(self.next_index);
         if self.next_index == 0 && !self.pooled && want <= FIRST_BUFFER.min(target) {
             let before = self.buf.capacity();
-            self.buf.reserve_exact(FIRST_BUFFER.min(target) - self.buf.len());
+            self.buf
+                .reserve_exact(FIRST_BUFFER.min(target) - self.buf.len());
             let grown = self.buf.capacity() - before;
             self.pool.add(grown);
             self.held += grown;
@@ -484,7 +486,10 @@ mod tests {
         fn put_whole(self: Arc<Self>, data: Bytes, whole: Whole, _: CommitMode) -> BoxFut<()> {
             Box::pin(async move {
                 assert_eq!(whole.md5, Some(crate::cloud::digest::md5(&data)));
-                self.events.lock().unwrap().push(format!("whole {}", data.len()));
+                self.events
+                    .lock()
+                    .unwrap()
+                    .push(format!("whole {}", data.len()));
                 *self.object.lock().unwrap() = Some(data.to_vec());
                 Ok(())
             })
@@ -495,7 +500,13 @@ mod tests {
                 Ok(())
             })
         }
-        fn upload_part(self: Arc<Self>, _: Arc<()>, i: u32, off: u64, d: Bytes) -> BoxFut<(u32, Vec<u8>)> {
+        fn upload_part(
+            self: Arc<Self>,
+            _: Arc<()>,
+            i: u32,
+            off: u64,
+            d: Bytes,
+        ) -> BoxFut<(u32, Vec<u8>)> {
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 if self.fail_part == Some(i) {
@@ -527,10 +538,11 @@ mod tests {
                 assert_eq!(all.len() as u64, offset);
                 all.extend_from_slice(&tail);
                 assert_eq!(whole.md5, Some(crate::cloud::digest::md5(&all)));
-                self.events
-                    .lock()
-                    .unwrap()
-                    .push(format!("complete {} parts tail {}", parts.len(), tail.len()));
+                self.events.lock().unwrap().push(format!(
+                    "complete {} parts tail {}",
+                    parts.len(),
+                    tail.len()
+                ));
                 *self.object.lock().unwrap() = Some(all);
                 Ok(())
             })

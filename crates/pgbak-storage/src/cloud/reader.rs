@@ -34,8 +34,12 @@ pub(crate) trait ReadSource: Send + Sync + 'static {
     /// Opens the object from byte `start` to `end` (exclusive) or its end. `version` pins a
     /// resumed download to the version seen first. A missing object is [`Class::NotFound`]; a
     /// start at or past the end gives an empty body.
-    fn open(self: Arc<Self>, start: u64, end: Option<u64>, version: Option<String>)
-        -> BoxFut<Opened>;
+    fn open(
+        self: Arc<Self>,
+        start: u64,
+        end: Option<u64>,
+        version: Option<String>,
+    ) -> BoxFut<Opened>;
 }
 
 /// Chunks waiting between the download task and the reader.
@@ -53,9 +57,7 @@ pub(crate) fn open_reader<S: ReadSource>(
     let p = policy.clone();
     let src = source.clone();
     let opened = rt
-        .block_on(async move {
-            retry(&p, "open", |_| src.clone().open(start, end, None)).await
-        })
+        .block_on(async move { retry(&p, "open", |_| src.clone().open(start, end, None)).await })
         .map_err(&err)?;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let policy = policy.clone();
@@ -236,10 +238,17 @@ mod tests {
     }
 
     impl ReadSource for Flaky {
-        fn open(self: Arc<Self>, start: u64, end: Option<u64>, _: Option<String>) -> BoxFut<Opened> {
+        fn open(
+            self: Arc<Self>,
+            start: u64,
+            end: Option<u64>,
+            _: Option<String>,
+        ) -> BoxFut<Opened> {
             Box::pin(async move {
                 self.opens.fetch_add(1, Ordering::SeqCst);
-                let end = end.unwrap_or(self.data.len() as u64).min(self.data.len() as u64) as usize;
+                let end = end
+                    .unwrap_or(self.data.len() as u64)
+                    .min(self.data.len() as u64) as usize;
                 let start = (start as usize).min(end);
                 let slice = self.data.slice(start..end);
                 let cut = self.cuts.load(Ordering::SeqCst) > 0;
@@ -253,7 +262,10 @@ mod tests {
                         Err(CloudError::new(Class::Connection, "reset by peer")),
                     ]
                 } else {
-                    slice.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect()
+                    slice
+                        .chunks(1000)
+                        .map(|c| Ok(Bytes::copy_from_slice(c)))
+                        .collect()
                 };
                 Ok(Opened {
                     body: futures_util::stream::iter(chunks).boxed(),
@@ -279,7 +291,10 @@ mod tests {
     }
 
     fn flaky_at(cuts: u32, claimed: Option<u32>, cut_at: usize) -> Arc<Flaky> {
-        let data: Bytes = (0..50_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>().into();
+        let data: Bytes = (0..50_000u32)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<_>>()
+            .into();
         let crc = crc32c::crc32c(&data);
         Arc::new(Flaky {
             data,

@@ -24,7 +24,10 @@ impl Runtime {
     }
 
     pub fn handle(&self) -> &Handle {
-        self.rt.as_ref().expect("runtime present until drop").handle()
+        self.rt
+            .as_ref()
+            .expect("runtime present until drop")
+            .handle()
     }
 
     /// Runs `fut` on the runtime and waits for its result on this thread.
@@ -37,7 +40,10 @@ impl Runtime {
         match futures_executor::block_on(task) {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(CloudError::new(Class::Other, "the storage runtime shut down")),
+            Err(_) => Err(CloudError::new(
+                Class::Other,
+                "the storage runtime shut down",
+            )),
         }
     }
 
@@ -75,7 +81,9 @@ mod tests {
             .build()
             .unwrap();
         let got = theirs.block_on(async move {
-            let v = ours.block_on(async { Ok::<_, CloudError>(41 + 1) }).unwrap();
+            let v = ours
+                .block_on(async { Ok::<_, CloudError>(41 + 1) })
+                .unwrap();
             drop(ours);
             v
         });

@@ -221,7 +221,10 @@ pub(crate) struct ObjectResource {
 
 impl ObjectResource {
     pub fn size(&self) -> u64 {
-        self.size.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)
+        self.size
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
     pub fn modified(&self) -> std::time::SystemTime {
         self.updated
@@ -249,13 +252,18 @@ mod tests {
 
     #[test]
     fn names_are_one_segment() {
-        assert_eq!(enc("wals/0000000100000000/a b"), "wals%2F0000000100000000%2Fa%20b");
+        assert_eq!(
+            enc("wals/0000000100000000/a b"),
+            "wals%2F0000000100000000%2Fa%20b"
+        );
     }
 
     #[test]
     fn emulator_hosts_become_urls() {
-        let mut o = CloudOptions::default();
-        o.gcs_emulator_host = Some("127.0.0.1:4443".into());
+        let mut o = CloudOptions {
+            gcs_emulator_host: Some("127.0.0.1:4443".into()),
+            ..Default::default()
+        };
         assert_eq!(emulator(&o).as_deref(), Some("http://127.0.0.1:4443"));
         o.gcs_emulator_host = Some("http://h:1/".into());
         assert_eq!(emulator(&o).as_deref(), Some("http://h:1"));

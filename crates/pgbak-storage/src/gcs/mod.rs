@@ -52,13 +52,16 @@ impl GcsStorage {
             detail,
         };
         let rt = Arc::new(
-            Runtime::new("gcs").map_err(|e| config(format!("cannot start the I/O runtime: {e}")))?,
+            Runtime::new("gcs")
+                .map_err(|e| config(format!("cannot start the I/O runtime: {e}")))?,
         );
         crate::cloud::init_tls();
         let o = opts.clone();
         // Building credentials may start background refresh tasks: inside the runtime.
         let (endpoint, auth) = rt
-            .block_on(async move { client::resolve(&o).map_err(|m| CloudError::new(Class::Other, m)) })
+            .block_on(
+                async move { client::resolve(&o).map_err(|m| CloudError::new(Class::Other, m)) },
+            )
             .map_err(|e| config(e.message))?;
         let mut repo = location.to_string();
         if endpoint != "https://storage.googleapis.com" {

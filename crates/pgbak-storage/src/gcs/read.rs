@@ -17,7 +17,12 @@ pub(crate) struct GcsRead {
 }
 
 impl ReadSource for GcsRead {
-    fn open(self: Arc<Self>, start: u64, end: Option<u64>, version: Option<String>) -> BoxFut<Opened> {
+    fn open(
+        self: Arc<Self>,
+        start: u64,
+        end: Option<u64>,
+        version: Option<String>,
+    ) -> BoxFut<Opened> {
         Box::pin(async move {
             if end.is_some_and(|e| e <= start) {
                 return Ok(empty(version));
@@ -26,7 +31,11 @@ impl ReadSource for GcsRead {
             if let Some(g) = &version {
                 q.push(("ifGenerationMatch", g.clone()));
             }
-            let mut rb = self.inner.http.get(self.inner.object_url(&self.name)).query(&q);
+            let mut rb = self
+                .inner
+                .http
+                .get(self.inner.object_url(&self.name))
+                .query(&q);
             match end {
                 Some(e) => rb = rb.header("range", format!("bytes={start}-{}", e - 1)),
                 None if start > 0 => rb = rb.header("range", format!("bytes={start}-")),

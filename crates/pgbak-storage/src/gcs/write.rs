@@ -35,7 +35,10 @@ const BOUNDARY: &str = "pgbak-7d1f0c5e9a2b4c38";
 fn hashes(whole: &Whole) -> (String, String) {
     (
         whole.md5.map(|m| b64(&m)).unwrap_or_default(),
-        whole.crc32c.map(|c| b64(&c.to_be_bytes())).unwrap_or_default(),
+        whole
+            .crc32c
+            .map(|c| b64(&c.to_be_bytes()))
+            .unwrap_or_default(),
     )
 }
 
@@ -138,7 +141,9 @@ impl UploadTarget for GcsUpload {
                             format!("multipart/related; boundary={BOUNDARY}"),
                         )
                         .header("content-length", len)
-                        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+                        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                            chunks,
+                        )));
                     match this.inner.send(rb).await {
                         Ok(resp) => {
                             let obj: ObjectResource = resp.json().await.map_err(send_error)?;
@@ -186,7 +191,9 @@ impl UploadTarget for GcsUpload {
                         .map_err(|e| no_bucket(e, &this.inner.bucket))?;
                     header(resp.headers(), "location")
                         .map(str::to_string)
-                        .ok_or_else(|| CloudError::new(Class::Other, "no session URI in the answer"))
+                        .ok_or_else(|| {
+                            CloudError::new(Class::Other, "no session URI in the answer")
+                        })
                 }
             })
             .await
@@ -240,7 +247,8 @@ impl UploadTarget for GcsUpload {
     ) -> BoxFut<()> {
         Box::pin(async move {
             let p = self.inner.policy.clone();
-            if mode == CommitMode::CreateNew && retry(&p, "head", |_| self.head()).await?.is_some() {
+            if mode == CommitMode::CreateNew && retry(&p, "head", |_| self.head()).await?.is_some()
+            {
                 return Err(CloudError::new(Class::Exists, "the key exists").with_status(412));
             }
             let total = offset + tail.len() as u64;
@@ -312,7 +320,11 @@ impl UploadTarget for GcsUpload {
 /// An upload answered 404 has no bucket to go to.
 fn no_bucket(e: CloudError, bucket: &str) -> CloudError {
     if e.class == Class::NotFound {
-        CloudError::new(Class::NoSuchBucket, format!("bucket {bucket:?} does not exist")).with_status(404)
+        CloudError::new(
+            Class::NoSuchBucket,
+            format!("bucket {bucket:?} does not exist"),
+        )
+        .with_status(404)
     } else {
         e
     }
@@ -322,7 +334,9 @@ fn no_bucket(e: CloudError, bucket: &str) -> CloudError {
 pub(crate) fn goog_hash(value: &str) -> Whole {
     let mut w = Whole::default();
     for part in value.split(',') {
-        let Some((k, v)) = part.trim().split_once('=') else { continue };
+        let Some((k, v)) = part.trim().split_once('=') else {
+            continue;
+        };
         match k {
             "crc32c" => {
                 w.crc32c = unb64(v)

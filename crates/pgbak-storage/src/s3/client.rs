@@ -104,7 +104,10 @@ pub(crate) async fn build(
             .as_ref()
             .map(|s| s.expose().to_string())
             .unwrap_or_default();
-        let token = opts.aws_session_token.as_ref().map(|s| s.expose().to_string());
+        let token = opts
+            .aws_session_token
+            .as_ref()
+            .map(|s| s.expose().to_string());
         loader = loader.credentials_provider(Credentials::new(id, secret, token, None, "pgbak"));
     }
     let shared = loader.load().await;

@@ -135,7 +135,11 @@ impl S3Storage {
         r.map_err(|e| e.into_error(&self.inner.repo, "create bucket", None))
     }
 
-    fn err<'a>(&'a self, op: &'static str, key: Option<&'a str>) -> impl Fn(CloudError) -> Error + 'a {
+    fn err<'a>(
+        &'a self,
+        op: &'static str,
+        key: Option<&'a str>,
+    ) -> impl Fn(CloudError) -> Error + 'a {
         move |e| e.into_error(&self.inner.repo, op, key)
     }
 
@@ -300,7 +304,11 @@ impl StorageBackend for S3Storage {
             .block_on(async move {
                 let p = inner.policy.clone();
                 retry(&p, "delete", |_| {
-                    let req = inner.client.delete_object().bucket(&inner.bucket).key(&full);
+                    let req = inner
+                        .client
+                        .delete_object()
+                        .bucket(&inner.bucket)
+                        .key(&full);
                     async move { req.send().await.map(|_| ()).map_err(classify) }
                 })
                 .await

@@ -30,7 +30,12 @@ fn etag_md5(etag: &str) -> Option<[u8; 16]> {
 }
 
 impl ReadSource for S3Read {
-    fn open(self: Arc<Self>, start: u64, end: Option<u64>, version: Option<String>) -> BoxFut<Opened> {
+    fn open(
+        self: Arc<Self>,
+        start: u64,
+        end: Option<u64>,
+        version: Option<String>,
+    ) -> BoxFut<Opened> {
         Box::pin(async move {
             if end.is_some_and(|e| e <= start) {
                 return Ok(empty(version));
@@ -63,7 +68,11 @@ impl ReadSource for S3Read {
             let etag = out.e_tag().map(str::to_string);
             let kms = out.server_side_encryption() == Some(&ServerSideEncryption::AwsKms);
             let expected = Whole {
-                md5: if kms { None } else { etag.as_deref().and_then(etag_md5) },
+                md5: if kms {
+                    None
+                } else {
+                    etag.as_deref().and_then(etag_md5)
+                },
                 crc32c: None,
             };
             let length = out.content_length().map(|l| l.max(0) as u64);

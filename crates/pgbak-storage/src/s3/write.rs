@@ -5,7 +5,7 @@
 //! `CreateNew` sends `If-None-Match: *` on PutObject and CompleteMultipartUpload; with
 //! `s3_no_conditional_writes` a HEAD just before stands in for it.
 
-use crate::cloud::digest::{hex, md5, multipart_etag, b64, Wanted, Whole};
+use crate::cloud::digest::{b64, hex, md5, multipart_etag, Wanted, Whole};
 use crate::cloud::multipart::{BoxFut, UploadTarget};
 use crate::cloud::retry::retry;
 use crate::cloud::{Class, CloudError};
@@ -34,10 +34,9 @@ pub(crate) struct S3Part {
 fn sse(inner: &S3Inner) -> (Option<ServerSideEncryption>, Option<String>) {
     match inner.encryption {
         Some(S3Encryption::Aes256) => (Some(ServerSideEncryption::Aes256), None),
-        Some(S3Encryption::AwsKms) => (
-            Some(ServerSideEncryption::AwsKms),
-            inner.kms_key_id.clone(),
-        ),
+        Some(S3Encryption::AwsKms) => {
+            (Some(ServerSideEncryption::AwsKms), inner.kms_key_id.clone())
+        }
         None => (None, None),
     }
 }
@@ -318,7 +317,9 @@ impl UploadTarget for S3Upload {
                                 // The parts are spent: this cannot be retried.
                                 return Err(CloudError::new(
                                     Class::Corrupt,
-                                    format!("S3 assembled ETag {etag}, the parts sent give {want_etag}"),
+                                    format!(
+                                        "S3 assembled ETag {etag}, the parts sent give {want_etag}"
+                                    ),
                                 ));
                             }
                             Ok(())
