@@ -230,6 +230,13 @@ fn listings_page_and_show_one_level(t: Target) {
     );
     assert_eq!(all[7].size, names[7].len() as u64);
     assert_eq!(s.list("many/0109").unwrap().len(), 10);
+    // With the stores' own page sizes too (1000 on S3 and GCS: two pages).
+    if let Some(c) = &r.cloud {
+        let mut o = c.options.clone();
+        o.list_page_size = None;
+        let default_pages = pgbak_storage::open(&c.url, &o).unwrap();
+        assert_eq!(default_pages.list("many/").unwrap().len(), 1100);
+    }
 
     for k in [
         "base/1/backup.json",
