@@ -104,6 +104,8 @@ pub struct Emulator {
     persistent: bool,
     paused: bool,
     buckets: AtomicU64,
+    /// Azurite over HTTPS with this certificate and key, accepting Entra ID tokens.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Emulator {
@@ -127,7 +129,21 @@ impl Emulator {
         Emulator::launch(kind, true)
     }
 
+    /// A private Azurite over HTTPS (`cert`, `key`) that also accepts Entra ID bearer tokens
+    /// (`--oauth basic`: issuer, audience and lifetime are checked, not the signature).
+    pub fn start_azurite_https(cert: &std::path::Path, key: &std::path::Path) -> Emulator {
+        Emulator::launch_with(
+            Kind::Azure,
+            false,
+            Some((cert.to_path_buf(), key.to_path_buf())),
+        )
+    }
+
     fn launch(kind: Kind, persistent: bool) -> Emulator {
+        Emulator::launch_with(kind, persistent, None)
+    }
+
+    fn launch_with(kind: Kind, persistent: bool, tls: Option<(PathBuf, PathBuf)>) -> Emulator {
         let data = tempfile::Builder::new()
             .prefix(&format!("pgbak-emu-{}-", kind.name()))
             .tempdir()
@@ -140,6 +156,7 @@ impl Emulator {
             persistent,
             paused: false,
             buckets: AtomicU64::new(0),
+            tls,
         };
         e.run();
         e
@@ -163,6 +180,10 @@ impl Emulator {
                     c.arg("--location").arg(self.data.path().join("azurite"));
                 } else {
                     c.arg("--inMemoryPersistence");
+                }
+                if let Some((cert, key)) = &self.tls {
+                    c.arg("--cert").arg(cert).arg("--key").arg(key);
+                    c.args(["--oauth", "basic"]);
                 }
                 c
             }
@@ -207,7 +228,12 @@ impl Emulator {
                 Kind::Gcs => "/storage/v1/b",
                 _ => "/",
             };
-            if http(self.addr(), "GET", path, &[], b"").is_ok() {
+            let up = if self.tls.is_some() {
+                TcpStream::connect(self.addr()).is_ok()
+            } else {
+                http(self.addr(), "GET", path, &[], b"").is_ok()
+            };
+            if up {
                 return;
             }
             if Instant::now() > deadline {
@@ -238,7 +264,8 @@ impl Emulator {
 
     /// Its endpoint URL.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills it (SIGKILL), as a crash or a network loss would look to pgbak.

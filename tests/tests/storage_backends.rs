@@ -688,11 +688,22 @@ fn gcs_service_account_credentials_sign_every_request() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("key.pem");
     let out = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&key_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pem = std::fs::read_to_string(&key_path).unwrap();
     let sa = serde_json::json!({
         "type": "service_account",
@@ -717,11 +728,16 @@ fn gcs_service_account_credentials_sign_every_request() {
     assert!(!seen.is_empty());
     for req in seen {
         let auth = req.header("authorization").unwrap_or_default();
-        let jwt = auth.strip_prefix("Bearer ").unwrap_or_else(|| panic!("{req:?}"));
+        let jwt = auth
+            .strip_prefix("Bearer ")
+            .unwrap_or_else(|| panic!("{req:?}"));
         let payload = jwt.split('.').nth(1).unwrap();
         let claims = base64_url_decode(payload);
         let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
-        assert_eq!(claims["iss"], "backup@pgbak-test.iam.gserviceaccount.com", "{claims}");
+        assert_eq!(
+            claims["iss"], "backup@pgbak-test.iam.gserviceaccount.com",
+            "{claims}"
+        );
     }
     // A credentials file that is not one is a clear configuration error.
     let bad = dir.path().join("bad.json");
@@ -760,4 +776,132 @@ fn base64_url_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Base64url without padding, for the JWTs of the fake Azure CLI.
+fn b64url(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[test]
+fn azure_entra_id_tokens_from_the_azure_cli_are_used() {
+    // Azurite over HTTPS with --oauth basic checks the bearer token's issuer, audience and
+    // lifetime. A fake `az` prints a token as `az account get-access-token` does; pgbak gets it
+    // through azure_identity's Azure CLI credential (azure_credential = azure-cli).
+    let pki = pgbak_tests::TestPki::new();
+    let certs = tempfile::tempdir().unwrap();
+    pki.install_server(certs.path(), &["127.0.0.1"]);
+    let emu = Emulator::start_azurite_https(
+        &certs.path().join("server.crt"),
+        &certs.path().join("server.key"),
+    );
+    let bin = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("calls");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "aud": "https://storage.azure.com",
+        "iss": "https://sts.windows.net/ab1f708d-50f6-404c-a006-d71b2ac7a606/",
+        "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+        "oid": "11059fcc-5514-4800-b5f8-49808b9cfab6",
+        "tid": "ab1f708d-50f6-404c-a006-d71b2ac7a606",
+    });
+    let jwt = format!(
+        "{}.{}.{}",
+        b64url(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64url(claims.to_string().as_bytes()),
+        b64url(b"not-checked-by-azurite")
+    );
+    let answer = serde_json::json!({
+        "accessToken": jwt,
+        "expiresOn": "2099-01-01 00:00:00.000000",
+        "expires_on": now + 3600,
+        "subscription": "sub",
+        "tenant": "ab1f708d-50f6-404c-a006-d71b2ac7a606",
+        "tokenType": "Bearer",
+    });
+    let az = bin.path().join("az");
+    std::fs::write(
+        &az,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\ncat <<'EOF'\n{answer}\nEOF\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&az, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let endpoint = format!("{}/devstoreaccount1", emu.endpoint());
+    let url = "azure://entra/p";
+    let run = |args: &[&str], entra: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pgbak-storage-load"));
+        c.arg(url)
+            .args(args)
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.path().display()))
+            .env("SSL_CERT_FILE", pki.root_crt())
+            .env("PGBAK_LOAD_ENDPOINT_URL", &endpoint)
+            .env("PGBAK_LOAD_AZURE_ACCOUNT", "devstoreaccount1");
+        if entra {
+            c.env("PGBAK_LOAD_AZURE_CREDENTIAL", "azure-cli");
+        } else {
+            c.env("AZURE_STORAGE_KEY", AZURITE_KEY);
+        }
+        c.output().unwrap()
+    };
+    // The container is made with the account key (over HTTPS), the rest with the token.
+    let out = run(&["create-bucket", "-"], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [&["put", "obj", "12"][..], &["get", "obj"], &["stat", "obj"]] {
+        let out = run(args, true);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let asked = std::fs::read_to_string(&calls).unwrap();
+    assert!(asked.contains("account get-access-token"), "{asked}");
+    assert!(asked.contains("https://storage.azure.com"), "{asked}");
+    // A token for another audience is refused with a clear error.
+    let wrong = answer.to_string().replace(
+        &jwt,
+        &format!(
+            "{}.{}.x",
+            b64url(br#"{"alg":"RS256","typ":"JWT"}"#),
+            b64url(
+                claims
+                    .to_string()
+                    .replace("storage.azure.com", "vault.azure.net")
+                    .as_bytes()
+            )
+        ),
+    );
+    std::fs::write(&az, format!("#!/bin/sh\ncat <<'EOF'\n{wrong}\nEOF\n")).unwrap();
+    let out = run(&["stat", "obj"], true);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PermissionDenied") && err.contains("azure://entra/p"),
+        "{err}"
+    );
 }

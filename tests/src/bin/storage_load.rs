@@ -3,7 +3,11 @@
 //! the process's peak resident memory. Used by the storage tests (bounded memory, URL plus
 //! environment is enough) and to measure throughput.
 //!
-//! Usage: `pgbak-storage-load URL put|put-new|get|stat KEY [MiB]`
+//! Usage: `pgbak-storage-load URL put|put-new|get|stat|create-bucket KEY [MiB]`
+//!
+//! Options that have no environment variable of their own (they come from pgbak's
+//! configuration) can be given as `PGBAK_LOAD_AZURE_CREDENTIAL`, `PGBAK_LOAD_AZURE_ACCOUNT`
+//! and `PGBAK_LOAD_ENDPOINT_URL`.
 
 use pgbak_storage::{open, CloudOptions, CommitMode};
 use std::io::{Read, Write};
@@ -50,8 +54,19 @@ fn main() {
     }
     let (url, op, key) = (&args[1], args[2].as_str(), &args[3]);
     let mib: u64 = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let repo = open(url, &CloudOptions::default())
-        .unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1));
+    let mut opts = CloudOptions::default();
+    if let Ok(c) = std::env::var("PGBAK_LOAD_AZURE_CREDENTIAL") {
+        opts.azure_credential = Some(c.parse().unwrap_or_else(|e: String| fail(e, 2)));
+    }
+    opts.azure_account = std::env::var("PGBAK_LOAD_AZURE_ACCOUNT").ok();
+    opts.endpoint_url = std::env::var("PGBAK_LOAD_ENDPOINT_URL").ok();
+    if op == "create-bucket" {
+        let created = pgbak_storage::create_bucket(url, &opts)
+            .unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1));
+        println!("{{\"op\":\"create-bucket\",\"created\":{created}}}");
+        return;
+    }
+    let repo = open(url, &opts).unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1));
     let start = Instant::now();
     let mut buf = vec![0u8; BLOCK];
     let bytes = match op {
