@@ -41,4 +41,7 @@ fi
 
 # The tests run PostgreSQL as this unprivileged user (PostgreSQL refuses to run as root).
 id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash postgres
+
+# The S3, Azure Blob and GCS emulators of the storage tests (moto, Azurite, fake-gcs-server).
+bash "$(dirname "$0")/install-emulators.sh"
 echo "install-deps: ok ($(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' '))"

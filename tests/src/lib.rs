@@ -560,3 +560,5 @@ pub fn loose_modes(dir: &Path, allowed: u32) -> Vec<String> {
 
 mod tls;
 pub use tls::TestPki;
+
+pub mod emulators;

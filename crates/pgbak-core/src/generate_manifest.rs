@@ -153,7 +153,10 @@ pub(crate) fn write_manifest(
         manifest_checksum: String::new(),
     };
     let text = manifest.render();
-    let mut out = server.stores().backups.put(&key)?;
+    let mut out = server
+        .stores()
+        .backups
+        .put_with_mode(&key, CommitMode::CreateNew)?;
     out.write_all(&text)
         .map_err(|e| Error::io("write", &path, e))?;
     out.commit(CommitMode::CreateNew)?;

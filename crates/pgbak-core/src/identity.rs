@@ -81,7 +81,7 @@ pub fn record_identity(
     let mut text = serde_json::to_vec(&identity)
         .map_err(|e| Error::Other(format!("cannot encode the identity: {e}")))?;
     text.push(b'\n');
-    let mut f = meta.put(IDENTITY_FILE)?;
+    let mut f = meta.put_with_mode(IDENTITY_FILE, CommitMode::CreateNew)?;
     f.write_all(&text)
         .map_err(|e| Error::io("write", identity_location(meta), e))?;
     match f.commit(CommitMode::CreateNew) {

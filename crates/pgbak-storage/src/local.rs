@@ -2,9 +2,12 @@
 //! fsynced, then renamed (or hard-linked, when it must not replace anything) into place, and the
 //! folder is fsynced, so a crash never leaves a partial object under a final name.
 
-use crate::{validate_key, CommitMode, Error, ObjectMeta, ObjectWriter, Result, StorageBackend};
+use crate::{
+    validate_key, CommitMode, Error, Listing, ObjectMeta, ObjectRef, ObjectWriter, Result,
+    StorageBackend,
+};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Objects stored as files below a root directory.
@@ -29,6 +32,59 @@ impl LocalStorage {
         validate_key(key)?;
         Ok(self.root.join(key))
     }
+
+    fn object(&self, key: &str) -> ObjectRef {
+        ObjectRef::new(self.root.display().to_string(), key)
+    }
+
+    fn open_file(&self, key: &str) -> Result<File> {
+        let path = self.path_of(key)?;
+        match File::open(&path) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(self.object(key))),
+            Err(e) => Err(Error::io("open", path.display().to_string(), e)),
+        }
+    }
+
+    /// The folder of a listing prefix and the start of the names in it it selects.
+    fn split_prefix<'a>(&self, prefix: &'a str) -> Result<(PathBuf, &'a str, &'a str)> {
+        let (dir_part, name_part) = match prefix.rfind('/') {
+            Some(i) => (&prefix[..i], &prefix[i + 1..]),
+            None => ("", prefix),
+        };
+        if dir_part.is_empty() {
+            Ok((self.root.clone(), dir_part, name_part))
+        } else {
+            validate_key(dir_part)?;
+            Ok((self.root.join(dir_part), dir_part, name_part))
+        }
+    }
+}
+
+/// Whether a folder holds at least one object, at any depth (object stores have no empty
+/// folders, so a listing does not show them here either).
+fn holds_objects(dir: &Path) -> io::Result<bool> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 pub use crate::staging::fsync_dir;
@@ -105,7 +161,7 @@ impl Drop for DurableFile {
 }
 
 struct LocalWriter {
-    key: String,
+    object: ObjectRef,
     inner: DurableFile,
 }
 
@@ -123,12 +179,13 @@ impl Write for LocalWriter {
 
 impl ObjectWriter for LocalWriter {
     fn commit(self: Box<Self>, mode: CommitMode) -> Result<()> {
-        let key = self.key;
-        self.inner.commit(mode).map_err(|e| {
+        let LocalWriter { object, inner } = *self;
+        let path = inner.dest.display().to_string();
+        inner.commit(mode).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
-                Error::AlreadyExists(key.clone())
+                Error::AlreadyExists(object)
             } else {
-                Error::io("commit", key.clone(), e)
+                Error::io("commit", path, e)
             }
         })
     }
@@ -137,36 +194,73 @@ impl ObjectWriter for LocalWriter {
 impl StorageBackend for LocalStorage {
     fn put(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let path = self.path_of(key)?;
-        let inner = DurableFile::create(&path).map_err(|e| Error::io("create", key, e))?;
+        let inner = DurableFile::create(&path)
+            .map_err(|e| Error::io("create", path.display().to_string(), e))?;
         Ok(Box::new(LocalWriter {
-            key: key.to_string(),
+            object: self.object(key),
             inner,
         }))
     }
 
     fn get(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        let path = self.path_of(key)?;
-        match File::open(&path) {
-            Ok(f) => Ok(Box::new(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(key.to_string())),
-            Err(e) => Err(Error::io("open", key, e)),
+        Ok(Box::new(self.open_file(key)?))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+        let mut f = self.open_file(key)?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::io("seek", self.root.join(key).display().to_string(), e))?;
+        Ok(Box::new(f.take(len)))
+    }
+
+    fn list_dir(&self, prefix: &str) -> Result<Listing> {
+        let (dir, rel, name_part) = self.split_prefix(prefix)?;
+        let mut out = Listing::default();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io("list", dir.display().to_string(), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", dir.display().to_string(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.starts_with(name_part) {
+                continue; // temporary files of uploads in progress, or not selected
+            }
+            let key = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = entry
+                .metadata()
+                .map_err(|e| Error::io("stat", entry.path().display().to_string(), e))?;
+            if meta.is_dir() {
+                let held = holds_objects(&entry.path())
+                    .map_err(|e| Error::io("list", entry.path().display().to_string(), e))?;
+                if held {
+                    out.prefixes.push(format!("{key}/"));
+                }
+            } else if meta.is_file() {
+                out.objects.push(ObjectMeta {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                });
+            }
         }
+        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
+        out.prefixes.sort();
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         // Walk only the deepest folder the prefix names, not the whole root.
-        let (dir_part, _) = match prefix.rfind('/') {
-            Some(i) => (&prefix[..i], &prefix[i + 1..]),
-            None => ("", prefix),
-        };
-        if !dir_part.is_empty() {
-            validate_key(dir_part)?;
-        }
-        let start = if dir_part.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(dir_part)
-        };
+        let (start, dir_part, _) = self.split_prefix(prefix)?;
         let mut out = Vec::new();
         let mut stack = vec![(start, dir_part.to_string())];
         while let Some((dir, rel)) = stack.pop() {
@@ -188,7 +282,7 @@ impl StorageBackend for LocalStorage {
                 };
                 let meta = entry
                     .metadata()
-                    .map_err(|e| Error::io("stat", key.clone(), e))?;
+                    .map_err(|e| Error::io("stat", entry.path().display().to_string(), e))?;
                 if meta.is_dir() {
                     if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
                         stack.push((entry.path(), key));
@@ -206,57 +300,8 @@ impl StorageBackend for LocalStorage {
         Ok(out)
     }
 
-    fn describe(&self) -> String {
-        self.root.display().to_string()
-    }
-
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
-    }
-
-    fn list_dir(&self, prefix: &str) -> Result<crate::Listing> {
-        let dir = match prefix.strip_suffix('/') {
-            Some(p) => self.path_of(p)?,
-            None if prefix.is_empty() => self.root.clone(),
-            None => {
-                return Err(Error::InvalidKey {
-                    key: prefix.to_string(),
-                    reason: "a folder prefix ends with '/'",
-                })
-            }
-        };
-        let mut out = crate::Listing::default();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(Error::io("list", dir.display().to_string(), e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", dir.display().to_string(), e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue; // temporary files of uploads in progress
-            }
-            // Links are not objects of this store: never followed, never listed.
-            let ft = entry
-                .file_type()
-                .map_err(|e| Error::io("stat", format!("{prefix}{name}"), e))?;
-            if ft.is_dir() {
-                out.prefixes.push(name);
-            } else if ft.is_file() {
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| Error::io("stat", format!("{prefix}{name}"), e))?;
-                out.objects.push(ObjectMeta {
-                    key: format!("{prefix}{name}"),
-                    size: meta.len(),
-                    modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-                });
-            }
-        }
-        out.prefixes.sort();
-        out.objects.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<()> {
@@ -310,7 +355,7 @@ impl StorageBackend for LocalStorage {
             })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("stat", key, e)),
+            Err(e) => Err(Error::io("stat", path.display().to_string(), e)),
         }
     }
 
@@ -319,12 +364,13 @@ impl StorageBackend for LocalStorage {
         match fs::remove_file(&path) {
             Ok(()) => {
                 if let Some(parent) = path.parent() {
-                    fsync_dir(parent).map_err(|e| Error::io("fsync", key, e))?;
+                    fsync_dir(parent)
+                        .map_err(|e| Error::io("fsync", parent.display().to_string(), e))?;
                 }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("delete", key, e)),
+            Err(e) => Err(Error::io("delete", path.display().to_string(), e)),
         }
     }
 }
@@ -400,5 +446,56 @@ mod tests {
         ));
         assert!(matches!(s.get("missing"), Err(Error::NotFound(_))));
         s.delete("missing").unwrap();
+    }
+
+    #[test]
+    fn list_dir_shows_one_level_and_hides_empty_folders() {
+        let (_d, s) = store();
+        for k in [
+            "base/1/backup.json",
+            "base/1/data/x",
+            "base/2/backup.json",
+            "base/top",
+        ] {
+            put(&s, k, b"x", CommitMode::Replace).unwrap();
+        }
+        fs::create_dir_all(s.root().join("base/empty/deeper")).unwrap();
+        fs::write(s.root().join("base/.pgbak-tmp.1.2.top"), b"partial").unwrap();
+        let l = s.list_dir("base/").unwrap();
+        assert_eq!(l.prefixes, ["base/1/", "base/2/"]);
+        let keys: Vec<_> = l.objects.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["base/top"]);
+        assert_eq!(s.list_dir("").unwrap().prefixes, ["base/"]);
+        assert_eq!(s.list_dir("base/1").unwrap().prefixes, ["base/1/"]);
+        assert_eq!(s.list_dir("nothing/").unwrap(), Listing::default());
+    }
+
+    #[test]
+    fn get_range_reads_a_slice() {
+        let (_d, s) = store();
+        put(&s, "k", b"0123456789", CommitMode::Replace).unwrap();
+        let mut buf = String::new();
+        s.get_range("k", 3, 4)
+            .unwrap()
+            .read_to_string(&mut buf)
+            .unwrap();
+        assert_eq!(buf, "3456");
+        buf.clear();
+        s.get_range("k", 8, 100)
+            .unwrap()
+            .read_to_string(&mut buf)
+            .unwrap();
+        assert_eq!(buf, "89");
+    }
+
+    #[test]
+    fn errors_name_the_repository() {
+        let (_d, s) = store();
+        let e = match s.get("missing/key") {
+            Err(e) => e,
+            Ok(_) => panic!("found"),
+        };
+        assert!(e.to_string().contains(&s.describe()), "{e}");
+        assert!(e.to_string().contains("missing/key"), "{e}");
     }
 }

@@ -168,6 +168,7 @@ impl Catalogue {
             .list_dir("")?
             .prefixes
             .into_iter()
+            .filter_map(|p| p.strip_suffix('/').map(str::to_string))
             .filter(|p| is_backup_id(p))
             .collect())
     }
@@ -232,7 +233,7 @@ impl Catalogue {
         let folder = Self::folder(id);
         let listing = self.storage.list_dir(&folder)?;
         for sub in &listing.prefixes {
-            self.storage.delete_prefix(&format!("{folder}{sub}/"))?;
+            self.storage.delete_prefix(sub)?;
         }
         let objects: Vec<String> = listing
             .objects
@@ -355,9 +356,28 @@ impl Catalogue {
                 .any(|m| m.key == Self::key(&id, DELETE_MARKER))
             {
                 out.marked.push(id);
-            } else if listing.objects.is_empty() && listing.prefixes.is_empty() {
-                out.empty.push(id);
             }
+        }
+        // Listings show only folders that hold objects (object stores have no others); on the
+        // filesystem an empty backup folder can be left, and is found by looking at the folder.
+        if let Some(root) = self.storage.local_root() {
+            let entries = match std::fs::read_dir(root) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(Error::io("list", root.display().to_string(), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io("list", root.display().to_string(), e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir
+                    && is_backup_id(&name)
+                    && self.storage.list(&Self::folder(&name))?.is_empty()
+                {
+                    out.empty.push(name);
+                }
+            }
+            out.empty.sort();
         }
         Ok(out)
     }

@@ -221,7 +221,7 @@ impl WalArchive {
         }
         let mut w = WritePipeline::builder(&self.codec)
             .measure_plain(Digests::CRC32C)
-            .build(self.storage.put(&key)?)
+            .build(self.storage.put_with_mode(&key, CommitMode::CreateNew)?)
             .map_err(|e| Error::io("compress", src, e))?;
         while n > 0 {
             w.write_all(&buf[..n])
@@ -282,7 +282,7 @@ impl WalArchive {
         }
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let kept = format!("{name}.{stamp}.duplicate");
-        let mut out = self.errors.put(&kept)?;
+        let mut out = self.errors.put_with_mode(&kept, CommitMode::CreateNew)?;
         let mut f = File::open(src).map_err(|e| Error::io("open", src, e))?;
         io::copy(&mut f, &mut out)
             .map_err(|e| Error::io("copy", format!("{}/{kept}", self.errors.describe()), e))?;
@@ -501,12 +501,15 @@ impl WalArchive {
             }
         }
         for dir in top.prefixes {
+            let Some(dir) = dir.strip_suffix('/') else {
+                continue;
+            };
             if dir.len() != 16 || !dir.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
             for m in self.storage.list_dir(&format!("{dir}/"))?.objects {
                 let name = &m.key[dir.len() + 1..];
-                if name.starts_with(&dir)
+                if name.starts_with(dir)
                     && WalFileName::parse(name).is_ok()
                     && Self::key_of(name).is_ok_and(|k| k == m.key)
                 {

@@ -354,7 +354,7 @@ impl<'a> WalIndex<'a> {
             for e in piece {
                 text.push_str(&e.to_line());
             }
-            let mut w = self.storage.put(&key)?;
+            let mut w = self.storage.put_with_mode(&key, CommitMode::CreateNew)?;
             w.write_all(text.as_bytes())
                 .map_err(|e| Error::io("write", &key, e))?;
             w.commit(CommitMode::CreateNew)?;
