@@ -13,7 +13,7 @@ use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use crate::{Error, Result};
 use pgbak_compress::pipeline::WritePipeline;
 use pgbak_compress::{Codec, Compression, Compressor};
-use pgbak_storage::local::DurableFile;
+use pgbak_storage::staging::DurableFile;
 use pgbak_storage::{CommitMode, ObjectWriter, StorageBackend};
 use std::collections::HashMap;
 use std::io::{self, Write};

@@ -241,7 +241,7 @@ pub fn create_bucket(url: &str, opts: &CloudOptions) -> Result<bool> {
     match &location {
         Location::Local(path) => {
             let existed = path.is_dir();
-            local::create_dir_all_durable(path)
+            staging::create_dir_all_private(path)
                 .map_err(|e| Error::io("create", path.display().to_string(), e))?;
             Ok(!existed)
         }

@@ -7,7 +7,7 @@ use crate::{
     StorageBackend,
 };
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Objects stored as files below a root directory.
@@ -87,78 +87,7 @@ fn holds_objects(dir: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
-pub use crate::staging::fsync_dir;
-
-/// Creates `dir` and any missing parents (mode 0700), fsyncing each parent whose entries changed.
-pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
-    crate::staging::create_dir_all_private(dir)
-}
-
-/// Writes `dest` durably from a closure that fills the file: temp file, fsync, rename or link,
-/// fsync of the folder. Used by the backend and by callers that write files outside it.
-pub struct DurableFile {
-    temp: PathBuf,
-    dest: PathBuf,
-    file: Option<BufWriter<File>>,
-}
-
-impl DurableFile {
-    /// Starts writing `dest` (its folder is created if missing).
-    pub fn create(dest: &Path) -> io::Result<Self> {
-        if let Some(parent) = dest.parent() {
-            create_dir_all_durable(parent)?;
-        }
-        let temp = crate::staging::temp_name(dest);
-        let file = crate::staging::create_fresh(&temp, crate::staging::PRIVATE_FILE)?;
-        Ok(DurableFile {
-            temp,
-            dest: dest.to_path_buf(),
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
-        })
-    }
-
-    /// Makes the file durable under its final name.
-    pub fn commit(mut self, mode: CommitMode) -> io::Result<()> {
-        let file = self.file.take().expect("file present until commit");
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        match mode {
-            CommitMode::Replace => fs::rename(&self.temp, &self.dest)?,
-            CommitMode::CreateNew => {
-                // link(2) never replaces an existing name, unlike rename(2).
-                let linked = fs::hard_link(&self.temp, &self.dest);
-                let _ = fs::remove_file(&self.temp);
-                linked?;
-            }
-        }
-        if let Some(parent) = self.dest.parent() {
-            fsync_dir(parent)?;
-        }
-        Ok(())
-    }
-}
-
-impl Write for DurableFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("open").write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.as_mut().expect("open").write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("open").flush()
-    }
-}
-
-impl Drop for DurableFile {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            self.file = None;
-            let _ = fs::remove_file(&self.temp);
-        }
-    }
-}
+use crate::staging::{fsync_dir, DurableFile};
 
 struct LocalWriter {
     object: ObjectRef,
@@ -180,7 +109,7 @@ impl Write for LocalWriter {
 impl ObjectWriter for LocalWriter {
     fn commit(self: Box<Self>, mode: CommitMode) -> Result<()> {
         let LocalWriter { object, inner } = *self;
-        let path = inner.dest.display().to_string();
+        let path = inner.dest().display().to_string();
         inner.commit(mode).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 Error::AlreadyExists(object)

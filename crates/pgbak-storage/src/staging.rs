@@ -9,9 +9,10 @@
 //! - A file that replaces another is written under a fresh temporary name and renamed over the
 //!   old name; rename(2) replaces a link itself, never its target.
 
+use crate::CommitMode;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -255,6 +256,78 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
         fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR))?;
     }
     Ok(())
+}
+
+/// A file written durably: to a private temporary name, fsynced, then renamed (or linked, when it
+/// must not replace anything) to its final name, and its folder fsynced. Dropped uncommitted, it
+/// leaves nothing. The local backend writes its objects this way, and plain backup trees too.
+pub struct DurableFile {
+    temp: PathBuf,
+    dest: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl DurableFile {
+    /// Starts writing `dest` (its folder is created if missing).
+    pub fn create(dest: &Path) -> io::Result<Self> {
+        if let Some(parent) = dest.parent() {
+            create_dir_all_private(parent)?;
+        }
+        let temp = temp_name(dest);
+        let file = create_fresh(&temp, PRIVATE_FILE)?;
+        Ok(DurableFile {
+            temp,
+            dest: dest.to_path_buf(),
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// The final name.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Makes the file durable under its final name.
+    pub fn commit(mut self, mode: CommitMode) -> io::Result<()> {
+        let file = self.file.take().expect("file present until commit");
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        match mode {
+            CommitMode::Replace => fs::rename(&self.temp, &self.dest)?,
+            CommitMode::CreateNew => {
+                // link(2) never replaces an existing name, unlike rename(2).
+                let linked = fs::hard_link(&self.temp, &self.dest);
+                let _ = fs::remove_file(&self.temp);
+                linked?;
+            }
+        }
+        if let Some(parent) = self.dest.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for DurableFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("open").write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.as_mut().expect("open").write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open").flush()
+    }
+}
+
+impl Drop for DurableFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            self.file = None;
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
 }
 
 #[cfg(test)]
