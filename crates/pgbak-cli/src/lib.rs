@@ -209,6 +209,12 @@ fn run(cli: &Cli) -> Result<u8> {
                     for t in &r.removed_temp_files {
                         println!("{}: removed {t}, left by a process that died", r.server);
                     }
+                    if r.aborted_uploads > 0 {
+                        println!(
+                            "{}: aborted {} unfinished upload(s) left by a process that died",
+                            r.server, r.aborted_uploads
+                        );
+                    }
                 }
                 for e in &r.errors {
                     output::eprint_line(format_args!("ERROR: {}: {e}", r.server));
@@ -223,7 +229,7 @@ fn run(cli: &Cli) -> Result<u8> {
                                 "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors,
                                 "deleted_backups": r.deleted_backups, "removed_wal": r.removed_wal, "retention_notes": r.retention_notes,
                                 "receive_wal": r.receive_wal.map(|a| a.to_string()),
-                                "removed_temp_files": r.removed_temp_files})
+                                "removed_temp_files": r.removed_temp_files, "aborted_uploads": r.aborted_uploads})
                         })
                         .collect(),
                 ));

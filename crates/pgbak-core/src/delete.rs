@@ -285,7 +285,11 @@ mod tests {
         let a = s.wal_archive().unwrap();
         let mut entries = a.index_entries().unwrap();
         for n in names {
-            let path = s.config.wals_directory.join(WalArchive::key_of(n).unwrap());
+            let path = s
+                .config
+                .local_wals_directory()
+                .unwrap()
+                .join(WalArchive::key_of(n).unwrap());
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, n.as_bytes()).unwrap();
             entries.push(IndexEntry {
@@ -352,7 +356,12 @@ mod tests {
         );
         assert_eq!(consistent_wal(&s), expected_after_oldest_delete());
         // The empty hash folder of removed files stays only if something is left in it.
-        assert!(s.config.wals_directory.join("0000000100000000").is_dir());
+        assert!(s
+            .config
+            .local_wals_directory()
+            .unwrap()
+            .join("0000000100000000")
+            .is_dir());
     }
 
     #[test]
@@ -421,7 +430,8 @@ mod tests {
                 for n in [wal(1), wal(2)] {
                     std::fs::remove_file(
                         s.config
-                            .wals_directory
+                            .local_wals_directory()
+                            .unwrap()
                             .join(WalArchive::key_of(&n).unwrap()),
                     )
                     .unwrap();

@@ -149,6 +149,25 @@ fn server_state(server: &Server, connect: bool) -> Value {
     let cfg = &server.config;
     let mut state = Map::new();
     state.insert("config".into(), json!(redacted_map(&cfg.raw)));
+    // Where the data rests, as each store describes itself (URLs without secrets; credentials
+    // come from the environment and are never shown).
+    let repositories: Map<String, Value> = server
+        .stores()
+        .named()
+        .into_iter()
+        .map(|(option, store)| {
+            let kind = if store.local_root().is_some() {
+                "local"
+            } else {
+                "object storage"
+            };
+            (
+                option.to_string(),
+                json!({ "repository": store.describe(), "kind": kind }),
+            )
+        })
+        .collect();
+    state.insert("repositories".into(), Value::Object(repositories));
     match server.backups() {
         Ok(backups) => {
             let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();

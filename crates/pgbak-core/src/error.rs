@@ -92,10 +92,21 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error: 2 for usage and configuration errors, 1 otherwise.
+    /// The process exit code for this error: 2 for usage and configuration errors (a bad
+    /// repository URL or option included), 3 when an object store cannot be reached, 4 when it
+    /// refuses access or its bucket or container does not exist, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
+        use pgbak_storage::ErrorKind as K;
         match self {
             Error::Config(_) | Error::Usage(_) => 2,
+            // Local I/O errors are ordinary failures; these codes are about remote stores.
+            Error::Storage(pgbak_storage::Error::Io { .. }) => 1,
+            Error::Storage(e) => match e.kind() {
+                K::Config | K::InvalidKey => 2,
+                K::Unreachable => 3,
+                K::PermissionDenied | K::NoSuchBucket => 4,
+                _ => 1,
+            },
             _ => 1,
         }
     }

@@ -37,6 +37,8 @@ pub struct CronReport {
     pub removed_temp_files: Vec<String>,
     /// Why the server was skipped: its configuration section cannot be used.
     pub disabled: Option<String>,
+    /// Unfinished multipart uploads of dead processes, aborted in object stores.
+    pub aborted_uploads: u64,
 }
 
 /// How long a temporary file of a process that is gone must have been left alone before cron
@@ -129,7 +131,37 @@ fn cron_server(server: &Server, report: &mut CronReport) -> Result<()> {
         archive.compact_index()?;
     }
     report.removed_temp_files = sweep_temp_files(server);
+    cleanup_uploads(server, report);
     Ok(())
+}
+
+/// How old an unfinished upload to the WAL store must be before cron aborts it: archiving a
+/// segment takes seconds, retries included.
+const WAL_UPLOAD_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Aborts the multipart uploads that processes which died left unfinished in object stores
+/// (S3 keeps their parts, and bills them, until then): in the backup store every one, while
+/// holding the backup lock (only a running backup writes objects large enough to need one);
+/// in the WAL store those older than [`WAL_UPLOAD_MAX_AGE`].
+fn cleanup_uploads(server: &Server, report: &mut CronReport) {
+    let stores = server.stores();
+    if stores.backups.local_root().is_none() {
+        if let Ok(_backup_lock) = server
+            .locks()
+            .try_lock(&LockName::ServerBackup(server.name().to_string()))
+        {
+            match stores.backups.cleanup_incomplete_uploads(Duration::ZERO) {
+                Ok(n) => report.aborted_uploads += n,
+                Err(e) => report.errors.push(format!("backup store: {e}")),
+            }
+        }
+    }
+    if stores.wals.local_root().is_none() {
+        match stores.wals.cleanup_incomplete_uploads(WAL_UPLOAD_MAX_AGE) {
+            Ok(n) => report.aborted_uploads += n,
+            Err(e) => report.errors.push(format!("WAL store: {e}")),
+        }
+    }
 }
 
 /// Removes the temporary files that processes which died (killed while archiving, receiving,
@@ -141,12 +173,17 @@ fn sweep_temp_files(server: &Server) -> Vec<String> {
         cfg.incoming_wals_directory.clone(),
         cfg.streaming_wals_directory.clone(),
         cfg.errors_directory.clone(),
-        cfg.wals_directory.clone(),
-        cfg.basebackups_directory.clone(),
     ];
-    // The folders of the archive (`wals/<timeline and log>/`) and of each backup, where the
-    // metadata, the tar streams and a plain backup's manifest are written.
-    for parent in [&cfg.wals_directory, &cfg.basebackups_directory] {
+    // The stores on local disk, the folders of the archive (`wals/<timeline and log>/`) and of
+    // each backup, where the metadata, the tar streams and a plain backup's manifest are
+    // written. Object stores keep no temporary files (see `cleanup_uploads`).
+    let stores = server.stores();
+    let local: Vec<std::path::PathBuf> = [&stores.wals, &stores.backups]
+        .iter()
+        .filter_map(|s| s.local_root().map(|p| p.to_path_buf()))
+        .collect();
+    dirs.extend(local.iter().cloned());
+    for parent in &local {
         if let Ok(rd) = std::fs::read_dir(parent) {
             for e in rd.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -272,10 +309,7 @@ pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
     let mut put = |k: &str, v: String| s.push((k.to_string(), v));
     put("description", cfg.description.clone().unwrap_or_default());
     put("active", cfg.active.to_string());
-    put(
-        "backup_method",
-        format!("{:?}", cfg.backup_method).to_lowercase(),
-    );
+    put("backup_method", cfg.backup_method.to_string());
     put("wal_compression", cfg.compression.name().to_string());
     put(
         "backup_compression",

@@ -67,8 +67,8 @@ pub fn source_host(cfg: &ServerConfig) -> Result<Host> {
             })?;
             Ok(Host::Remote(Arc::new(master)))
         }
-        BackupMethod::Postgres => Err(Error::Usage(format!(
-            "server '{}': backup_method = postgres copies nothing over SSH",
+        m @ (BackupMethod::Postgres | BackupMethod::LocalToCloud) => Err(Error::Usage(format!(
+            "server '{}': backup_method = {m} copies nothing over SSH",
             cfg.name
         ))),
     }

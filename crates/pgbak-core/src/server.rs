@@ -28,14 +28,40 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// The local-disk stores of a server configuration.
-    pub fn local(cfg: &ServerConfig) -> Stores {
-        Stores {
-            backups: Arc::new(LocalStorage::new(&cfg.basebackups_directory)),
-            wals: Arc::new(LocalStorage::new(&cfg.wals_directory)),
+    /// The stores a server configuration names: `basebackups_directory` and `wals_directory`
+    /// (local directories or object storage URLs, reached with the configuration's cloud
+    /// options and the stores' standard environment), `errors_directory`, and the identity
+    /// beside the backups (in `backup_directory` when they are on local disk). Opening contacts
+    /// no store.
+    pub fn from_config(cfg: &ServerConfig) -> Result<Stores> {
+        let backups = pgbak_storage::open_location(&cfg.basebackups_directory, &cfg.cloud)?;
+        let wals = pgbak_storage::open_location(&cfg.wals_directory, &cfg.cloud)?;
+        let meta: Arc<dyn StorageBackend> = if backups.local_root().is_some() {
+            Arc::new(LocalStorage::new(&cfg.backup_directory))
+        } else {
+            backups.clone()
+        };
+        Ok(Stores {
+            backups,
+            wals,
             errors: Arc::new(LocalStorage::new(&cfg.errors_directory)),
-            meta: Arc::new(LocalStorage::new(&cfg.backup_directory)),
+            meta,
+        })
+    }
+
+    /// Every store, each named by its option, without repeating one shared by two options.
+    pub fn named(&self) -> Vec<(&'static str, &Arc<dyn StorageBackend>)> {
+        let mut out: Vec<(&'static str, &Arc<dyn StorageBackend>)> = Vec::new();
+        for (name, store) in [
+            ("basebackups_directory", &self.backups),
+            ("wals_directory", &self.wals),
+            ("errors_directory", &self.errors),
+        ] {
+            if !out.iter().any(|(_, s)| Arc::ptr_eq(s, store)) {
+                out.push((name, store));
+            }
         }
+        out
     }
 }
 
@@ -72,7 +98,7 @@ impl Server {
     pub fn new(config: &Config, name: &str) -> Result<Server> {
         let cfg = config.server(name)?.clone();
         let parts = ServerParts {
-            stores: Stores::local(&cfg),
+            stores: Stores::from_config(&cfg)?,
             locks: FileLockManager::new(config.global.lock_directory.clone()),
             encryptor: None,
             launcher: None,

@@ -53,6 +53,7 @@ pub use local::LocalStorage;
 pub use location::Location;
 pub use options::{
     AddressingStyle, AzureCredential, ChecksumCalculation, CloudOptions, S3Encryption, Secret,
+    MAX_PART_SIZE, MIN_PART_SIZE,
 };
 
 use std::io::{Read, Write};
@@ -209,7 +210,12 @@ pub trait StorageBackend: Send + Sync {
 /// `AZURE_STORAGE_*`, `GOOGLE_APPLICATION_CREDENTIALS`, `STORAGE_EMULATOR_HOST`), as the
 /// official tools read them. Opening does not contact the store; [`check::probe`] does.
 pub fn open(url: &str, opts: &CloudOptions) -> Result<Arc<dyn StorageBackend>> {
-    let location = Location::parse(url)?;
+    open_location(&Location::parse(url)?, opts)
+}
+
+/// Opens the repository at an already parsed `location` (see [`open`]).
+pub fn open_location(location: &Location, opts: &CloudOptions) -> Result<Arc<dyn StorageBackend>> {
+    let location = location.clone();
     match location {
         Location::Local(path) => Ok(Arc::new(LocalStorage::new(path))),
         #[cfg(feature = "s3")]

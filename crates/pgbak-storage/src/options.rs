@@ -136,7 +136,7 @@ impl std::str::FromStr for AzureCredential {
 
 /// Options of the cloud backends. `CloudOptions::default()` leaves everything to the
 /// environment and the defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CloudOptions {
     /// A custom endpoint (Barman's `--endpoint-url`): an S3-compatible server, an Azure Blob

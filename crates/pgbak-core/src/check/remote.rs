@@ -61,7 +61,7 @@ impl Remote {
             Err(e) => r.conn_error = Some(describe_connect_error(&e)),
             Ok(conn) => r.read_sql(&conn, cfg.slot_name.as_deref()),
         }
-        if cfg.backup_method == crate::config::BackupMethod::Postgres || cfg.streaming_archiver {
+        if cfg.backup_method.streams() || cfg.streaming_archiver {
             r.streaming = Some(identify(&cfg.streaming_conninfo));
         }
         r

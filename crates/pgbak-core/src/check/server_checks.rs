@@ -80,6 +80,7 @@ pub(super) fn run(
     );
     postgres(server, &remote, &mut out);
     directories(server, lock_directory, &mut out);
+    repositories(server, &mut out);
     out.ok("retention policy settings");
     backup_maximum_age(server, &backups, &mut out);
     backup_minimum_size(server, &backups, &mut out);
@@ -343,19 +344,22 @@ fn replication_slot(server: &Server, slot_name: &str, remote: &Remote, out: &mut
     }
 }
 
-/// `directories`: every folder of the server exists (created if missing, as Barman does) and
-/// pgbak can create files in it.
+/// `directories`: every local folder of the server exists (created if missing, as Barman does)
+/// and pgbak can create files in it.
 fn directories(server: &Server, lock_directory: &Path, out: &mut Out<'_>) {
     let cfg = &server.config;
-    let dirs: [&Path; 7] = [
+    let mut dirs: Vec<&Path> = vec![
         &cfg.backup_directory,
-        &cfg.basebackups_directory,
-        &cfg.wals_directory,
         &cfg.incoming_wals_directory,
         &cfg.streaming_wals_directory,
         &cfg.errors_directory,
         lock_directory,
     ];
+    for location in [&cfg.basebackups_directory, &cfg.wals_directory] {
+        if let pgbak_storage::Location::Local(p) = location {
+            dirs.push(p);
+        }
+    }
     let mut problems = Vec::new();
     for dir in dirs {
         if let Err(e) = writable(dir) {
@@ -366,6 +370,35 @@ fn directories(server: &Server, lock_directory: &Path, out: &mut Out<'_>) {
         out.ok("directories");
     } else {
         out.fail("directories", problems.join("; "));
+    }
+}
+
+/// `repository` checks, one per object store (`basebackups_directory`, `wals_directory`):
+/// reachable, bucket present, writable, readable, overwrites refused, deletable.
+fn repositories(server: &Server, out: &mut Out<'_>) {
+    let stores = server.stores();
+    for (option, store) in stores.named() {
+        if store.local_root().is_some() {
+            continue;
+        }
+        let name = match option {
+            "basebackups_directory" => "backup repository",
+            "wals_directory" => "wal repository",
+            _ => "repository",
+        };
+        let report = pgbak_storage::check::probe(store.as_ref(), "");
+        match report.first_failure() {
+            None => out.ok(name),
+            Some(step) => out.fail(
+                name,
+                format!(
+                    "{} ({option}): {} failed: {}",
+                    report.repository,
+                    step.name,
+                    step.detail.as_deref().unwrap_or("no detail")
+                ),
+            ),
+        }
     }
 }
 

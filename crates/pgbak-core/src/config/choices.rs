@@ -19,6 +19,10 @@ pub enum BackupMethod {
     Rsync,
     /// Copy PGDATA with rsync on the same host (`local-rsync`).
     LocalRsync,
+    /// pgbak runs on the database host and sends backups straight to object storage
+    /// (`local-to-cloud`, Barman 3.18): the backup streams over a local replication connection
+    /// as with `postgres`, and `basebackups_directory` must be an object storage URL.
+    LocalToCloud,
 }
 
 impl BackupMethod {
@@ -28,7 +32,13 @@ impl BackupMethod {
             BackupMethod::Postgres => "postgres",
             BackupMethod::Rsync => "rsync",
             BackupMethod::LocalRsync => "local-rsync",
+            BackupMethod::LocalToCloud => "local-to-cloud",
         }
+    }
+
+    /// Whether backups stream over the replication protocol (`BASE_BACKUP`).
+    pub fn streams(self) -> bool {
+        matches!(self, BackupMethod::Postgres | BackupMethod::LocalToCloud)
     }
 }
 
@@ -134,11 +144,12 @@ pub(crate) fn backup_method_value(value: &str) -> Result<BackupMethod, String> {
         "postgres" => Ok(BackupMethod::Postgres),
         "rsync" => Ok(BackupMethod::Rsync),
         "local-rsync" => Ok(BackupMethod::LocalRsync),
-        "snapshot" | "local-to-cloud" => Err(format!(
-            "backup_method '{value}' is not supported by pgbak (expected one of postgres, rsync, local-rsync)"
+        "local-to-cloud" => Ok(BackupMethod::LocalToCloud),
+        "snapshot" => Err(format!(
+            "backup_method '{value}' is not supported by pgbak (expected one of postgres, rsync, local-rsync, local-to-cloud)"
         )),
         _ => Err(format!(
-            "unknown backup_method '{value}' (expected one of postgres, rsync, local-rsync)"
+            "unknown backup_method '{value}' (expected one of postgres, rsync, local-rsync, local-to-cloud)"
         )),
     }
 }

@@ -59,9 +59,8 @@ const fn ignored(why: &'static str) -> Support {
 
 const NO_SNAPSHOTS: Support =
     ignored("it only applies to backup_method = snapshot, which pgbak does not support");
-const NO_CLOUD: Support = ignored(
-    "it only applies to backups or WAL kept in object storage, which pgbak does not support (a URL as a directory is refused)",
-);
+const STREAMED: Support =
+    ignored("pgbak streams backups to object storage without staging them on local disk");
 const NO_CUSTOM_COMPRESSION: Support = ignored(
     "it only applies to compression = custom, which pgbak does not support (its compressions are built in)",
 );
@@ -136,6 +135,21 @@ pub(crate) const SERVER: &[&str] = &[
     "streaming_backup_name",
     "keepalive_interval",
     "autogenerate_manifest",
+    // Object storage (Barman's names).
+    "aws_profile",
+    "aws_region",
+    "aws_encryption",
+    "aws_sse_kms_key_id",
+    "aws_read_timeout",
+    "azure_credential",
+    "cloud_upload_min_chunk_size",
+    "cloud_delete_batch_size",
+    // Object storage (pgbak's own; Barman reads these from the environment or command line).
+    "cloud_endpoint_url",
+    "aws_addressing_style",
+    "aws_request_checksum_calculation",
+    "azure_storage_account",
+    "gcp_credentials_file",
 ];
 
 /// Server options Barman has (3.20) that are not typed options of pgbak, and what pgbak does
@@ -281,26 +295,39 @@ pub(crate) const BARMAN_SERVER: &[(&str, Support)] = &[
     ("gcp_zone", NO_SNAPSHOTS),
     ("azure_subscription_id", NO_SNAPSHOTS),
     ("azure_resource_group", NO_SNAPSHOTS),
-    ("azure_credential", NO_SNAPSHOTS),
-    ("aws_region", NO_SNAPSHOTS),
-    ("aws_profile", NO_SNAPSHOTS),
     ("aws_await_snapshots_timeout", NO_SNAPSHOTS),
     ("aws_snapshot_lock_mode", NO_SNAPSHOTS),
     ("aws_snapshot_lock_duration", NO_SNAPSHOTS),
     ("aws_snapshot_lock_cool_off_period", NO_SNAPSHOTS),
     ("aws_snapshot_lock_expiration_date", NO_SNAPSHOTS),
-    ("cloud_staging_directory", NO_CLOUD),
-    ("cloud_staging_max_size", NO_CLOUD),
-    ("cloud_upload_max_archive_size", NO_CLOUD),
-    ("cloud_upload_min_chunk_size", NO_CLOUD),
-    ("cloud_wal_archive_parallel", NO_CLOUD),
-    ("cloud_wal_restore_parallel", NO_CLOUD),
-    ("cloud_delete_batch_size", NO_CLOUD),
-    ("aws_encryption", NO_CLOUD),
-    ("aws_sse_kms_key_id", NO_CLOUD),
-    ("aws_sse_customer_key", NO_CLOUD),
-    ("aws_read_timeout", NO_CLOUD),
-    ("aws_check_object_lock", NO_CLOUD),
+    ("cloud_staging_directory", STREAMED),
+    ("cloud_staging_max_size", STREAMED),
+    (
+        "cloud_upload_max_archive_size",
+        ignored("pgbak writes each tar stream as one object, growing its parts so that it fits the store's limits"),
+    ),
+    (
+        "cloud_wal_archive_parallel",
+        ignored("archive-wal stores each segment as PostgreSQL hands it over, and cron archives queued files one after another"),
+    ),
+    (
+        "cloud_wal_restore_parallel",
+        ignored("pgbak get-wal fetches one file per call; 'pgbak wal-restore --parallel' prefetches"),
+    ),
+    (
+        "aws_sse_customer_key",
+        Support::Refused {
+            harmless: &[""],
+            why: "pgbak does not encrypt with customer-provided keys (SSE-C): objects would be stored without it; use aws_encryption = aws:kms",
+        },
+    ),
+    (
+        "aws_check_object_lock",
+        Support::Refused {
+            harmless: FALSE_WORDS,
+            why: "pgbak does not check S3 Object Lock before deleting: retention would fail on locked objects",
+        },
+    ),
 ];
 
 /// What pgbak does with Barman option `key` (`None` for pgbak's own options and unknown names).

@@ -12,6 +12,7 @@ use super::error::{ConfigError, Location};
 use super::raw::{RawEntry, RawSection};
 use super::reader::Reader;
 use super::{global, ini, server, values, Config, DisabledServer, ServerConfig};
+use pgbak_storage::Location as Repo;
 
 /// The environment variable that names the configuration file.
 pub(crate) const ENV_VAR: &str = "PGBAK_CONFIG";
@@ -356,21 +357,30 @@ fn directory_conflicts(
         }
         err
     };
-    let mut seen: BTreeMap<PathBuf, (&str, &str)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     let mut out = BTreeMap::new();
+    // Folders compare by their normalised path, object storage prefixes by their URL.
+    let local = |p: &PathBuf| Repo::Local(p.components().collect());
+    let normal = |l: &Repo| match l {
+        Repo::Local(p) => local(p),
+        other => other.clone(),
+    };
     for (name, s) in servers {
-        let dirs: [(&str, &PathBuf); 6] = [
-            ("backup_directory", &s.backup_directory),
-            ("basebackups_directory", &s.basebackups_directory),
-            ("wals_directory", &s.wals_directory),
-            ("incoming_wals_directory", &s.incoming_wals_directory),
-            ("streaming_wals_directory", &s.streaming_wals_directory),
-            ("errors_directory", &s.errors_directory),
+        let dirs: [(&str, Repo); 6] = [
+            ("backup_directory", local(&s.backup_directory)),
+            ("basebackups_directory", normal(&s.basebackups_directory)),
+            ("wals_directory", normal(&s.wals_directory)),
+            ("incoming_wals_directory", local(&s.incoming_wals_directory)),
+            (
+                "streaming_wals_directory",
+                local(&s.streaming_wals_directory),
+            ),
+            ("errors_directory", local(&s.errors_directory)),
         ];
         for (option, dir) in dirs {
-            let normal: PathBuf = dir.components().collect();
-            let Some(&(other, other_option)) = seen.get(&normal) else {
-                seen.insert(normal, (name.as_str(), option));
+            let dir = dir.to_string();
+            let Some(&(other, other_option)) = seen.get(&dir) else {
+                seen.insert(dir, (name.as_str(), option));
                 continue;
             };
             let distinct = "every directory of the catalogue must be distinct";
@@ -379,10 +389,7 @@ fn directory_conflicts(
                     error(
                         name,
                         option,
-                        format!(
-                            "{} is also this server's {other_option}; {distinct}",
-                            dir.display()
-                        ),
+                        format!("{} is also this server's {other_option}; {distinct}", dir),
                     )
                 });
                 continue;
@@ -396,7 +403,7 @@ fn directory_conflicts(
                         option,
                         format!(
                             "{} is also the {other_option} of server '{other}'; {distinct}",
-                            dir.display()
+                            dir
                         ),
                     )
                 });
@@ -408,7 +415,7 @@ fn directory_conflicts(
                         other_option,
                         format!(
                             "{} is also the {option} of server '{name}'; {distinct}",
-                            dir.display()
+                            dir
                         ),
                     )
                 });

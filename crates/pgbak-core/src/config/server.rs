@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pgbak_compress::{Compression, Level};
+use pgbak_storage::{
+    AddressingStyle, AzureCredential, ChecksumCalculation, CloudOptions, Location, S3Encryption,
+};
 
 use super::choices::{
     backup_method_value, compression_value, level_value, BackupFormat, BackupMethod,
@@ -66,10 +69,13 @@ pub struct ServerConfig {
     pub immediate_checkpoint: bool,
     /// `backup_directory` (default `<home>/<name>`).
     pub backup_directory: PathBuf,
-    /// `basebackups_directory` (default `<backup_directory>/base`).
-    pub basebackups_directory: PathBuf,
-    /// `wals_directory` (default `<backup_directory>/wals`).
-    pub wals_directory: PathBuf,
+    /// `basebackups_directory` (default `<backup_directory>/base`): a local directory or, as in
+    /// Barman 3.18, an object storage URL (`s3://`, `azure://`,
+    /// `https://ACCOUNT.blob.core.windows.net/`, `gs://`).
+    pub basebackups_directory: Location,
+    /// `wals_directory` (default `<backup_directory>/wals`): a local directory or an object
+    /// storage URL.
+    pub wals_directory: Location,
     /// `incoming_wals_directory` (default `<backup_directory>/incoming`).
     pub incoming_wals_directory: PathBuf,
     /// `streaming_wals_directory` (default `<backup_directory>/streaming`).
@@ -115,10 +121,36 @@ pub struct ServerConfig {
     /// `autogenerate_manifest` (false): rsync and local-rsync backups get a PostgreSQL-format
     /// `backup_manifest` (as `pgbak generate-manifest` writes) before they are complete.
     pub autogenerate_manifest: bool,
+    /// How to reach object storage: Barman's `aws_profile`, `aws_region`, `aws_encryption`,
+    /// `aws_sse_kms_key_id`, `aws_read_timeout`, `azure_credential`,
+    /// `cloud_upload_min_chunk_size`, `cloud_delete_batch_size`, and pgbak's
+    /// `cloud_endpoint_url`, `aws_addressing_style`, `aws_request_checksum_calculation`,
+    /// `azure_storage_account`, `gcp_credentials_file`; uploads run `parallel_jobs` parts at once
+    /// when it is set. Credentials come from each store's standard environment, never from the
+    /// file.
+    pub cloud: CloudOptions,
     /// Every effective option of this server after inheritance: pgbak's options with their final
     /// values (defaults included) and the Barman options pgbak keeps as text; unknown options
     /// are left out. For `show-servers`.
     pub raw: BTreeMap<String, String>,
+}
+
+impl ServerConfig {
+    /// `basebackups_directory` when it is a local directory.
+    pub fn local_basebackups_directory(&self) -> Option<&std::path::Path> {
+        match &self.basebackups_directory {
+            Location::Local(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// `wals_directory` when it is a local directory.
+    pub fn local_wals_directory(&self) -> Option<&std::path::Path> {
+        match &self.wals_directory {
+            Location::Local(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 fn path_list_value(value: &str) -> Result<Vec<PathBuf>, String> {
@@ -240,7 +272,7 @@ pub(crate) fn build(
         })
         .unwrap_or_default();
     if backup_compression != Compression::None {
-        if backup_method != BackupMethod::Postgres {
+        if !backup_method.streams() {
             return Err(r.error(
                 "backup_compression",
                 backup_compression_set.as_ref(),
@@ -366,8 +398,23 @@ pub(crate) fn build(
         Ok(r.parse(key, values::path_value)?
             .unwrap_or_else(|| backup_directory.join(leaf)))
     };
-    let basebackups_directory = dir("basebackups_directory", "base")?;
-    let wals_directory = dir("wals_directory", "wals")?;
+    let repository = |key: &str, leaf: &str| -> Result<Location, ConfigError> {
+        Ok(r.parse(key, values::location_value)?
+            .unwrap_or_else(|| Location::Local(backup_directory.join(leaf))))
+    };
+    let basebackups_directory = repository("basebackups_directory", "base")?;
+    let wals_directory = repository("wals_directory", "wals")?;
+    if backup_method == BackupMethod::LocalToCloud
+        && matches!(basebackups_directory, Location::Local(_))
+    {
+        return Err(r.error(
+            "backup_method",
+            backup_method_set.as_ref(),
+            "local-to-cloud sends backups to object storage: basebackups_directory must be an \
+             s3://, azure://, https://ACCOUNT.blob.core.windows.net/ or gs:// URL",
+        ));
+    }
+    let cloud = cloud_options(&r, parallel_jobs_set.is_some().then_some(parallel_jobs))?;
     let incoming_wals_directory = dir("incoming_wals_directory", "incoming")?;
     let streaming_wals_directory = dir("streaming_wals_directory", "streaming")?;
     let errors_directory = dir("errors_directory", "errors")?;
@@ -451,7 +498,7 @@ pub(crate) fn build(
         .parse("keepalive_interval", values::seconds_value)?
         .unwrap_or(60);
     let autogenerate_manifest = bool_or("autogenerate_manifest", false)?;
-    if autogenerate_manifest && backup_method == BackupMethod::Postgres {
+    if autogenerate_manifest && backup_method.streams() {
         let v = r.get("autogenerate_manifest")?;
         warnings.push(r.warning(
             "autogenerate_manifest",
@@ -504,6 +551,7 @@ pub(crate) fn build(
         streaming_backup_name,
         keepalive_interval,
         autogenerate_manifest,
+        cloud,
         raw: BTreeMap::new(),
     };
     let mut raw = raw_barman;
@@ -561,8 +609,11 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
         ),
         ("immediate_checkpoint", flag(c.immediate_checkpoint)),
         ("backup_directory", path(&c.backup_directory)),
-        ("basebackups_directory", path(&c.basebackups_directory)),
-        ("wals_directory", path(&c.wals_directory)),
+        (
+            "basebackups_directory",
+            Some(c.basebackups_directory.to_string()),
+        ),
+        ("wals_directory", Some(c.wals_directory.to_string())),
         ("incoming_wals_directory", path(&c.incoming_wals_directory)),
         (
             "streaming_wals_directory",
@@ -601,12 +652,137 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
         ),
         ("keepalive_interval", Some(c.keepalive_interval.to_string())),
         ("autogenerate_manifest", flag(c.autogenerate_manifest)),
+        ("aws_profile", c.cloud.aws_profile.clone()),
+        ("aws_region", c.cloud.aws_region.clone()),
+        (
+            "aws_encryption",
+            c.cloud.aws_encryption.map(|e| match e {
+                S3Encryption::Aes256 => "AES256".to_string(),
+                S3Encryption::AwsKms => "aws:kms".to_string(),
+            }),
+        ),
+        ("aws_sse_kms_key_id", c.cloud.aws_sse_kms_key_id.clone()),
+        (
+            "aws_read_timeout",
+            c.cloud.read_timeout.map(|d| d.as_secs().to_string()),
+        ),
+        (
+            "azure_credential",
+            c.cloud.azure_credential.map(|a| {
+                match a {
+                    AzureCredential::AzureCli => "azure-cli",
+                    AzureCredential::ManagedIdentity => "managed-identity",
+                    AzureCredential::Default => "default",
+                }
+                .to_string()
+            }),
+        ),
+        (
+            "cloud_upload_min_chunk_size",
+            c.cloud.part_size.map(|n| n.to_string()),
+        ),
+        (
+            "cloud_delete_batch_size",
+            c.cloud.delete_batch_size.map(|n| n.to_string()),
+        ),
+        ("cloud_endpoint_url", c.cloud.endpoint_url.clone()),
+        (
+            "aws_addressing_style",
+            Some(
+                match c.cloud.s3_addressing_style {
+                    AddressingStyle::Auto => "auto",
+                    AddressingStyle::Path => "path",
+                    AddressingStyle::Virtual => "virtual",
+                }
+                .to_string(),
+            ),
+        ),
+        (
+            "aws_request_checksum_calculation",
+            c.cloud.s3_checksum_calculation.map(|k| {
+                match k {
+                    ChecksumCalculation::WhenSupported => "when_supported",
+                    ChecksumCalculation::WhenRequired => "when_required",
+                }
+                .to_string()
+            }),
+        ),
+        ("azure_storage_account", c.cloud.azure_account.clone()),
+        (
+            "gcp_credentials_file",
+            c.cloud
+                .gcp_credentials_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        ),
     ];
     debug_assert_eq!(pairs.len(), keys::SERVER.len());
     pairs
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect()
+}
+
+/// The object storage options of a server (see [`ServerConfig::cloud`]). `parallel_jobs` is the
+/// value of that option when the file sets it.
+fn cloud_options(r: &Reader<'_>, parallel_jobs: Option<u32>) -> Result<CloudOptions, ConfigError> {
+    fn word<T: std::str::FromStr<Err = String>>(v: &str) -> Result<T, String> {
+        v.trim().parse()
+    }
+    let mut o = CloudOptions::default();
+    o.endpoint_url = r.parse("cloud_endpoint_url", |v| {
+        let v = v.trim();
+        if v.starts_with("http://") || v.starts_with("https://") {
+            Ok(v.trim_end_matches('/').to_string())
+        } else {
+            Err(format!("'{v}' is not an http:// or https:// URL"))
+        }
+    })?;
+    o.aws_profile = r.string("aws_profile")?;
+    o.aws_region = r.string("aws_region")?;
+    o.s3_addressing_style = r
+        .parse("aws_addressing_style", word::<AddressingStyle>)?
+        .unwrap_or_default();
+    o.aws_encryption = r.parse("aws_encryption", word::<S3Encryption>)?;
+    o.aws_sse_kms_key_id = r.string("aws_sse_kms_key_id")?;
+    if o.aws_sse_kms_key_id.is_some() && o.aws_encryption != Some(S3Encryption::AwsKms) {
+        let v = r.get("aws_sse_kms_key_id")?;
+        return Err(r.error(
+            "aws_sse_kms_key_id",
+            v.as_ref(),
+            "needs aws_encryption = aws:kms",
+        ));
+    }
+    o.s3_checksum_calculation = r.parse(
+        "aws_request_checksum_calculation",
+        word::<ChecksumCalculation>,
+    )?;
+    o.read_timeout = r.parse("aws_read_timeout", |v| match values::seconds_value(v)? {
+        0 => Err("must be at least 1 second".to_string()),
+        n => Ok(std::time::Duration::from_secs(n)),
+    })?;
+    o.azure_credential = r.parse("azure_credential", word::<AzureCredential>)?;
+    o.azure_account = r.string("azure_storage_account")?;
+    o.gcp_credentials_file = r.parse("gcp_credentials_file", values::path_value)?;
+    o.part_size = r.parse("cloud_upload_min_chunk_size", |v| {
+        let n = values::size_value(v)?;
+        if (pgbak_storage::MIN_PART_SIZE..=pgbak_storage::MAX_PART_SIZE).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!(
+                "'{v}' is outside what object stores accept for upload parts (5Mi to 512Mi)"
+            ))
+        }
+    })?;
+    o.delete_batch_size = r.parse(
+        "cloud_delete_batch_size",
+        |v| match values::unsigned_value::<usize>(v)? {
+            n @ 1..=1000 => Ok(n),
+            _ => Err("must be between 1 and 1000 (the most one delete request takes)".to_string()),
+        },
+    )?;
+    o.upload_concurrency = parallel_jobs.map(|n| n as usize);
+    Ok(o)
 }
 
 /// The Barman options of this server that are not typed options of pgbak, as text (for the code

@@ -12,6 +12,10 @@ use super::*;
 
 const ORIGIN: &str = "/etc/pgbak.conf";
 
+fn local(path: &str) -> pgbak_storage::Location {
+    pgbak_storage::Location::Local(PathBuf::from(path))
+}
+
 fn parse(text: &str) -> Config {
     match Config::parse_str(text, Path::new(ORIGIN)) {
         Ok(config) => config,
@@ -152,7 +156,7 @@ active = false
     );
     assert!(main.immediate_checkpoint);
     assert_eq!(main.backup_directory, Path::new("/var/lib/pgbak/main"));
-    assert_eq!(main.wals_directory, Path::new("/var/lib/pgbak/main/wals"));
+    assert_eq!(main.wals_directory, local("/var/lib/pgbak/main/wals"));
     assert!(main.streaming_archiver);
     assert!(
         !main.archiver,
@@ -212,8 +216,8 @@ fn defaults_of_a_minimal_server() {
     assert!(s.path_prefix.is_empty());
     assert!(!s.immediate_checkpoint);
     assert_eq!(s.backup_directory, Path::new("/srv/pgbak/main"));
-    assert_eq!(s.basebackups_directory, Path::new("/srv/pgbak/main/base"));
-    assert_eq!(s.wals_directory, Path::new("/srv/pgbak/main/wals"));
+    assert_eq!(s.basebackups_directory, local("/srv/pgbak/main/base"));
+    assert_eq!(s.wals_directory, local("/srv/pgbak/main/wals"));
     assert_eq!(
         s.incoming_wals_directory,
         Path::new("/srv/pgbak/main/incoming")
@@ -248,8 +252,8 @@ fn backup_directory_moves_the_other_directories() {
         "backup_directory = /data/main/\nwals_directory = /fast/wals\n",
     ));
     let s = config.server("main").unwrap();
-    assert_eq!(s.basebackups_directory, Path::new("/data/main/base"));
-    assert_eq!(s.wals_directory, Path::new("/fast/wals"));
+    assert_eq!(s.basebackups_directory, local("/data/main/base"));
+    assert_eq!(s.wals_directory, local("/fast/wals"));
     assert_eq!(s.errors_directory, Path::new("/data/main/errors"));
 }
 
@@ -305,7 +309,7 @@ fn interpolation() {
     assert_eq!(main.backup_directory, Path::new("/srv/pgbak/clusters/main"));
     assert_eq!(
         main.wals_directory,
-        Path::new("/srv/pgbak/clusters/main/archive")
+        local("/srv/pgbak/clusters/main/archive")
     );
     assert_eq!(
         main.slot_name.as_deref(),
@@ -633,10 +637,88 @@ fn invalid_values_are_errors_at_their_line() {
             "not an absolute path",
         ),
         (
-            "basebackups_directory = s3://bucket/base\n",
+            "incoming_wals_directory = s3://bucket/incoming\n",
+            5,
+            "incoming_wals_directory",
+            "only basebackups_directory and wals_directory may be in object storage",
+        ),
+        (
+            "basebackups_directory = s3://Bad_Bucket/base\n",
             5,
             "basebackups_directory",
-            "object storage URL",
+            "S3 bucket",
+        ),
+        (
+            "wals_directory = ftp://host/wals\n",
+            5,
+            "wals_directory",
+            "unknown repository scheme",
+        ),
+        (
+            "wals_directory = https://example.com/wals\n",
+            5,
+            "wals_directory",
+            "must be an Azure Blob URL",
+        ),
+        (
+            "backup_method = local-to-cloud\n",
+            5,
+            "backup_method",
+            "basebackups_directory must be an s3://",
+        ),
+        (
+            "aws_encryption = rot13\n",
+            5,
+            "aws_encryption",
+            "unknown aws_encryption",
+        ),
+        (
+            "aws_sse_kms_key_id = alias/pgbak\n",
+            5,
+            "aws_sse_kms_key_id",
+            "needs aws_encryption = aws:kms",
+        ),
+        (
+            "cloud_upload_min_chunk_size = 1Mi\n",
+            5,
+            "cloud_upload_min_chunk_size",
+            "5Mi to 512Mi",
+        ),
+        (
+            "cloud_delete_batch_size = 5000\n",
+            5,
+            "cloud_delete_batch_size",
+            "between 1 and 1000",
+        ),
+        (
+            "azure_credential = password\n",
+            5,
+            "azure_credential",
+            "unknown azure_credential",
+        ),
+        (
+            "aws_read_timeout = 0\n",
+            5,
+            "aws_read_timeout",
+            "at least 1 second",
+        ),
+        (
+            "cloud_endpoint_url = 127.0.0.1:9000\n",
+            5,
+            "cloud_endpoint_url",
+            "not an http:// or https:// URL",
+        ),
+        (
+            "aws_check_object_lock = on\n",
+            5,
+            "aws_check_object_lock",
+            "Object Lock",
+        ),
+        (
+            "aws_sse_customer_key = file:///etc/pgbak/key\n",
+            5,
+            "aws_sse_customer_key",
+            "SSE-C",
         ),
         (
             "path_prefix = /usr/bin:bin\n",
@@ -994,4 +1076,98 @@ fn unreadable_main_file_is_an_error() {
     assert!(err.message.contains("UTF-8"));
     let err = load_with(Some(tmp.path()), None, None, &[]).unwrap_err();
     assert!(err.message.starts_with("cannot read"), "{err}");
+}
+
+#[test]
+fn object_storage_repositories_and_their_options() {
+    let config = parse(&with_server(
+        "basebackups_directory = s3://pgbak-backups/db1/base\n\
+         wals_directory = gs://pgbak-wal/db1\n\
+         backup_method = local-to-cloud\n\
+         parallel_jobs = 4\n\
+         aws_profile = backup\n\
+         aws_region = eu-west-3\n\
+         aws_encryption = aws:kms\n\
+         aws_sse_kms_key_id = alias/pgbak\n\
+         aws_read_timeout = 20\n\
+         aws_addressing_style = virtual\n\
+         aws_request_checksum_calculation = when_required\n\
+         cloud_endpoint_url = http://127.0.0.1:9000/\n\
+         cloud_upload_min_chunk_size = 16Mi\n\
+         cloud_delete_batch_size = 500\n\
+         azure_credential = managed-identity\n\
+         azure_storage_account = pgbakacct\n\
+         gcp_credentials_file = /etc/pgbak/gcs.json\n\
+         cloud_staging_directory = /tmp/staging\n",
+    ));
+    let main = config.server("main").unwrap();
+    assert_eq!(
+        main.basebackups_directory,
+        pgbak_storage::Location::parse("s3://pgbak-backups/db1/base").unwrap()
+    );
+    assert_eq!(main.local_basebackups_directory(), None);
+    assert_eq!(main.wals_directory.to_string(), "gs://pgbak-wal/db1");
+    assert_eq!(main.backup_method, BackupMethod::LocalToCloud);
+    assert!(main.backup_method.streams());
+    let c = &main.cloud;
+    assert_eq!(c.aws_profile.as_deref(), Some("backup"));
+    assert_eq!(c.aws_region.as_deref(), Some("eu-west-3"));
+    assert_eq!(c.aws_encryption, Some(pgbak_storage::S3Encryption::AwsKms));
+    assert_eq!(c.aws_sse_kms_key_id.as_deref(), Some("alias/pgbak"));
+    assert_eq!(c.read_timeout, Some(std::time::Duration::from_secs(20)));
+    assert_eq!(
+        c.s3_addressing_style,
+        pgbak_storage::AddressingStyle::Virtual
+    );
+    assert_eq!(
+        c.s3_checksum_calculation,
+        Some(pgbak_storage::ChecksumCalculation::WhenRequired)
+    );
+    assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(c.part_size, Some(16 << 20));
+    assert_eq!(c.delete_batch_size, Some(500));
+    assert_eq!(c.upload_concurrency, Some(4));
+    assert_eq!(
+        c.azure_credential,
+        Some(pgbak_storage::AzureCredential::ManagedIdentity)
+    );
+    assert_eq!(c.azure_account.as_deref(), Some("pgbakacct"));
+    assert_eq!(
+        c.gcp_credentials_file.as_deref(),
+        Some(Path::new("/etc/pgbak/gcs.json"))
+    );
+    // What show-servers prints.
+    assert_eq!(
+        main.raw.get("basebackups_directory").map(String::as_str),
+        Some("s3://pgbak-backups/db1/base")
+    );
+    assert_eq!(
+        main.raw.get("aws_encryption").map(String::as_str),
+        Some("aws:kms")
+    );
+    // Staging is not needed: a warning says so.
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("cloud_staging_directory") && w.contains("without staging")),
+        "{:?}",
+        config.warnings
+    );
+
+    // Two servers on one bucket prefix would mix their catalogues: both chose it, both are
+    // disabled.
+    let config = parse(
+        "[pgbak]\nhome = /srv/pgbak\n\
+         [a]\nconninfo = host=a\nbasebackups_directory = s3://bucket/base\n\
+         [b]\nconninfo = host=b\nbasebackups_directory = s3://bucket/base/\n",
+    );
+    assert!(config.server("a").is_err());
+    let err = config.server("b").unwrap_err().to_string();
+    assert!(err.contains("s3://bucket/base is also"), "{err}");
+    // Defaults: local folders below backup_directory, no cloud options.
+    let config = parse(&with_server(""));
+    let main = config.server("main").unwrap();
+    assert_eq!(main.cloud, pgbak_storage::CloudOptions::default());
+    assert!(main.local_wals_directory().is_some());
 }

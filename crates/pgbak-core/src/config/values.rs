@@ -211,7 +211,8 @@ pub(crate) fn path_value(value: &str) -> Result<std::path::PathBuf, String> {
     let path = std::path::Path::new(value);
     if value.contains("://") {
         return Err(format!(
-            "'{value}' looks like an object storage URL; only local directories are supported here"
+            "'{value}' looks like an object storage URL; this option needs a local directory \
+             (only basebackups_directory and wals_directory may be in object storage)"
         ));
     }
     if !path.is_absolute() {
@@ -220,6 +221,20 @@ pub(crate) fn path_value(value: &str) -> Result<std::path::PathBuf, String> {
         ));
     }
     Ok(path.to_path_buf())
+}
+
+/// A local directory or an object storage URL (`s3://`, `azure://`,
+/// `https://ACCOUNT.blob.core.windows.net/`, `gs://`).
+pub(crate) fn location_value(value: &str) -> Result<pgbak_storage::Location, String> {
+    let value = value.trim();
+    if !value.contains("://") {
+        return path_value(value).map(pgbak_storage::Location::Local);
+    }
+    pgbak_storage::Location::parse(value).map_err(|e| match e {
+        // The error shows the URL without a query string or user info (secrets).
+        pgbak_storage::Error::Config { repo, detail } => format!("'{repo}': {detail}"),
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
