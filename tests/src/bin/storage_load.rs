@@ -3,7 +3,8 @@
 //! the process's peak resident memory. Used by the storage tests (bounded memory, URL plus
 //! environment is enough) and to measure throughput.
 //!
-//! Usage: `pgbak-storage-load URL put|put-new|get|stat|create-bucket KEY [MiB]`
+//! Usage: `pgbak-storage-load URL put|put-new|get|stat|du|create-bucket KEY [MiB]` (`du` sums
+//! the sizes of the objects under the prefix KEY, `/` for all)
 //!
 //! Options that have no environment variable of their own (they come from pgbak's
 //! configuration) can be given as `PGBAK_LOAD_AZURE_CREDENTIAL`, `PGBAK_LOAD_AZURE_ACCOUNT`
@@ -48,7 +49,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
         fail(
-            "usage: pgbak-storage-load URL put|put-new|get|stat KEY [MiB]".into(),
+            "usage: pgbak-storage-load URL put|put-new|get|stat|du|create-bucket KEY [MiB]".into(),
             2,
         );
     }
@@ -121,6 +122,13 @@ fn main() {
             }
             total
         }
+        // The total size of the objects whose key starts with KEY ("" for all).
+        "du" => repo
+            .list(if key == "/" { "" } else { key })
+            .unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1))
+            .iter()
+            .map(|m| m.size)
+            .sum(),
         "stat" => repo
             .stat(key)
             .unwrap_or_else(|e| fail(format!("{e} [{:?}]", e.kind()), 1))

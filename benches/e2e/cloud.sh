@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Object storage benchmark, all measured in one run on this machine, rows interleaved round by
+# round (on shared disks, runs one after another can differ by 2x):
+#
+#   1. base backups of two datasets (pgbench, and a table of random bytes that no codec can
+#      shrink), zstd level 1: pgbak to local disk, S3 (moto), Azure (Azurite) and GCS
+#      (fake-gcs-server); pgBackRest (Debian package, repo1-type=s3, process-max 1 and 2) and
+#      barman-cloud-backup (PyPI) to the same S3 emulator; pg_basebackup to local disk for
+#      reference. Seconds, MB/s (PGDATA without pg_wal / wall time), peak RSS, stored size.
+#   2. WAL archiving to S3, one process per segment as archive_command runs it, zstd:
+#      pgbak archive-wal, pgbackrest archive-push, barman-cloud-wal-archive. Segments/s.
+#
+#   bash benches/e2e/cloud.sh [SCALE] [RANDOM_MB] [ROUNDS] [SEGMENTS]   (default 50 300 2 32)
+#
+# The S3 emulator speaks TLS with a certificate made here (pgBackRest only speaks HTTPS to S3):
+# pgbak trusts it through SSL_CERT_FILE, pgBackRest through repo1-storage-ca-file, boto3
+# through AWS_CA_BUNDLE. A tool that cannot be installed is reported and skipped.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SCALE=${1:-50}
+RANDOM_MB=${2:-300}
+ROUNDS=${3:-2}
+NSEG=${4:-32}
+bash scripts/install-deps.sh >/dev/null 2>&1 || true
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ -z "${PGBAK_BIN:-}" ]; then
+  cargo build --release -p pgbak-cli >/dev/null 2>&1
+  PGBAK_BIN=target/release/pgbak
+fi
+cargo build --release -p pgbak-tests --bin pgbak-storage-load >/dev/null 2>&1
+LOAD_BIN=target/release/pgbak-storage-load
+command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
+EMU=${PGBAK_EMULATORS_DIR:-/opt/pgbak-emulators}
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+work=$(mktemp -d /var/tmp/pgbak-cloudbench.XXXXXX)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PIDS=()
+cleanup() {
+  as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m immediate stop >/dev/null 2>&1 || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+chmod 755 "$work"
+mkdir -p "$work/bin" "$work/spool" "$work/sock" "$work/tls" "$work/azurite" "$work/gcs" "$work/raw"
+cp "$PGBAK_BIN" "$work/bin/pgbak"
+PGBAK="$work/bin/pgbak"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+el() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+# --- TLS for the S3 emulator ---------------------------------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls/ca.key" -out "$work/tls/ca.crt" \
+  -days 2 -subj /CN=pgbak-bench-ca >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -keyout "$work/tls/s3.key" -out "$work/tls/s3.csr" \
+  -subj /CN=127.0.0.1 >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$work/tls/ext"
+openssl x509 -req -in "$work/tls/s3.csr" -CA "$work/tls/ca.crt" -CAkey "$work/tls/ca.key" \
+  -CAcreateserial -out "$work/tls/s3.crt" -days 2 -extfile "$work/tls/ext" >/dev/null 2>&1
+chmod 644 "$work/tls/"*
+
+# --- the emulators -------------------------------------------------------------------------------
+S3_PORT=$(free_port); AZ_PORT=$(free_port); GCS_PORT=$(free_port)
+"$EMU/venv-moto/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" -c "$work/tls/s3.crt" -k "$work/tls/s3.key" \
+  > "$work/moto.log" 2>&1 &
+PIDS+=($!)
+"$EMU/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
+  --disableTelemetry --skipApiVersionCheck --silent --location "$work/azurite" > "$work/azurite.log" 2>&1 &
+PIDS+=($!)
+"$EMU/bin/fake-gcs-server" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
+  -external-url "http://127.0.0.1:$GCS_PORT" -public-host "127.0.0.1:$GCS_PORT" -log-level error \
+  -backend filesystem -filesystem-root "$work/gcs" > "$work/gcs.log" 2>&1 &
+PIDS+=($!)
+wait_port "$S3_PORT"; wait_port "$AZ_PORT"; wait_port "$GCS_PORT"
+
+S3_KEY=pgbak-bench
+S3_SECRET=pgbak-bench-secret
+AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+CLOUD_ENV=(
+  AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_REGION=us-east-1
+  AWS_EC2_METADATA_DISABLED=true SSL_CERT_FILE=$work/tls/ca.crt AWS_CA_BUNDLE=$work/tls/ca.crt
+  "AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZ_KEY;BlobEndpoint=http://127.0.0.1:$AZ_PORT/devstoreaccount1;"
+  STORAGE_EMULATOR_HOST=http://127.0.0.1:$GCS_PORT
+)
+with_cloud() { as_pg env "${CLOUD_ENV[@]}" "$@"; }
+# The storage load helper: pgbak's own storage layer, for bucket creation and stored sizes.
+load() { # url op key
+  if [ "${1%%:*}" = s3 ]; then
+    env "${CLOUD_ENV[@]}" PGBAK_LOAD_ENDPOINT_URL="https://127.0.0.1:$S3_PORT" "$LOAD_BIN" "$@"
+  else
+    env "${CLOUD_ENV[@]}" "$LOAD_BIN" "$@"
+  fi
+}
+for url in s3://pgbak-bench azure://pgbak-bench gs://pgbak-bench; do
+  load "$url" create-bucket x >/dev/null
+done
+
+# --- the database --------------------------------------------------------------------------------
+PORT=$(free_port)
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
+as_pg "$PGBIN/initdb" -D "$work/pgdata" -U postgres --auth=trust --no-sync >/dev/null
+cat >> "$work/pgdata/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$work/sock'
+wal_level = replica
+archive_mode = on
+archive_command = 'cp %p $work/spool/%f'
+max_wal_size = 4GB
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -l "$work/pg.log" -w start >/dev/null
+psql_() { as_pg "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c "$1"; }
+
+# --- the other tools -----------------------------------------------------------------------------
+HAVE_PGBR=0
+if command -v pgbackrest >/dev/null || (apt-get install -y -qq pgbackrest >/dev/null 2>&1); then
+  HAVE_PGBR=1
+  as_pg mkdir -p "$work/pgbr-lock" "$work/pgbr-log"
+  for p in 1 2; do
+    as_pg tee "$work/pgbr-$p.conf" >/dev/null <<CONF
+[global]
+repo1-type=s3
+repo1-path=/pgbackrest-p$p
+repo1-s3-bucket=pgbak-bench
+repo1-s3-endpoint=127.0.0.1
+repo1-storage-port=$S3_PORT
+repo1-s3-region=us-east-1
+repo1-s3-key=$S3_KEY
+repo1-s3-key-secret=$S3_SECRET
+repo1-s3-uri-style=path
+repo1-storage-ca-file=$work/tls/ca.crt
+repo1-retention-full=9999
+compress-type=zst
+compress-level=1
+process-max=$p
+start-fast=y
+archive-check=n
+lock-path=$work/pgbr-lock
+log-path=$work/pgbr-log
+log-level-console=warn
+log-level-file=off
+[bench]
+pg1-path=$work/pgdata
+pg1-port=$PORT
+pg1-socket-path=$work/sock
+CONF
+    as_pg pgbackrest --config="$work/pgbr-$p.conf" --stanza=bench stanza-create >/dev/null
+  done
+else
+  echo "pgBackRest: not installed (apt-get install pgbackrest failed); its rows are skipped"
+fi
+HAVE_BARMAN=0
+if python3 -m venv "$work/venv" >/dev/null 2>&1 \
+  && "$work/venv/bin/pip" install -q --disable-pip-version-check "barman[cloud,zstandard]" >/dev/null 2>&1; then
+  HAVE_BARMAN=1
+  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/venv"
+else
+  echo "Barman: not installed (pip install barman[cloud] failed); its rows are skipped"
+fi
+BARMAN_S3=(--cloud-provider aws-s3 --endpoint-url "https://127.0.0.1:$S3_PORT")
+
+# --- measuring -----------------------------------------------------------------------------------
+# Runs "$@" under /usr/bin/time as the cluster owner with the cloud environment; prints
+# "seconds peak_rss_kb"; a failure stops the benchmark with the tool's output.
+measure() {
+  local out
+  if ! out=$(with_cloud /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null); then
+    echo "FAILED: $*" >&2
+    echo "$out" | tail -n 20 >&2
+    exit 1
+  fi
+  echo "$out" | tail -n 1
+}
+report() { # tool target seconds rss_kb bytes
+  awk -v t="$1" -v g="$2" -v s="$3" -v r="$4" -v b="$5" -v d="$datasize" \
+    'BEGIN { printf "  %-26s %-6s %7.2f s %7.1f MB/s  peak RSS %6.1f MB  stored %8.1f MB\n", t, g, s, d/1e6/s, r/1024, b/1e6 }'
+}
+# Bytes stored under a prefix of a repository, listed through pgbak's storage layer.
+stored() { # url
+  load "$1" du / | sed -n 's/.*"bytes":\([0-9]*\).*/\1/p'
+}
+pgbak_conf() { # name basebackups wals
+  local extra=""
+  [ "${2%%:*}" = s3 ] && extra="cloud_endpoint_url = https://127.0.0.1:$S3_PORT"
+  as_pg tee "$work/$1.conf" >/dev/null <<CONF
+[pgbak]
+home = $work/home-$1
+[bench]
+conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
+backup_compression = zstd
+backup_compression_level = 1
+compression = zstd
+immediate_checkpoint = true
+basebackups_directory = $2
+wals_directory = $3
+$extra
+CONF
+}
+
+backups() { # dataset label
+  local round tag t
+  datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+  echo "base backups, $2: PGDATA without pg_wal = $((datasize / 1000000)) MB, zstd level 1"
+  for round in $(seq 1 "$ROUNDS"); do
+    echo " round $round"
+    tag="$1-r$round"
+    # pgbak to local disk, S3, Azure, GCS.
+    pgbak_conf "local-$tag" "$work/local-$tag/base" "$work/local-$tag/wals"
+    read -r secs rss < <(measure "$PGBAK" -q -c "$work/local-$tag.conf" backup bench)
+    report "pgbak" local "$secs" "$rss" "$(du -sb "$work/local-$tag/base" | cut -f1)"
+    for t in s3 azure gs; do
+      pgbak_conf "$t-$tag" "$t://pgbak-bench/pgbak/$tag/base" "$t://pgbak-bench/pgbak/$tag/wals"
+      read -r secs rss < <(measure "$PGBAK" -q -c "$work/$t-$tag.conf" backup bench)
+      report "pgbak" "$t" "$secs" "$rss" "$(stored "$t://pgbak-bench/pgbak/$tag/base")"
+    done
+    # pgBackRest to S3.
+    if [ "$HAVE_PGBR" = 1 ]; then
+      for p in 1 2; do
+        read -r secs rss < <(measure pgbackrest --config="$work/pgbr-$p.conf" --stanza=bench --type=full backup)
+        report "pgbackrest (process-max $p)" s3 "$secs" "$rss" \
+          "$(as_pg pgbackrest --config="$work/pgbr-$p.conf" --stanza=bench info --output=json \
+            | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backup"][-1]["info"]["repository"]["delta"])')"
+      done
+    fi
+    # barman-cloud-backup to S3.
+    if [ "$HAVE_BARMAN" = 1 ]; then
+      read -r secs rss < <(measure "$work/venv/bin/barman-cloud-backup" "${BARMAN_S3[@]}" --zstd \
+        -h 127.0.0.1 -p "$PORT" -U postgres --immediate-checkpoint "s3://pgbak-bench/barman/$tag" bench)
+      report "barman-cloud-backup" s3 "$secs" "$rss" "$(stored "s3://pgbak-bench/barman/$tag")"
+    fi
+    # pg_basebackup to local disk, for reference.
+    as_pg mkdir -p "$work/pgbb-$tag"
+    read -r secs rss < <(measure "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres \
+      -D "$work/pgbb-$tag" -Ft --compress=client-zstd:1 -X none --no-sync -c fast)
+    report "pg_basebackup" local "$secs" "$rss" "$(du -sb "$work/pgbb-$tag" | cut -f1)"
+    rm -rf "$work/pgbb-$tag" "$work/local-$tag"
+  done
+}
+
+# --- dataset 1: pgbench ---------------------------------------------------------------------------
+as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
+psql_ "CHECKPOINT" >/dev/null
+backups pgbench "pgbench scale $SCALE"
+
+# --- WAL archiving to S3: real segments of this cluster -------------------------------------------
+psql_ "SELECT pg_switch_wal()" >/dev/null
+sleep 1
+mapfile -t segs < <(ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | sort | head -n "$NSEG")
+n=${#segs[@]}
+for s in "${segs[@]}"; do cp "$work/spool/$s" "$work/raw/$s"; done
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/raw"
+rate() { # label seconds count rss_kb
+  awk -v l="$1" -v s="$2" -v n="$3" -v r="$4" \
+    'BEGIN { printf "  %-40s %7.2f s  %7.1f segments/s  %6.1f ms/segment  peak RSS %5.1f MB\n", l, s, n/s, s*1000/n, r/1024 }'
+}
+# Archives every segment with one process each; prints "seconds max_peak_rss_kb".
+archive_all() { # command... (the segment path is appended)
+  local t0 t1 max=0 out
+  t0=$(now)
+  for s in "${segs[@]}"; do
+    if ! out=$(with_cloud /usr/bin/time -f "%M" "$@" "$work/raw/$s" 2>&1 >/dev/null); then
+      echo "FAILED: $* $s" >&2; echo "$out" | tail -n 20 >&2; exit 1
+    fi
+    r=$(echo "$out" | tail -n 1); [ "$r" -gt "$max" ] && max=$r
+  done
+  t1=$(now)
+  echo "$(el "$t0" "$t1") $max"
+}
+echo "WAL archiving to S3: $n segments of 16 MiB, one process per segment, zstd"
+for round in $(seq 1 "$ROUNDS"); do
+  echo " round $round"
+  pgbak_conf "wal-r$round" "s3://pgbak-bench/walbench/r$round/base" "s3://pgbak-bench/walbench/r$round/wals"
+  read -r secs rss < <(archive_all "$PGBAK" -q -c "$work/wal-r$round.conf" archive-wal bench)
+  rate "pgbak archive-wal" "$secs" "$n" "$rss"
+  if [ "$HAVE_PGBR" = 1 ]; then
+    sed -i "s|^repo1-path=.*|repo1-path=/pgbackrest-wal-r$round|" "$work/pgbr-1.conf"
+    as_pg pgbackrest --config="$work/pgbr-1.conf" --stanza=bench stanza-create >/dev/null
+    read -r secs rss < <(archive_all pgbackrest --config="$work/pgbr-1.conf" --stanza=bench archive-push)
+    rate "pgbackrest archive-push" "$secs" "$n" "$rss"
+  fi
+  if [ "$HAVE_BARMAN" = 1 ]; then
+    read -r secs rss < <(archive_all "$work/venv/bin/barman-cloud-wal-archive" "${BARMAN_S3[@]}" --zstd \
+      "s3://pgbak-bench/barman-wal/r$round" bench)
+    rate "barman-cloud-wal-archive" "$secs" "$n" "$rss"
+  fi
+done
+if [ "$HAVE_PGBR" = 1 ]; then
+  sed -i "s|^repo1-path=.*|repo1-path=/pgbackrest-p1|" "$work/pgbr-1.conf"
+fi
+
+# --- dataset 2: random bytes (incompressible), pgbench dropped -------------------------------------
+psql_ "DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers" >/dev/null
+psql_ "CREATE TABLE rnd (id int, b bytea)" >/dev/null
+psql_ "ALTER TABLE rnd ALTER COLUMN b SET STORAGE EXTERNAL" >/dev/null
+rows=$(( RANDOM_MB * 1000000 / 2048 ))
+psql_ "INSERT INTO rnd SELECT g, (SELECT decode(string_agg(replace(gen_random_uuid()::text, '-', ''), ''), 'hex')
+       FROM generate_series(1, 128) WHERE g > 0) FROM generate_series(1, $rows) g" >/dev/null
+psql_ "CHECKPOINT" >/dev/null
+backups random "random bytes, $RANDOM_MB MB in 2 kB values"
