@@ -765,13 +765,12 @@ fn cloud_options(r: &Reader<'_>, parallel_jobs: Option<u32>) -> Result<CloudOpti
         0 => Err("must be at least 1 second".to_string()),
         n => Ok(std::time::Duration::from_secs(n)),
     })?;
-    o.max_attempts = r.parse(
-        "cloud_max_attempts",
-        |v| match values::unsigned_value::<u32>(v)? {
+    o.max_attempts = r.parse("cloud_max_attempts", |v| {
+        match values::unsigned_value::<u32>(v)? {
             n @ 1..=100 => Ok(n),
             _ => Err("must be between 1 and 100".to_string()),
-        },
-    )?;
+        }
+    })?;
     o.azure_credential = r.parse("azure_credential", word::<AzureCredential>)?;
     o.azure_account = r.string("azure_storage_account")?;
     o.gcp_credentials_file = r.parse("gcp_credentials_file", values::path_value)?;
