@@ -426,13 +426,13 @@ impl Emulator {
         }
     }
 
-    /// Multipart uploads in progress in an S3 bucket, asked without pgbak.
+    /// Keys of the multipart uploads in progress in an S3 bucket, asked without pgbak.
     pub fn raw_s3_uploads(&self, bucket: &str) -> Vec<String> {
         assert_eq!(self.kind, Kind::S3);
         let (status, body) = http(self.addr(), "GET", &format!("/{bucket}?uploads"), &[], b"")
             .expect("list uploads");
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        xml_values(&String::from_utf8_lossy(&body), "UploadId")
+        xml_values(&String::from_utf8_lossy(&body), "Key")
     }
 }
 
@@ -565,6 +565,13 @@ impl SeenRequest {
 
 struct ProxyState {
     upstream: SocketAddr,
+    /// Bytes of upload bodies forwarded so far.
+    uploaded: AtomicU64,
+    /// Forwarding of upload bodies stops when `uploaded` reaches this, until released.
+    hold_at: AtomicU64,
+    /// Whether an upload is held now, and the signal of its changes.
+    held: Mutex<bool>,
+    held_changed: std::sync::Condvar,
     fail_left: AtomicU32,
     fail_status: Mutex<(u16, String, String)>,
     corrupt_left: AtomicU32,
@@ -588,6 +595,10 @@ impl FaultProxy {
         let port = listener.local_addr().expect("addr").port();
         let state = Arc::new(ProxyState {
             upstream,
+            uploaded: AtomicU64::new(0),
+            hold_at: AtomicU64::new(u64::MAX),
+            held: Mutex::new(false),
+            held_changed: std::sync::Condvar::new(),
             fail_left: AtomicU32::new(0),
             fail_status: Mutex::new((503, "SlowDown".into(), "Slow Down".into())),
             corrupt_left: AtomicU32::new(0),
@@ -639,6 +650,33 @@ impl FaultProxy {
         for s in self.state.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+    }
+
+    /// Stops forwarding upload bodies (PUT or POST) once `bytes` more of them have gone
+    /// through, leaving the upload in the middle until [`FaultProxy::release`]: a test can then
+    /// stop the store, or kill the uploader, at a point it knows.
+    pub fn hold_uploads_after(&self, bytes: u64) {
+        let now = self.state.uploaded.load(Ordering::SeqCst);
+        self.state.hold_at.store(now + bytes, Ordering::SeqCst);
+    }
+
+    /// Waits until an upload is held (see [`FaultProxy::hold_uploads_after`]); false after
+    /// `timeout` without one.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        let held = self.state.held.lock().unwrap();
+        let (held, _) = self
+            .state
+            .held_changed
+            .wait_timeout_while(held, timeout, |h| !*h)
+            .unwrap();
+        *held
+    }
+
+    /// Lets held uploads go on, and holds no more.
+    pub fn release(&self) {
+        self.state.hold_at.store(u64::MAX, Ordering::SeqCst);
+        *self.state.held.lock().unwrap() = false;
+        self.state.held_changed.notify_all();
     }
 
     /// Forwards again after [`FaultProxy::cut`].
@@ -735,7 +773,47 @@ fn serve(st: Arc<ProxyState>, client: TcpStream) -> std::io::Result<()> {
         }
         let up = upstream.as_mut().expect("connected");
         up.write_all(&head)?;
-        copy_body(&mut reader, up, length, chunked, corrupt)?;
+        let upload = method == "PUT" || method == "POST";
+        let mut gate = HoldGate {
+            to: up,
+            st: upload.then_some(&*st),
+        };
+        copy_body(&mut reader, &mut gate, length, chunked, corrupt)?;
+    }
+}
+
+/// A writer that counts the upload bytes going through it and holds them at the proxy's
+/// `hold_at` mark until released.
+struct HoldGate<'a> {
+    to: &'a mut TcpStream,
+    st: Option<&'a ProxyState>,
+}
+
+impl Write for HoldGate<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(st) = self.st else {
+            return self.to.write(buf);
+        };
+        let done = st.uploaded.load(Ordering::SeqCst);
+        let hold_at = st.hold_at.load(Ordering::SeqCst);
+        if done >= hold_at {
+            let mut held = st.held.lock().unwrap();
+            *held = true;
+            st.held_changed.notify_all();
+            while *held && st.hold_at.load(Ordering::SeqCst) != u64::MAX {
+                held = st.held_changed.wait(held).unwrap();
+            }
+            drop(held);
+            return self.write(buf);
+        }
+        let room = (hold_at - done).min(buf.len() as u64) as usize;
+        let n = self.to.write(&buf[..room])?;
+        st.uploaded.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.to.flush()
     }
 }
 

@@ -177,6 +177,9 @@ pub struct ClusterOptions {
     /// Leave out the `host ... trust` lines for 127.0.0.1: TCP clients get only the `hba` lines
     /// (a `hostssl`-only configuration). Unix-socket access stays open.
     pub no_tcp_trust: bool,
+    /// Environment variables of the server process, which its `archive_command` and
+    /// `restore_command` inherit (such as the credentials of an object store).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running throwaway PostgreSQL cluster, stopped (immediately) on drop.
@@ -188,6 +191,7 @@ pub struct Cluster {
     pub port: u16,
     log: PathBuf,
     running: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -256,6 +260,7 @@ impl Cluster {
             socket_dir,
             port: free_port(),
             running: false,
+            env: opts.env,
         }
     }
 
@@ -269,6 +274,16 @@ impl Cluster {
     /// its own socket dir, with `extra` settings passed on the command line. The data directory
     /// must belong to the cluster owner.
     pub fn start_existing(data_dir: &Path, extra: &[&str]) -> Cluster {
+        Cluster::start_existing_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Cluster::start_existing`] with environment variables for the server process (and so
+    /// for its `restore_command`).
+    pub fn start_existing_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Cluster {
         let root = postgres_tempdir();
         let socket_dir = root.path().join("sock");
         std::fs::create_dir(&socket_dir).expect("socket dir");
@@ -280,6 +295,7 @@ impl Cluster {
             socket_dir,
             port: 0,
             running: false,
+            env: env.to_vec(),
         };
         for _ in 0..5 {
             if c.start_on(free_port(), extra) {
@@ -310,6 +326,7 @@ impl Cluster {
                 .arg("-l")
                 .arg(&self.log)
                 .args(["-w", "-t", "120", "-o", &opts, "start"])
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .output()
                 .expect("pg_ctl");
@@ -562,3 +579,5 @@ mod tls;
 pub use tls::TestPki;
 
 pub mod emulators;
+
+pub mod cloud;

@@ -193,6 +193,16 @@ impl PgbakEnv {
         .ok();
     }
 
+    /// Starts the shipped pgbak binary ([`pgbak_bin`]) in the background with extra
+    /// environment variables.
+    pub fn spawn_plain_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Child {
+        let mut c = self.command(args);
+        c.envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn pgbak")
+    }
+
     /// Starts pgbak in the background.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)

@@ -7,7 +7,7 @@
 
 use crate::durable::SyncMethod;
 use crate::strategy::{BackupDestination, CopyOutcome, CopyProgress, CopyStrategy};
-use crate::writer::{self, Job, Target, WriterOutput};
+use crate::writer::{self, Job, Target, UploadWatches, WriterOutput};
 use crate::{Error, Result};
 use pgbak_compress::Compression;
 use pgbak_wal::{
@@ -88,6 +88,7 @@ impl CopyStrategy for StreamingCopy {
                     storage: storage.clone(),
                     prefix: prefix.clone(),
                     compressor: compressor.clone(),
+                    uploads: UploadWatches::default(),
                 }
             }
         };
@@ -128,14 +129,38 @@ impl StreamingCopy {
 
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let (recycle_tx, recycle_rx) = sync_channel(CHANNEL_DEPTH + 2);
+        // Told when the writer fails, and watching the uploads it started: a backup whose
+        // storage stopped ends now rather than when the server has sent everything (at the end
+        // the server waits for its WAL to be archived, perhaps into the same unreachable store).
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+        let uploads = match &target {
+            Target::Tar { uploads, .. } => uploads.clone(),
+            Target::Plain { .. } => UploadWatches::default(),
+        };
         let worker = std::thread::Builder::new()
             .name("pgbak-copy-writer".into())
-            .spawn(move || writer::run(target, server_compression, rx, recycle_tx))
+            .spawn(move || {
+                let written = writer::run(target, server_compression, rx, recycle_tx);
+                if written.is_err() {
+                    let _ = failed_tx.send(());
+                }
+                written
+            })
             .map_err(|e| Error::stream("start", "backup writer thread", e))?;
 
         let mut sink = Sink::new(tx, recycle_rx, progress, server_version_num);
         sink.archive_suffix = server_compression.map_or("", |c| c.tar_suffix());
-        let streamed = client.base_backup(&self.options, &mut sink).await;
+        let streamed = tokio::select! {
+            streamed = client.base_backup(&self.options, &mut sink) => streamed,
+            () = writer_failed(failed_rx) => Err(pgbak_wal::Error::Io {
+                context: "base backup".into(),
+                source: writer_gone(),
+            }),
+            e = upload_failed(&uploads) => Err(pgbak_wal::Error::Io {
+                context: "base backup".into(),
+                source: e.into_io(),
+            }),
+        };
         let finished = match streamed {
             Ok(_) => sink.finish(),
             Err(_) => Ok(()),
@@ -175,6 +200,23 @@ impl StreamingCopy {
             systemid: system.systemid,
             wal_segment_size,
         })
+    }
+}
+
+/// Resolves when the writer reports a failure; never when it ends well.
+async fn writer_failed(failed: tokio::sync::oneshot::Receiver<()>) {
+    if failed.await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves with the failure of an upload of the writer, checked every second.
+async fn upload_failed(uploads: &UploadWatches) -> pgbak_storage::Error {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Some(e) = uploads.failure() {
+            return e;
+        }
     }
 }
 

@@ -14,12 +14,12 @@ use crate::{Error, Result};
 use pgbak_compress::pipeline::WritePipeline;
 use pgbak_compress::{Codec, Compression, Compressor};
 use pgbak_storage::staging::DurableFile;
-use pgbak_storage::{CommitMode, ObjectWriter, StorageBackend};
+use pgbak_storage::{CommitMode, FailureWatch, ObjectWriter, StorageBackend};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Largest `backup_label` or `tablespace_map` kept in memory; real ones are a few hundred bytes
 /// (a map grows by one line per tablespace).
@@ -72,7 +72,34 @@ pub(crate) enum Target {
         storage: Arc<dyn StorageBackend>,
         prefix: String,
         compressor: Arc<dyn Compressor>,
+        uploads: UploadWatches,
     },
+}
+
+/// The uploads a tar target started, so that the receiving side can see a part that failed in
+/// the background while it waits for the server (at the end of a backup the server may wait a
+/// long time for its WAL to be archived, and sends nothing meanwhile).
+#[derive(Clone, Default, Debug)]
+pub(crate) struct UploadWatches(Arc<Mutex<Vec<FailureWatch>>>);
+
+impl UploadWatches {
+    fn add(&self, object: &dyn ObjectWriter) {
+        if let Some(watch) = object.failure_watch() {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(watch);
+        }
+    }
+
+    /// The failure of an upload, if one failed.
+    pub(crate) fn failure(&self) -> Option<pgbak_storage::Error> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find_map(FailureWatch::failure)
+    }
 }
 
 /// What the writer produced once everything was committed.
@@ -203,6 +230,7 @@ impl Writer {
                 storage,
                 prefix,
                 compressor,
+                uploads,
             } => {
                 let suffix = match self.server_compression {
                     Some(c) => c.tar_suffix(),
@@ -211,6 +239,7 @@ impl Writer {
                 let file_name = format!("{name}{suffix}");
                 let key = join_key(prefix, &file_name);
                 let object = storage.put(&key)?;
+                uploads.add(&*object);
                 let (object, stats) = if let Some(c) = self.server_compression {
                     // Stored as received: the pipeline only counts the bytes.
                     let mut stored = WritePipeline::builder(&Codec::none())
@@ -328,11 +357,16 @@ impl Writer {
     fn manifest(&mut self, pending: &mut Vec<Pending>, out: &mut WriterOutput) -> Result<bool> {
         match &self.target {
             Target::Tar {
-                storage, prefix, ..
+                storage,
+                prefix,
+                uploads,
+                ..
             } => {
                 let key = join_key(prefix, "backup_manifest");
+                let object = storage.put(&key)?;
+                uploads.add(&*object);
                 let mut stored = WritePipeline::builder(&Codec::none())
-                    .build(storage.put(&key)?)
+                    .build(object)
                     .map_err(|e| Error::stream("write", &key, e))?;
                 if !self.copy_raw(&mut stored, &key)? {
                     return Ok(false);
@@ -669,6 +703,7 @@ mod tests {
             storage: storage.clone(),
             prefix: "b1".into(),
             compressor: Arc::new(Codec::new(compression, None).unwrap()),
+            uploads: UploadWatches::default(),
         };
         (storage, target)
     }

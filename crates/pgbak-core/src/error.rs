@@ -97,17 +97,78 @@ impl Error {
     /// refuses access or its bucket or container does not exist, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         use pgbak_storage::ErrorKind as K;
-        match self {
-            Error::Config(_) | Error::Usage(_) => 2,
+        if matches!(self, Error::Config(_) | Error::Usage(_)) {
+            return 2;
+        }
+        match self.storage_cause() {
             // Local I/O errors are ordinary failures; these codes are about remote stores.
-            Error::Storage(pgbak_storage::Error::Io { .. }) => 1,
-            Error::Storage(e) => match e.kind() {
+            None | Some(pgbak_storage::Error::Io { .. }) => 1,
+            Some(e) => match e.kind() {
                 K::Config | K::InvalidKey => 2,
                 K::Unreachable => 3,
                 K::PermissionDenied | K::NoSuchBucket => 4,
                 _ => 1,
             },
-            _ => 1,
         }
+    }
+
+    /// The storage error this one comes from: itself, or the cause of a failed write or read
+    /// (a storage error travels through `std::io` inside the stream pipeline).
+    fn storage_cause(&self) -> Option<&pgbak_storage::Error> {
+        if let Error::Storage(e) = self {
+            return Some(e);
+        }
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            if let Some(s) = e.downcast_ref::<pgbak_storage::Error>() {
+                return Some(s);
+            }
+            if let Some(s) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(pgbak_storage::Error::from_io)
+            {
+                return Some(s);
+            }
+            cause = e.source();
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn missing_bucket() -> pgbak_storage::Error {
+        pgbak_storage::Error::NoSuchBucket {
+            repo: "s3://b/p".into(),
+            detail: "NoSuchBucket".into(),
+        }
+    }
+
+    #[test]
+    fn a_store_error_gives_its_exit_code_through_the_stream_that_carried_it() {
+        assert_eq!(Error::Storage(missing_bucket()).exit_code(), 4);
+        let through_io = Error::io("write", "s3://b/p/k", missing_bucket().into_io());
+        assert_eq!(through_io.exit_code(), 4, "{through_io}");
+        let unreachable = pgbak_storage::Error::Unreachable {
+            repo: "gs://b".into(),
+            op: "put",
+            key: None,
+            detail: "connection refused".into(),
+        };
+        let through_copy = Error::Copy(pgbak_copy::Error::Stream {
+            op: "write",
+            what: "k".into(),
+            source: unreachable.into_io(),
+        });
+        assert_eq!(through_copy.exit_code(), 3, "{through_copy}");
+        let local = Error::io(
+            "write",
+            "/x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(local.exit_code(), 1);
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
     }
 }

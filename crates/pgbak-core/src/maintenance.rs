@@ -384,6 +384,11 @@ pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
         "backup_directory",
         cfg.backup_directory.display().to_string(),
     );
+    // Where the backups and the WAL rest: below backup_directory by default, but an object
+    // store when they are URLs (shown without secrets, with a custom endpoint).
+    let stores = server.stores();
+    put("basebackups_directory", stores.backups.describe());
+    put("wals_directory", stores.wals.describe());
     s.extend(crate::diagnose::status_rows(server));
     Ok(s)
 }

@@ -122,6 +122,42 @@ pub enum CommitMode {
 pub trait ObjectWriter: Write + Send {
     /// Makes the object durable and visible under its key.
     fn commit(self: Box<Self>, mode: CommitMode) -> Result<()>;
+
+    /// A watch on the parts this writer sends in the background, for a caller that may wait long
+    /// between writes and wants to learn early that the upload is lost. `None` when nothing is
+    /// sent in the background (every failure then shows in `write` or `commit`).
+    fn failure_watch(&self) -> Option<FailureWatch> {
+        None
+    }
+}
+
+/// Tells, without blocking, whether an upload has already failed in the background: a part sent
+/// while its writer waited for more bytes was refused, or the store stopped answering. The
+/// writer reports the same failure at its next write and at commit.
+#[derive(Clone, Default)]
+pub struct FailureWatch(Arc<std::sync::OnceLock<FailureMaker>>);
+
+type FailureMaker = Box<dyn Fn() -> Error + Send + Sync>;
+
+impl FailureWatch {
+    /// The failure, if one happened.
+    pub fn failure(&self) -> Option<Error> {
+        self.0.get().map(|make| make())
+    }
+
+    /// Records the first failure; later ones are ignored.
+    #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
+    pub(crate) fn fail(&self, make: impl Fn() -> Error + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(make));
+    }
+}
+
+impl std::fmt::Debug for FailureWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureWatch")
+            .field("failed", &self.0.get().is_some())
+            .finish()
+    }
 }
 
 /// A place where objects rest.

@@ -150,6 +150,7 @@ pub(crate) const SERVER: &[&str] = &[
     "aws_request_checksum_calculation",
     "azure_storage_account",
     "gcp_credentials_file",
+    "cloud_max_attempts",
 ];
 
 /// Server options Barman has (3.20) that are not typed options of pgbak, and what pgbak does

@@ -125,7 +125,7 @@ pub struct ServerConfig {
     /// `aws_sse_kms_key_id`, `aws_read_timeout`, `azure_credential`,
     /// `cloud_upload_min_chunk_size`, `cloud_delete_batch_size`, and pgbak's
     /// `cloud_endpoint_url`, `aws_addressing_style`, `aws_request_checksum_calculation`,
-    /// `azure_storage_account`, `gcp_credentials_file`; uploads run `parallel_jobs` parts at once
+    /// `azure_storage_account`, `gcp_credentials_file`, `cloud_max_attempts`; uploads run `parallel_jobs` parts at once
     /// when it is set. Credentials come from each store's standard environment, never from the
     /// file.
     pub cloud: CloudOptions,
@@ -715,6 +715,10 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
                 .as_ref()
                 .map(|p| p.display().to_string()),
         ),
+        (
+            "cloud_max_attempts",
+            c.cloud.max_attempts.map(|n| n.to_string()),
+        ),
     ];
     debug_assert_eq!(pairs.len(), keys::SERVER.len());
     pairs
@@ -760,6 +764,12 @@ fn cloud_options(r: &Reader<'_>, parallel_jobs: Option<u32>) -> Result<CloudOpti
     o.read_timeout = r.parse("aws_read_timeout", |v| match values::seconds_value(v)? {
         0 => Err("must be at least 1 second".to_string()),
         n => Ok(std::time::Duration::from_secs(n)),
+    })?;
+    o.max_attempts = r.parse("cloud_max_attempts", |v| {
+        match values::unsigned_value::<u32>(v)? {
+            n @ 1..=100 => Ok(n),
+            _ => Err("must be between 1 and 100".to_string()),
+        }
     })?;
     o.azure_credential = r.parse("azure_credential", word::<AzureCredential>)?;
     o.azure_account = r.string("azure_storage_account")?;

@@ -703,6 +703,18 @@ fn invalid_values_are_errors_at_their_line() {
             "at least 1 second",
         ),
         (
+            "cloud_max_attempts = 0\n",
+            5,
+            "cloud_max_attempts",
+            "between 1 and 100",
+        ),
+        (
+            "cloud_max_attempts = many\n",
+            5,
+            "cloud_max_attempts",
+            "many",
+        ),
+        (
             "cloud_endpoint_url = 127.0.0.1:9000\n",
             5,
             "cloud_endpoint_url",
@@ -1098,6 +1110,7 @@ fn object_storage_repositories_and_their_options() {
          azure_credential = managed-identity\n\
          azure_storage_account = pgbakacct\n\
          gcp_credentials_file = /etc/pgbak/gcs.json\n\
+         cloud_max_attempts = 3\n\
          cloud_staging_directory = /tmp/staging\n",
     ));
     let main = config.server("main").unwrap();
@@ -1127,6 +1140,7 @@ fn object_storage_repositories_and_their_options() {
     assert_eq!(c.part_size, Some(16 << 20));
     assert_eq!(c.delete_batch_size, Some(500));
     assert_eq!(c.upload_concurrency, Some(4));
+    assert_eq!(c.max_attempts, Some(3));
     assert_eq!(
         c.azure_credential,
         Some(pgbak_storage::AzureCredential::ManagedIdentity)
@@ -1144,6 +1158,10 @@ fn object_storage_repositories_and_their_options() {
     assert_eq!(
         main.raw.get("aws_encryption").map(String::as_str),
         Some("aws:kms")
+    );
+    assert_eq!(
+        main.raw.get("cloud_max_attempts").map(String::as_str),
+        Some("3")
     );
     // Staging is not needed: a warning says so.
     assert!(

@@ -15,7 +15,7 @@
 use crate::cloud::digest::{Running, Wanted, Whole};
 use crate::cloud::runtime::Runtime;
 use crate::cloud::{Class, CloudError};
-use crate::{CommitMode, Error, ObjectWriter, Result};
+use crate::{CommitMode, Error, FailureWatch, ObjectWriter, Result};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -195,6 +195,8 @@ pub(crate) struct MultipartWriter<T: UploadTarget> {
     next_index: u32,
     offset: u64,
     failed: Option<Error>,
+    /// Set by a part that fails in the background.
+    watch: FailureWatch,
     finished: bool,
     mode_hint: Option<CommitMode>,
 }
@@ -224,6 +226,7 @@ impl<T: UploadTarget> MultipartWriter<T> {
             next_index: 0,
             offset: 0,
             failed: None,
+            watch: FailureWatch::default(),
             finished: false,
             mode_hint: None,
         }
@@ -348,10 +351,15 @@ impl<T: UploadTarget> MultipartWriter<T> {
         self.offset += data.len() as u64;
         let target = self.target.clone();
         let session = self.session.clone().expect("session started");
+        let (watch, repo, key) = (self.watch.clone(), self.repo.clone(), self.key.clone());
         let task = self.rt.handle().spawn(async move {
             let r = target.upload_part(session, index, offset, data).await;
             drop(held);
             drop(permit);
+            if let Err(e) = &r {
+                let e = e.clone();
+                watch.fail(move || e.clone().into_error(&repo, "put", Some(key.as_str())));
+            }
             r.map(|p| (index, p))
         });
         self.in_flight.push_back(task);
@@ -429,7 +437,17 @@ impl<T: UploadTarget> Write for MultipartWriter<T> {
         Ok(data.len())
     }
 
+    /// Reports a part that has failed so far, without waiting for the others, so that a writer
+    /// fed slowly learns early that its upload is lost. Nothing becomes visible before commit.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(io::Error::other(format!("an earlier write failed: {e}")));
+        }
+        if let Err(e) = self.reap(false) {
+            self.failed = Some(self.error("put", e.clone()));
+            self.abort_now();
+            return Err(self.error("put", e).into_io());
+        }
         Ok(())
     }
 }
@@ -442,6 +460,10 @@ impl<T: UploadTarget> ObjectWriter for MultipartWriter<T> {
         }
         // On failure Drop aborts the upload.
         r
+    }
+
+    fn failure_watch(&self) -> Option<FailureWatch> {
+        Some(self.watch.clone())
     }
 }
 
@@ -617,6 +639,49 @@ mod tests {
         assert_eq!(w.part_size_for(0), PART as usize);
         assert_eq!(w.part_size_for(2), 2 * PART as usize);
         assert_eq!(w.part_size_for(7), 8 * PART as usize);
+    }
+
+    #[test]
+    fn a_failed_part_shows_in_the_watch_and_in_flush_before_the_commit() {
+        let fake = Arc::new(Fake {
+            fail_part: Some(0),
+            ..Fake::default()
+        });
+        let pool = UploadPool::new(PART, 2, Duration::from_secs(1));
+        let mut w = Box::new(writer(fake.clone(), pool));
+        let watch = w.failure_watch().expect("a multipart writer has a watch");
+        assert!(watch.failure().is_none());
+        // Part 0 is shipped when the first byte of part 1 comes.
+        w.write_all(&data(PART as usize + 1)).unwrap();
+        let started = std::time::Instant::now();
+        let seen = loop {
+            if let Some(e) = watch.failure() {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no failure seen"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(seen.kind(), crate::ErrorKind::PermissionDenied, "{seen}");
+        let e = loop {
+            match w.flush() {
+                Err(e) => break e,
+                Ok(()) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "no failure seen"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        assert!(e.to_string().contains("denied"), "{e}");
+        assert_eq!(fake.events.lock().unwrap().last().unwrap(), "abort");
+        assert!(w.write_all(b"more").is_err());
+        assert!(w.commit(CommitMode::Replace).is_err());
+        assert!(fake.object.lock().unwrap().is_none());
     }
 
     #[test]
