@@ -464,7 +464,7 @@ fn append(path: &Path, text: &str) {
 }
 
 mod pgbak;
-pub use pgbak::{read_tree, recover_and_start, PgbakEnv, PgbakOutput};
+pub use pgbak::{md5_hex, put_wal_input, read_tree, recover_and_start, PgbakEnv, PgbakOutput};
 
 impl Cluster {
     /// Prints the server log when the PGBAK_TEST_LOG environment variable is set (debugging aid).

@@ -5,6 +5,7 @@ use crate::{
     command_as_owner, give_to_owner, pgbak_bin, pgbak_test_hooks_bin, postgres_tempdir, Cluster,
     ClusterOptions,
 };
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -328,4 +329,52 @@ pub fn recover_and_start(env: &PgbakEnv, folder: &str, args: &[&str]) -> Cluster
         std::time::Duration::from_secs(180),
     );
     restored
+}
+
+/// The tar stream `put-wal` reads: one WAL file `name` and, when `sums` is given, an `MD5SUMS`
+/// entry with that text.
+pub fn put_wal_input(name: &str, data: &[u8], sums: Option<&str>) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000600");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    let mut out = Vec::new();
+    entry(&mut out, name, data);
+    if let Some(s) = sums {
+        entry(&mut out, "MD5SUMS", s.as_bytes());
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// MD5 of `data` in hexadecimal, computed by `md5sum` (as Barman's side would).
+pub fn md5_hex(data: &[u8]) -> String {
+    let out = std::process::Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }

@@ -7,7 +7,9 @@
 use pgbak_storage::CommitMode;
 use pgbak_tests::cloud::CloudEnv;
 use pgbak_tests::emulators::{Emulator, Kind};
-use pgbak_tests::{command_as_owner, pgbak_bin, Cluster, ClusterOptions};
+use pgbak_tests::{
+    command_as_owner, md5_hex, pgbak_bin, put_wal_input, Cluster, ClusterOptions, PgbakOutput,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ on_every_cloud!(
     point_in_time_recovery_from_the_bucket,
     retention_keep_delete_and_verify_in_the_bucket,
     local_to_cloud_with_wal_streamed_into_the_bucket,
+    check_backup_put_wal_rebuild_and_other_targets_on_the_bucket,
 );
 
 fn ids(c: &Cluster) -> String {
@@ -504,4 +507,115 @@ fn local_to_cloud_with_wal_streamed_into_the_bucket(kind: Kind) {
     for secret in pgbak_tests::cloud::SECRETS {
         assert!(!text.contains(secret), "receive-wal logged a secret");
     }
+}
+
+/// The commands the round trip leaves out, on the bucket: `check-backup`, `rebuild-xlogdb`
+/// (the index made again from a listing), recovery to a transaction id and to the end of the
+/// backup, and `put-wal` (what a database host's `wal-archive` sends) into a repository of its
+/// own.
+fn check_backup_put_wal_rebuild_and_other_targets_on_the_bucket(kind: Kind) {
+    let emu = Emulator::shared(kind);
+    let env = CloudEnv::new(emu);
+    let cluster = env.cluster("compression = lz4\nbackup_compression = gzip\n");
+    cluster.psql(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, 1, 1000);
+    let id = env.backup()["backup_id"].as_str().unwrap().to_string();
+    let at_backup = ids(&cluster);
+    insert(&cluster, 1001, 1100);
+    let xid = cluster.psql("INSERT INTO t (id, v) VALUES (1101, 'x') RETURNING xmin::text");
+    let at_xid = ids(&cluster);
+    insert(&cluster, 1102, 1200);
+    env.switch_wal_archived();
+
+    let out = env.run(&["check-backup", "main", &id]);
+    assert_eq!(out.code, 0, "{kind:?}: {out:?}");
+    assert!(
+        out.stdout.contains("are archived (status DONE)"),
+        "{}",
+        out.stdout
+    );
+
+    let segments = archived_segments(emu, &env);
+    let rebuilt = env
+        .run(&["-f", "json", "rebuild-xlogdb", "main"])
+        .ok()
+        .json();
+    assert!(
+        rebuilt["entries"].as_u64().unwrap() >= segments.len() as u64,
+        "{kind:?}: {rebuilt} for {segments:?}"
+    );
+    assert_eq!(rebuilt["unknown"], serde_json::json!([]), "{rebuilt}");
+    assert_eq!(rebuilt["unreadable"], serde_json::json!([]), "{rebuilt}");
+
+    let r = env.recover_and_start(
+        &id,
+        "by_xid",
+        &[
+            "--target-xid",
+            &xid,
+            "--target-action",
+            "promote",
+            "--get-wal",
+        ],
+    );
+    assert_eq!(ids(&r), at_xid, "{kind:?}: recovery to xid {xid}");
+    drop(r);
+    let r = env.recover_and_start(
+        &id,
+        "immediate",
+        &["--target-immediate", "--target-action", "promote"],
+    );
+    assert_eq!(
+        ids(&r),
+        at_backup,
+        "{kind:?}: recovery to the end of the backup"
+    );
+    drop(r);
+
+    // put-wal: a segment of this server, with its MD5SUMS, into another repository.
+    let name = segments.iter().next_back().unwrap().clone();
+    let fetched = env.pgbak.restore_dir("fetched");
+    env.run(&["get-wal", "main", &name, fetched.to_str().unwrap()])
+        .ok();
+    let bytes = std::fs::read(&fetched).unwrap();
+    let other = CloudEnv::new(emu);
+    other.write_config_without_server("compression = zstd\n");
+    let input = put_wal_input(
+        &name,
+        &bytes,
+        Some(&format!("{} *{name}\n", md5_hex(&bytes))),
+    );
+    let mut child = command_as_owner(pgbak_bin())
+        .arg("-c")
+        .arg(&other.pgbak.config)
+        .args(["put-wal", "main"])
+        .envs(other.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out = PgbakOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    pgbak_tests::cloud::assert_no_secret("put-wal", &out);
+    assert_eq!(out.code, 0, "{kind:?}: {out:?}");
+    assert!(
+        archived_segments(emu, &other).contains(&name),
+        "{kind:?}: put-wal stored nothing"
+    );
+    let back = other.pgbak.restore_dir("back");
+    other
+        .run(&["get-wal", "main", &name, back.to_str().unwrap()])
+        .ok();
+    assert!(
+        std::fs::read(&back).unwrap() == bytes,
+        "{kind:?}: put-wal changed the segment"
+    );
 }

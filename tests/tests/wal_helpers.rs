@@ -5,7 +5,8 @@
 //! parse, a damaged stream) refused with a clear error and nothing written.
 
 use pgbak_tests::{
-    command_as_owner, give_to_owner, pgbak_bin, Cluster, ClusterOptions, PgbakEnv, Sshd,
+    command_as_owner, give_to_owner, md5_hex, pgbak_bin, put_wal_input, Cluster, ClusterOptions,
+    PgbakEnv, Sshd,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -269,51 +270,6 @@ fn put_wal(env: &PgbakEnv, input: &[u8]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-fn tar_of(name: &str, data: &[u8], sums: Option<&str>) -> Vec<u8> {
-    fn entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000600");
-        h[108..115].copy_from_slice(b"0000000");
-        h[116..123].copy_from_slice(b"0000000");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[136..147].copy_from_slice(b"00000000000");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    let mut out = Vec::new();
-    entry(&mut out, name, data);
-    if let Some(s) = sums {
-        entry(&mut out, "MD5SUMS", s.as_bytes());
-    }
-    out.extend_from_slice(&[0u8; 1024]);
-    out
-}
-
-fn md5_hex(data: &[u8]) -> String {
-    let out = std::process::Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(data)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn archive_files(home: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![home.join("main/wals")];
@@ -412,13 +368,13 @@ fn bad_input_to_the_helpers_is_refused_and_nothing_is_written() {
     for (what, input) in [
         (
             "wrong checksum",
-            tar_of(
+            put_wal_input(
                 &next,
                 &other,
                 Some(&format!("{} *{next}\n", md5_hex(&data))),
             ),
         ),
-        ("no checksum file", tar_of(&next, &data, None)),
+        ("no checksum file", put_wal_input(&next, &data, None)),
         ("not a tar stream", b"hello, this is not tar".repeat(100)),
     ] {
         let out = put_wal(&env, &input);
