@@ -202,8 +202,9 @@ pub struct CloudOptions {
     pub retry_base_delay: Option<Duration>,
     /// Longest backoff delay (default 20 s).
     pub retry_max_delay: Option<Duration>,
-    /// Size of the parts of multipart uploads (`cloud_upload_min_chunk_size`; default 8 MiB,
-    /// at least 5 MiB, at most 512 MiB). An object no larger than one part takes one request.
+    /// Size of the parts of multipart uploads (`cloud_upload_min_chunk_size`; default 5 MiB as in
+    /// Barman, at least 5 MiB, at most 512 MiB). An object no larger than one part takes one
+    /// request.
     pub part_size: Option<u64>,
     /// Parts uploaded at once, across all uploads of one repository (default 2). Memory is
     /// bounded by (open uploads + this) × `part_size`.
@@ -216,8 +217,10 @@ pub struct CloudOptions {
     pub list_page_size: Option<u32>,
 }
 
-/// Default part size of multipart uploads.
-pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+/// Default part size of multipart uploads: barman-cloud's, and S3's smallest, which keeps a
+/// backup to object storage within 64 MB of memory (each upload holds its part being filled and
+/// `upload_concurrency` parts in flight).
+pub const DEFAULT_PART_SIZE: u64 = 5 << 20;
 /// Smallest part size (S3's minimum for all parts but the last).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// Largest part size pgbak accepts.
