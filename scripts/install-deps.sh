@@ -10,6 +10,7 @@ packages=(
   rsync openssh-server openssh-client   # rsync method and SSH helpers
   procps util-linux               # ps, runuser, mount (tmpfs for the full-disk tests)
   strace                          # tests that check what recovery makes durable
+  gnupg libgpgme-dev              # encryption (gpgme) and the gpg command for keys and cross-checks
 )
 
 missing=()

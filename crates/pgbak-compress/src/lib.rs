@@ -9,6 +9,8 @@ mod detect;
 mod encode;
 mod encrypt;
 mod error;
+#[cfg(feature = "gpg")]
+pub mod gpg;
 mod lz4_frames;
 pub mod pipeline;
 
