@@ -581,3 +581,5 @@ pub use tls::TestPki;
 pub mod emulators;
 
 pub mod cloud;
+
+pub mod gpg;

@@ -243,9 +243,15 @@ impl Encryptor for GpgEncryptor {
             let input = Data::from_reader(input).map_err(|e| gpg_error("read", e.error()))?;
             let output = Data::from_writer(output).map_err(|e| gpg_error("write", e.error()))?;
             // The operator named this key: it need not be certified in the keyring's web of
-            // trust (Barman's `gpg --encrypt` runs with the same trust).
-            ctx.encrypt_with_flags(Some(&key), input, output, EncryptFlags::ALWAYS_TRUST)
-                .map_err(|e| gpg_error("encrypt", e))?;
+            // trust (Barman's `gpg --encrypt` runs with the same trust). The data is compressed
+            // already, or incompressible: gpg does not compress again (`--compress-level 0`).
+            ctx.encrypt_with_flags(
+                Some(&key),
+                input,
+                output,
+                EncryptFlags::ALWAYS_TRUST | EncryptFlags::NO_COMPRESS,
+            )
+            .map_err(|e| gpg_error("encrypt", e))?;
             Ok(())
         })?;
         Ok(Box::new(EncryptWriter {

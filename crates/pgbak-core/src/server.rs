@@ -179,7 +179,8 @@ impl Server {
             self.stores.wals.clone(),
             self.stores.errors.clone(),
             codec,
-        ))
+        )
+        .with_encryptor(self.encryptor.clone()))
     }
 
     /// A SQL connection using `conninfo`.

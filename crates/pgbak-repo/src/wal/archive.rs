@@ -12,7 +12,7 @@
 use super::index::{IndexEntry, WalIndex};
 use crate::{Error, Result};
 use pgbak_compress::pipeline::{Digests, ReadPipeline, WritePipeline};
-use pgbak_compress::{Codec, Compression};
+use pgbak_compress::{Codec, Compression, Encryptor};
 use pgbak_storage::{CommitMode, StorageBackend};
 use pgbak_wal::{validate_segment_size, SegmentName, WalFileName};
 use std::collections::BTreeMap;
@@ -42,6 +42,8 @@ pub struct WalArchive {
     storage: Arc<dyn StorageBackend>,
     errors: Arc<dyn StorageBackend>,
     codec: Codec,
+    /// Encrypts what is archived (after compression) and decrypts what is read back.
+    encryptor: Option<Arc<dyn Encryptor>>,
 }
 
 /// Facts read from the long page header at the start of a WAL segment.
@@ -143,7 +145,15 @@ impl WalArchive {
             storage,
             errors,
             codec,
+            encryptor: None,
         }
+    }
+
+    /// Encrypts new files with `encryptor` (after compression), and decrypts with it what is
+    /// read back. Encrypted files are recognised by their content, so an archive may hold both.
+    pub fn with_encryptor(mut self, encryptor: Option<Arc<dyn Encryptor>>) -> Self {
+        self.encryptor = encryptor;
+        self
     }
 
     /// The store of the archive.
@@ -220,6 +230,7 @@ impl WalArchive {
             }
         }
         let mut w = WritePipeline::builder(&self.codec)
+            .encryptor(self.encryptor.clone())
             .measure_plain(Digests::CRC32C)
             .build(self.storage.put_with_mode(&key, CommitMode::CreateNew)?)
             .map_err(|e| Error::io("compress", src, e))?;
@@ -316,6 +327,7 @@ impl WalArchive {
     /// CRC-32C and size of the original bytes of a stored object.
     pub(crate) fn checksum_stored(&self, key: &str) -> Result<(u32, u64)> {
         let mut r = ReadPipeline::builder()
+            .encryptor(self.encryptor.clone())
             .measure_plain(Digests::CRC32C)
             .open(self.storage.get(key)?)
             .map_err(|e| Error::io("read", self.location(key), e))?;
@@ -410,7 +422,7 @@ impl WalArchive {
             }) => Some((*c, *s)),
             _ => None,
         };
-        let mut builder = ReadPipeline::builder();
+        let mut builder = ReadPipeline::builder().encryptor(self.encryptor.clone());
         if let Some((c, s)) = recorded {
             builder = builder.expect(c, s);
         }

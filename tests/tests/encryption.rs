@@ -1,109 +1,15 @@
-//! The GPG stage against real keys made by `gpg` in a throwaway GnuPG home: round trips alone and
-//! under compression, interoperability with the `gpg` command in both directions, and every
-//! failure (wrong passphrase, no secret key, damaged or truncated ciphertext, an abandoned writer,
-//! an unknown recipient).
-
-#![cfg(feature = "gpg")]
+//! Encryption with real keys made by `gpg` in a throwaway GnuPG home: the GPG stage alone
+//! (round trips, interoperability with the `gpg` command both ways, every failure: wrong
+//! passphrase, no secret key, damaged, truncated or abandoned streams, unknown recipient), under
+//! compression in the pipeline, and the WAL archive storing encrypted files and reading them
+//! back, next to clear ones.
 
 use pgbak_compress::gpg::{GpgEncryptor, PassphraseSource};
 use pgbak_compress::pipeline::{ReadPipeline, WritePipeline};
 use pgbak_compress::{Codec, Compression, Encryptor};
+use pgbak_tests::gpg::{TestKeys, BACKUP_KEY, OTHER_KEY, PASSPHRASE};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
-
-const PASSPHRASE: &str = "correct horse battery staple";
-
-/// A GnuPG home with two keys: `backup@pgbak.test` (with [`PASSPHRASE`]) and
-/// `other@pgbak.test` (no passphrase; its secret key is then deleted). Made once per test binary;
-/// its agent is left running for the other tests.
-struct Keys {
-    home: PathBuf,
-    _dir: tempdir::Guard,
-}
-
-mod tempdir {
-    /// Removes the folder at the end (the agent's sockets go with it).
-    pub struct Guard(pub std::path::PathBuf);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("gpgconf")
-                .env("GNUPGHOME", &self.0)
-                .args(["--kill", "gpg-agent"])
-                .status();
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--batch", "--quiet", "--no-tty"])
-        .args(args)
-        .output()
-        .expect("run gpg")
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        // Short: the agent's socket path must fit in 108 bytes.
-        let home = PathBuf::from(format!("/tmp/pgbak-gpg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
-        std::fs::create_dir(&home).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let guard = tempdir::Guard(home.clone());
-        // No passphrase cache: a wrong passphrase must fail even after a right one.
-        std::fs::write(
-            home.join("gpg-agent.conf"),
-            "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n",
-        )
-        .unwrap();
-        for (uid, pass) in [("backup@pgbak.test", PASSPHRASE), ("other@pgbak.test", "")] {
-            let out = gpg(
-                &home,
-                &[
-                    "--pinentry-mode",
-                    "loopback",
-                    "--passphrase",
-                    pass,
-                    "--quick-generate-key",
-                    uid,
-                    "future-default",
-                    "default",
-                    "never",
-                ],
-            );
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        // `other` keeps only its public key.
-        let fpr = fingerprint(&home, "other@pgbak.test");
-        let out = gpg(&home, &["--yes", "--delete-secret-keys", &fpr]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Keys { home, _dir: guard }
-    })
-}
-
-fn fingerprint(home: &Path, uid: &str) -> String {
-    let out = gpg(home, &["--with-colons", "--list-keys", uid]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .expect("fingerprint")
-        .to_string()
-}
+use std::sync::Arc;
 
 fn passphrase(text: &'static str) -> PassphraseSource {
     Arc::new(move || Ok(text.as_bytes().to_vec()))
@@ -111,7 +17,7 @@ fn passphrase(text: &'static str) -> PassphraseSource {
 
 fn stage(recipient: &str, pass: &'static str) -> GpgEncryptor {
     GpgEncryptor::new(recipient)
-        .home(&keys().home)
+        .home(&TestKeys::get().home)
         .passphrase(passphrase(pass))
 }
 
@@ -158,7 +64,7 @@ fn decrypt(e: &GpgEncryptor, data: &[u8]) -> io::Result<Vec<u8>> {
 
 #[test]
 fn round_trips_of_every_size() {
-    let e = stage("backup@pgbak.test", PASSPHRASE);
+    let e = stage(BACKUP_KEY, PASSPHRASE);
     e.check().unwrap();
     for len in [0, 1, 4095, 256 << 10, (3 << 20) + 17] {
         let data = sample(len);
@@ -174,12 +80,13 @@ fn round_trips_of_every_size() {
 
 #[test]
 fn the_gpg_command_reads_what_the_stage_writes_and_the_other_way_round() {
-    let e = stage("backup@pgbak.test", PASSPHRASE);
+    let e = stage(BACKUP_KEY, PASSPHRASE);
     let data = sample(1 << 20);
     let sealed = encrypt(&e, &data);
     // An OpenPGP packet stream: a public-key encrypted session key packet first.
     assert_eq!(sealed[0] & 0x80, 0x80, "not an OpenPGP packet");
-    let out = gpg_stdin(
+    let keys = TestKeys::get();
+    let out = keys.gpg(
         &[
             "--pinentry-mode",
             "loopback",
@@ -187,7 +94,7 @@ fn the_gpg_command_reads_what_the_stage_writes_and_the_other_way_round() {
             PASSPHRASE,
             "--decrypt",
         ],
-        &sealed,
+        Some(&sealed),
     );
     assert!(
         out.status.success(),
@@ -196,15 +103,15 @@ fn the_gpg_command_reads_what_the_stage_writes_and_the_other_way_round() {
     );
     assert!(out.stdout == data, "gpg --decrypt gave other bytes");
 
-    let out = gpg_stdin(
+    let out = keys.gpg(
         &[
             "--trust-model",
             "always",
             "--encrypt",
             "--recipient",
-            "backup@pgbak.test",
+            BACKUP_KEY,
         ],
-        &data,
+        Some(&data),
     );
     assert!(
         out.status.success(),
@@ -214,27 +121,9 @@ fn the_gpg_command_reads_what_the_stage_writes_and_the_other_way_round() {
     assert!(decrypt(&e, &out.stdout).unwrap() == data);
 }
 
-fn gpg_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new("gpg")
-        .env("GNUPGHOME", &keys().home)
-        .args(["--batch", "--quiet", "--no-tty"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    out
-}
-
 #[test]
 fn under_compression_in_the_pipeline() {
-    let e: Arc<dyn Encryptor> = Arc::new(stage("backup@pgbak.test", PASSPHRASE));
+    let e: Arc<dyn Encryptor> = Arc::new(stage(BACKUP_KEY, PASSPHRASE));
     let data = sample(2 << 20);
     let codec = Codec::new(Compression::Zstd, None).unwrap();
     let mut w = WritePipeline::builder(&codec)
@@ -257,17 +146,17 @@ fn under_compression_in_the_pipeline() {
 
 #[test]
 fn failures_are_errors_never_short_reads() {
-    let e = stage("backup@pgbak.test", PASSPHRASE);
+    let e = stage(BACKUP_KEY, PASSPHRASE);
     let data = sample(600 << 10);
     let sealed = encrypt(&e, &data);
 
     // A wrong passphrase.
-    let wrong = stage("backup@pgbak.test", "not it");
+    let wrong = stage(BACKUP_KEY, "not it");
     let err = refused(&wrong, &sealed, "a wrong passphrase");
     assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
 
     // Encrypted to a key whose secret part is not here.
-    let other = stage("other@pgbak.test", "");
+    let other = stage(OTHER_KEY, "");
     let to_other = encrypt(&other, &data);
     let err = refused(&e, &to_other, "no secret key");
     assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
@@ -295,4 +184,66 @@ fn failures_are_errors_never_short_reads() {
     let mut sink = Vec::new();
     assert!(nobody.encrypt(Box::new(&mut sink)).is_err());
     assert!(sink.is_empty());
+}
+
+/// The WAL archive with an encryptor: what it stores is an OpenPGP message that `gpg
+/// --decrypt` turns back into the file compressed; it reads back the original bytes, and a clear
+/// file archived before encryption was turned on still reads back too.
+#[test]
+fn the_wal_archive_stores_encrypted_files_and_reads_them_back() {
+    use pgbak_repo::wal::WalArchive;
+    use pgbak_storage::{LocalStorage, StorageBackend};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StorageBackend> = Arc::new(LocalStorage::new(dir.path().join("wals")));
+    let errors: Arc<dyn StorageBackend> = Arc::new(LocalStorage::new(dir.path().join("errors")));
+    let codec = Codec::new(Compression::Zstd, None).unwrap();
+    let clear = WalArchive::new("main", store.clone(), errors.clone(), codec);
+    let e: Arc<dyn Encryptor> = Arc::new(stage(BACKUP_KEY, PASSPHRASE));
+    let sealed = WalArchive::new("main", store.clone(), errors, codec).with_encryptor(Some(e));
+
+    let history = |tli: u32| {
+        let name = format!("{tli:08X}.history");
+        let text = format!("{}\t0/3000000\tno recovery target specified\n", tli - 1);
+        let path = dir.path().join(&name);
+        std::fs::write(&path, &text).unwrap();
+        (name, path, text)
+    };
+    let (old_name, old_path, old_text) = history(2);
+    clear.archive_file(&old_path).unwrap();
+    let (name, path, text) = history(3);
+    sealed.archive_file(&path).unwrap();
+
+    let key = WalArchive::key_of(&name).unwrap();
+    let mut stored = Vec::new();
+    store.get(&key).unwrap().read_to_end(&mut stored).unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("no recovery target"));
+    let keys = TestKeys::get();
+    let out = keys.gpg(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            PASSPHRASE,
+            "--decrypt",
+        ],
+        Some(&stored),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(zstd::decode_all(&out.stdout[..]).unwrap(), text.as_bytes());
+
+    for (n, t) in [(&name, &text), (&old_name, &old_text)] {
+        let mut back = Vec::new();
+        sealed.fetch_to(n, &mut back, "test").unwrap();
+        assert_eq!(back, t.as_bytes(), "{n}");
+    }
+    // Without the encryptor, the encrypted file is refused, never handed over as it is.
+    let mut back = Vec::new();
+    assert!(clear.fetch_to(&name, &mut back, "test").is_err());
+    assert!(back.is_empty());
+    // Archiving the same file again is recognised as identical through the encryption.
+    assert!(sealed.archive_file(&path).is_ok());
 }
