@@ -119,7 +119,12 @@ impl Emulator {
             Kind::Azure => &AZ,
             Kind::Gcs => &GCS,
         };
-        cell.get_or_init(|| Emulator::launch(kind, false))
+        cell.get_or_init(|| {
+            let e = Emulator::launch(kind, false);
+            // A static is never dropped: its data folder goes when the test binary ends.
+            crate::remove_at_exit(e.data.path().to_path_buf());
+            e
+        })
     }
 
     /// A private instance, for a test that stops or pauses it. Azurite and fake-gcs-server keep

@@ -18,18 +18,33 @@ pub const OTHER_KEY: &str = "other@pgbak.test";
 pub struct TestKeys {
     /// The GnuPG home (short: the agent's socket path must fit in 108 bytes).
     pub home: PathBuf,
+    /// The home belongs to the cluster owner, and `gpg` runs as that user.
+    as_owner: bool,
 }
 
 impl TestKeys {
-    /// The keys of this test binary.
+    /// The keys of this test binary, for this process.
     pub fn get() -> &'static TestKeys {
         static KEYS: OnceLock<TestKeys> = OnceLock::new();
-        KEYS.get_or_init(TestKeys::make)
+        KEYS.get_or_init(|| TestKeys::make(false))
     }
 
-    fn make() -> TestKeys {
+    /// The same keys in a home of the cluster owner, for pgbak and PostgreSQL (which run as
+    /// that user); pass `GNUPGHOME` to them.
+    pub fn for_owner() -> &'static TestKeys {
+        static KEYS: OnceLock<TestKeys> = OnceLock::new();
+        KEYS.get_or_init(|| TestKeys::make(true))
+    }
+
+    /// `GNUPGHOME` for a process.
+    pub fn env(&self) -> (String, String) {
+        ("GNUPGHOME".to_string(), self.home.display().to_string())
+    }
+
+    fn make(as_owner: bool) -> TestKeys {
         use std::os::unix::fs::PermissionsExt;
-        let home = PathBuf::from(format!("/tmp/pgbak-gpg-{}", std::process::id()));
+        let tag = if as_owner { "o" } else { "" };
+        let home = PathBuf::from(format!("/tmp/pgbak-gpg{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir(&home).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -39,7 +54,10 @@ impl TestKeys {
             "default-cache-ttl 0\nmax-cache-ttl 0\nallow-loopback-pinentry\n",
         )
         .unwrap();
-        let keys = TestKeys { home };
+        if as_owner {
+            crate::give_to_owner(&home);
+        }
+        let keys = TestKeys { home, as_owner };
         for (uid, pass) in [(BACKUP_KEY, PASSPHRASE), (OTHER_KEY, "")] {
             keys.gpg_ok(&[
                 "--pinentry-mode",
@@ -55,10 +73,9 @@ impl TestKeys {
         }
         let fpr = keys.fingerprint(OTHER_KEY);
         keys.gpg_ok(&["--yes", "--delete-secret-keys", &fpr]);
-        let home = keys.home.clone();
         // SAFETY: registering a plain function to run at exit.
         unsafe { libc::atexit(remove_homes) };
-        HOMES.lock().unwrap().push(home);
+        HOMES.lock().unwrap().push((keys.home.clone(), as_owner));
         keys
     }
 
@@ -75,7 +92,8 @@ impl TestKeys {
 
     /// Runs `gpg --batch` in the home with `args` and `input` on its standard input.
     pub fn gpg(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut child = Command::new("gpg")
+        let mut child = self
+            .command("gpg")
             .env("GNUPGHOME", &self.home)
             .args(["--batch", "--quiet", "--no-tty"])
             .args(args)
@@ -92,6 +110,14 @@ impl TestKeys {
         out
     }
 
+    fn command(&self, program: &str) -> Command {
+        if self.as_owner {
+            crate::command_as_owner(program)
+        } else {
+            Command::new(program)
+        }
+    }
+
     /// The fingerprint of the primary key of `uid`.
     pub fn fingerprint(&self, uid: &str) -> String {
         let out = self.gpg_ok(&["--with-colons", "--list-keys", uid]);
@@ -104,18 +130,23 @@ impl TestKeys {
     }
 }
 
-static HOMES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+static HOMES: std::sync::Mutex<Vec<(PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
 
 extern "C" fn remove_homes() {
     if let Ok(homes) = HOMES.lock() {
-        for home in homes.iter() {
-            remove_home(home);
+        for (home, as_owner) in homes.iter() {
+            remove_home(home, *as_owner);
         }
     }
 }
 
-fn remove_home(home: &Path) {
-    let _ = Command::new("gpgconf")
+fn remove_home(home: &Path, as_owner: bool) {
+    let mut kill = if as_owner {
+        crate::command_as_owner("gpgconf")
+    } else {
+        Command::new("gpgconf")
+    };
+    let _ = kill
         .env("GNUPGHOME", home)
         .args(["--kill", "gpg-agent"])
         .status();

@@ -157,10 +157,33 @@ fn installed_bin(name: &str, env_var: &str, build: &str) -> PathBuf {
     );
     let dir = std::env::temp_dir().join(format!("{name}-test-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bin dir");
+    remove_at_exit(dir.clone());
     let dest = dir.join(name);
     std::fs::copy(&src, &dest).expect("copy pgbak binary");
     run_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(&dir));
     dest
+}
+
+/// Removes folder `path` when the test binary exits: for what statics own, which are never
+/// dropped (a copy of the pgbak binary, a shared emulator's data).
+pub fn remove_at_exit(path: PathBuf) {
+    static PATHS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    extern "C" fn remove_all() {
+        if let Ok(paths) = PATHS.lock() {
+            for p in paths.iter() {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    }
+    // SAFETY: registering a plain function to run at exit.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(remove_all);
+    });
+    PATHS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(path);
 }
 
 /// How to set up a cluster.

@@ -8,6 +8,7 @@ use pgbak_compress::gpg::{GpgEncryptor, PassphraseSource};
 use pgbak_compress::pipeline::{ReadPipeline, WritePipeline};
 use pgbak_compress::{Codec, Compression, Encryptor};
 use pgbak_tests::gpg::{TestKeys, BACKUP_KEY, OTHER_KEY, PASSPHRASE};
+use pgbak_tests::{Cluster, ClusterOptions, PgbakEnv};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -246,4 +247,231 @@ fn the_wal_archive_stores_encrypted_files_and_reads_them_back() {
     assert!(back.is_empty());
     // Archiving the same file again is recognised as identical through the encryption.
     assert!(sealed.archive_file(&path).is_ok());
+}
+
+/// The server lines of an encrypting configuration, with a passphrase command that prints the
+/// passphrase from a private file of `dir` (so that it is on no command line).
+fn encrypted_lines(dir: &std::path::Path, key: &str, pass: &str) -> String {
+    let file = dir.join(format!("passphrase-{}", key.replace('@', "-")));
+    std::fs::write(&file, format!("{pass}\n")).unwrap();
+    pgbak_tests::give_to_owner(&file);
+    format!(
+        "compression = zstd\nbackup_compression = zstd\nencryption = gpg\nencryption_key_id = {key}\n\
+         encryption_passphrase_command = cat {}\n",
+        file.display()
+    )
+}
+
+fn ids(c: &Cluster) -> String {
+    c.psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t")
+}
+
+fn insert(c: &Cluster, from: i64, to: i64) {
+    c.psql(&format!(
+        "INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series({from}, {to}) g"
+    ));
+}
+
+/// Decrypts `stored` with the `gpg` command and the key alone.
+fn gpg_decrypt(keys: &TestKeys, stored: &[u8]) -> Vec<u8> {
+    let out = keys.gpg(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            PASSPHRASE,
+            "--decrypt",
+        ],
+        Some(stored),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A zstd backup and the WAL encrypted on local disk: both are OpenPGP messages that `gpg
+/// --decrypt` opens with the key alone, the backup records its encryption, and a
+/// point-in-time recovery gives back exactly the rows of the moment. Then what is refused: a
+/// plain backup with encryption on, and an archive-wal to a key that is not there.
+#[test]
+fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
+    let keys = TestKeys::for_owner();
+    let (k, v) = keys.env();
+    let genv = [(k.as_str(), v.as_str())];
+    let env = PgbakEnv::new();
+    let extra = encrypted_lines(env.dir.path(), BACKUP_KEY, PASSPHRASE);
+    let cluster = env.cluster(
+        &extra,
+        ClusterOptions {
+            env: vec![keys.env()],
+            ..Default::default()
+        },
+    );
+    let run = |args: &[&str]| env.run_plain_env(args, &genv);
+    cluster.psql(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, 1, 3000);
+    let out = run(&[
+        "-f",
+        "json",
+        "backup",
+        "main",
+        "--wait",
+        "--wait-timeout",
+        "120",
+    ])
+    .ok();
+    let backup = out.json();
+    assert_eq!(backup["status"], "DONE", "{}", out.stdout);
+    let id = backup["backup_id"].as_str().unwrap().to_string();
+    let shown = run(&["-f", "json", "show-backup", "main", &id]).ok().json();
+    assert_eq!(shown["encryption"], "gpg", "{shown}");
+    assert_eq!(shown["encryption_key_id"], BACKUP_KEY, "{shown}");
+    let base = env
+        .server_dir()
+        .join("base")
+        .join(&id)
+        .join("data/base.tar.zst.gpg");
+    let stored = std::fs::read(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
+    let tar = zstd::decode_all(&gpg_decrypt(keys, &stored)[..]).unwrap();
+    assert_eq!(&tar[257..262], b"ustar", "base.tar inside");
+
+    insert(&cluster, 3001, 3100);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let target_time = cluster.psql("SELECT clock_timestamp()::text");
+    let at_time = ids(&cluster);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    insert(&cluster, 3101, 3200);
+    cluster.psql("DELETE FROM t WHERE id <= 100");
+    run(&[
+        "switch-wal",
+        "main",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "60",
+    ])
+    .ok();
+
+    // Every archived WAL file is an OpenPGP message around a zstd frame.
+    let names = env.archived_wal_files();
+    let segment = names.iter().find(|n| n.len() == 24).expect("a segment");
+    let path = env
+        .server_dir()
+        .join("wals")
+        .join(&segment[..16])
+        .join(segment);
+    let plain = zstd::decode_all(&gpg_decrypt(keys, &std::fs::read(&path).unwrap())[..]).unwrap();
+    assert_eq!(plain.len(), 16 << 20);
+    let back = env.restore_dir("segment");
+    run(&["get-wal", "main", segment, back.to_str().unwrap()]).ok();
+    assert!(
+        std::fs::read(&back).unwrap() == plain,
+        "get-wal gave other bytes"
+    );
+
+    let dest = env.restore_dir("by_time");
+    run(&[
+        "recover",
+        "main",
+        &id,
+        dest.to_str().unwrap(),
+        "--target-time",
+        &target_time,
+        "--target-action",
+        "promote",
+    ])
+    .ok();
+    let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);
+    restored.wait_for(
+        "SELECT pg_is_in_recovery()",
+        "f",
+        std::time::Duration::from_secs(180),
+    );
+    assert_eq!(ids(&restored), at_time, "recovery to {target_time}");
+    drop(restored);
+    let out = run(&["verify-backup", "main", &id]);
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // A plain backup would be stored in clear: refused before anything is written.
+    env.write_config(
+        &cluster,
+        &format!("{extra}backup_compression = none\nbackup_compression_format = plain\n"),
+    );
+    let out = run(&["backup", "main"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("encryption = gpg applies to tar backups only"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.backups().len(), 1);
+
+    // A recipient key that is not there: archive-wal fails, PostgreSQL keeps the segment.
+    let other = PgbakEnv::new();
+    other.write_config(
+        &cluster,
+        &encrypted_lines(other.dir.path(), "nobody@pgbak.test", ""),
+    );
+    let copy = other.dir.path().join(segment);
+    std::fs::write(&copy, &plain).unwrap();
+    pgbak_tests::give_to_owner(&copy);
+    let out = other.run_plain_env(&["archive-wal", "main", copy.to_str().unwrap()], &genv);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("nobody@pgbak.test"), "{}", out.stderr);
+    assert!(other.archived_wal_files().is_empty());
+}
+
+/// The same on S3 (moto): an encrypted zstd backup and encrypted WAL in the bucket, restored to
+/// a time with WAL through `get-wal` (PostgreSQL's restore_command decrypts as pgbak does).
+#[test]
+fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_s3() {
+    use pgbak_tests::cloud::CloudEnv;
+    use pgbak_tests::emulators::{Emulator, Kind};
+    let keys = TestKeys::for_owner();
+    let emu = Emulator::shared(Kind::S3);
+    let mut env = CloudEnv::new(emu);
+    env.env.push(keys.env());
+    let extra = encrypted_lines(env.pgbak.dir.path(), BACKUP_KEY, PASSPHRASE);
+    let cluster = env.cluster(&extra);
+    cluster.psql(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, 1, 2000);
+    let backup = env.backup();
+    let id = backup["backup_id"].as_str().unwrap().to_string();
+    let mut stored = Vec::new();
+    env.store("base")
+        .get(&format!("{id}/data/base.tar.zst.gpg"))
+        .unwrap()
+        .read_to_end(&mut stored)
+        .unwrap();
+    let tar = zstd::decode_all(&gpg_decrypt(keys, &stored)[..]).unwrap();
+    assert_eq!(&tar[257..262], b"ustar");
+
+    insert(&cluster, 2001, 2100);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let target_time = cluster.psql("SELECT clock_timestamp()::text");
+    let at_time = ids(&cluster);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    insert(&cluster, 2101, 2200);
+    env.switch_wal_archived();
+
+    let r = env.recover_and_start(
+        &id,
+        "by_time",
+        &[
+            "--target-time",
+            &target_time,
+            "--target-action",
+            "promote",
+            "--get-wal",
+        ],
+    );
+    assert_eq!(ids(&r), at_time, "recovery to {target_time}");
 }

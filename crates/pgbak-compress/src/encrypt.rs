@@ -13,6 +13,12 @@ pub trait Encryptor: Send + Sync {
     /// A short name for logs and catalogues, such as `"gpg"`.
     fn name(&self) -> &'static str;
 
+    /// The key that new data is encrypted to, for catalogues (a GPG key id); `None` when the
+    /// encryptor has no such name.
+    fn key_id(&self) -> Option<String> {
+        None
+    }
+
     /// Wraps `inner` so that whatever is written comes out encrypted.
     ///
     /// The ciphertext is complete only after [`crate::FinishWrite::finish`]; a writer dropped

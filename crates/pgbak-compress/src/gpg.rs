@@ -232,6 +232,10 @@ impl Encryptor for GpgEncryptor {
         "gpg"
     }
 
+    fn key_id(&self) -> Option<String> {
+        Some(self.recipient.clone())
+    }
+
     fn encrypt<'a>(
         &self,
         inner: Box<dyn Write + Send + 'a>,

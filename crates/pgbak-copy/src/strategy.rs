@@ -3,7 +3,7 @@
 //! destinations and outcome every strategy shares.
 
 use crate::Result;
-use pgbak_compress::Compressor;
+use pgbak_compress::{Compressor, Encryptor};
 use pgbak_storage::StorageBackend;
 use pgbak_wal::{Lsn, TablespaceInfo};
 use std::fmt;
@@ -63,6 +63,9 @@ pub enum BackupDestination {
         prefix: String,
         /// Compresses each tar stream.
         compressor: Arc<dyn Compressor>,
+        /// Encrypts each tar stream after compression (its name then ends in `.gpg`, as in
+        /// Barman); the manifest stays clear.
+        encryptor: Option<Arc<dyn Encryptor>>,
     },
 }
 
@@ -108,11 +111,15 @@ impl fmt::Debug for BackupDestination {
                 .field("tablespaces_root", tablespaces_root)
                 .finish(),
             BackupDestination::Tar {
-                prefix, compressor, ..
+                prefix,
+                compressor,
+                encryptor,
+                ..
             } => f
                 .debug_struct("Tar")
                 .field("prefix", prefix)
                 .field("compression", &compressor.compression().name())
+                .field("encryption", &encryptor.as_ref().map(|e| e.name()))
                 .finish_non_exhaustive(),
         }
     }

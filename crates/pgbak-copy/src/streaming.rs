@@ -75,6 +75,7 @@ impl CopyStrategy for StreamingCopy {
                 storage,
                 prefix,
                 compressor,
+                encryptor,
             } => {
                 // Compressing what the server already compressed only burns CPU, and a reader
                 // would have to undo two layers.
@@ -88,6 +89,7 @@ impl CopyStrategy for StreamingCopy {
                     storage: storage.clone(),
                     prefix: prefix.clone(),
                     compressor: compressor.clone(),
+                    encryptor: encryptor.clone(),
                     uploads: UploadWatches::default(),
                 }
             }
@@ -434,6 +436,7 @@ mod tests {
             storage: Arc::new(pgbak_storage::LocalStorage::new(tmp.path())),
             prefix: "b".into(),
             compressor: Arc::new(Codec::new(Compression::Zstd, None).unwrap()),
+            encryptor: None,
         };
         let err = copy.copy(&dest, &mut NoProgress).unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");

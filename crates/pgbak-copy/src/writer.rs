@@ -12,7 +12,7 @@ use crate::strategy::{join_key, OutputFile};
 use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use crate::{Error, Result};
 use pgbak_compress::pipeline::WritePipeline;
-use pgbak_compress::{Codec, Compression, Compressor};
+use pgbak_compress::{Codec, Compression, Compressor, Encryptor};
 use pgbak_storage::staging::DurableFile;
 use pgbak_storage::{CommitMode, FailureWatch, ObjectWriter, StorageBackend};
 use std::collections::HashMap;
@@ -72,6 +72,7 @@ pub(crate) enum Target {
         storage: Arc<dyn StorageBackend>,
         prefix: String,
         compressor: Arc<dyn Compressor>,
+        encryptor: Option<Arc<dyn Encryptor>>,
         uploads: UploadWatches,
     },
 }
@@ -230,19 +231,22 @@ impl Writer {
                 storage,
                 prefix,
                 compressor,
+                encryptor,
                 uploads,
             } => {
                 let suffix = match self.server_compression {
                     Some(c) => c.tar_suffix(),
                     None => compressor.compression().tar_suffix(),
                 };
-                let file_name = format!("{name}{suffix}");
+                let gpg = if encryptor.is_some() { ".gpg" } else { "" };
+                let file_name = format!("{name}{suffix}{gpg}");
                 let key = join_key(prefix, &file_name);
                 let object = storage.put(&key)?;
                 uploads.add(&*object);
                 let (object, stats) = if let Some(c) = self.server_compression {
                     // Stored as received: the pipeline only counts the bytes.
                     let mut stored = WritePipeline::builder(&Codec::none())
+                        .encryptor(encryptor.clone())
                         .build(object)
                         .map_err(|e| Error::stream("write", &key, e))?;
                     let mut visitor = Observer {
@@ -266,6 +270,7 @@ impl Writer {
                         .map_err(|e| Error::stream("write", &key, e))?
                 } else {
                     let mut stored = WritePipeline::builder(&**compressor)
+                        .encryptor(encryptor.clone())
                         .build(object)
                         .map_err(|e| Error::stream("compress", &key, e))?;
                     let mut visitor = Observer {
@@ -703,6 +708,7 @@ mod tests {
             storage: storage.clone(),
             prefix: "b1".into(),
             compressor: Arc::new(Codec::new(compression, None).unwrap()),
+            encryptor: None,
             uploads: UploadWatches::default(),
         };
         (storage, target)

@@ -235,6 +235,7 @@ fn tar_backups_extract_to_the_plain_tree() {
             storage: storage.clone(),
             prefix: prefix.clone(),
             compressor: Arc::new(Codec::new(compression, None).unwrap()),
+            encryptor: None,
         };
         let mut progress = Recorder::default();
         let o = strategy(&f.cluster, with_map)
@@ -398,6 +399,7 @@ fn a_failing_writer_stops_the_backup_and_commits_nothing() {
         storage: storage.clone(),
         prefix: "b".into(),
         compressor: Arc::new(Codec::new(Compression::None, None).unwrap()),
+        encryptor: None,
     };
     let err = strategy(&f.cluster, true)
         .copy(&dest, &mut pgbak_copy::NoProgress)
@@ -417,6 +419,7 @@ fn a_failing_writer_stops_the_backup_and_commits_nothing() {
         storage: Arc::new(ok),
         prefix: "b".into(),
         compressor: Arc::new(Codec::new(Compression::Lz4, None).unwrap()),
+        encryptor: None,
     };
     let o = strategy(&f.cluster, true)
         .copy(&dest, &mut pgbak_copy::NoProgress)
@@ -437,6 +440,7 @@ fn connection_failures_are_errors_and_write_nothing() {
         storage: storage.clone(),
         prefix: "b".into(),
         compressor: Arc::new(Codec::new(Compression::Zstd, None).unwrap()),
+        encryptor: None,
     };
     let err = StreamingCopy::new(conn, options(true))
         .copy(&dest, &mut pgbak_copy::NoProgress)
@@ -515,6 +519,7 @@ fn throughput() {
                     storage: storage.clone(),
                     prefix: format!("{label}{round}"),
                     compressor: Arc::new(Codec::new(c, None).unwrap()),
+                    encryptor: None,
                 },
             };
             let start = std::time::Instant::now();

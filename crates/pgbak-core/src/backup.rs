@@ -103,6 +103,16 @@ pub fn backup(
             cfg.name
         )));
     }
+    if let Some(e) = server.encryptor() {
+        if rsync.is_some() || format == "plain" {
+            return Err(Error::Usage(format!(
+                "server '{}': encryption = {} applies to tar backups only (backup_method = postgres \
+                 with backup_compression_format = tar); a plain or rsync backup would be stored in clear",
+                cfg.name,
+                e.name()
+            )));
+        }
+    }
     let mode = rsync.as_ref().map_or("postgres", |r| r.mode());
     let mut info = BackupInfo::new(
         &cfg.name,
@@ -113,6 +123,10 @@ pub fn backup(
         crate::clock::now(),
     );
     info.pgdata = pgdata;
+    if let Some(e) = server.encryptor() {
+        info.encryption = Some(e.name().to_string());
+        info.encryption_key_id = e.key_id();
+    }
     cat.write(&info)?;
 
     let hooks = Hooks::new(server, HookEvent::Backup);
@@ -141,6 +155,7 @@ pub fn backup(
                 storage: server.stores().backups.clone(),
                 prefix: format!("{id}/data"),
                 compressor: Arc::new(codec),
+                encryptor: server.encryptor().cloned(),
             }
         };
         let strategy = StreamingCopy {

@@ -10,6 +10,7 @@
 use crate::manifest::{ChecksumAlgorithm, MANIFEST_FILE};
 use crate::{Error, Result};
 use pgbak_compress::pipeline::ReadPipeline;
+use pgbak_compress::Encryptor;
 use pgbak_copy::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use pgbak_storage::{LocalStorage, StorageBackend};
 use std::fs::File;
@@ -84,6 +85,8 @@ pub enum BackupLayout {
         storage: Arc<dyn StorageBackend>,
         /// `(key, prefix)`, e.g. `(<backup>/data/base.tar.zst, "")`.
         streams: Vec<(String, String)>,
+        /// Decrypts encrypted streams (recognised by their content).
+        encryptor: Option<Arc<dyn Encryptor>>,
     },
 }
 
@@ -160,11 +163,23 @@ impl BackupLayout {
                 detail: "no data/base.tar stream".into(),
             });
         }
-        Ok(BackupLayout::Tar { storage, streams })
+        Ok(BackupLayout::Tar {
+            storage,
+            streams,
+            encryptor: None,
+        })
+    }
+
+    /// Decrypts the tar streams with `encryptor` (no effect on a plain layout).
+    pub fn with_encryptor(mut self, with: Option<Arc<dyn Encryptor>>) -> Self {
+        if let BackupLayout::Tar { encryptor, .. } = &mut self {
+            *encryptor = with;
+        }
+        self
     }
 
     /// The layout of a backup of `server`: its plain tree on local disk, or its tar streams in
-    /// whatever store holds the backups.
+    /// whatever store holds the backups, decrypted with the server's encryptor.
     pub fn of_backup(
         server: &crate::server::Server,
         info: &crate::catalogue::BackupInfo,
@@ -180,7 +195,8 @@ impl BackupLayout {
                 server.stores().backups.clone(),
                 &format!("{id}/"),
                 format!("{id} of server '{}'", server.name()),
-            ),
+            )
+            .map(|layout| layout.with_encryptor(server.encryptor().cloned())),
             (other, _) => Err(Error::Corrupt {
                 what: format!("backup {id} of server '{}'", server.name()),
                 detail: format!("unknown backup format '{other}'"),
@@ -247,12 +263,14 @@ pub fn scan_backup(
                 plain_file(f, &sources[f.root], plan, tx)
             }))
         }
-        BackupLayout::Tar { storage, streams } => {
-            Ok(run_workers(jobs, streams.len(), on_event, |i, tx| {
-                let (key, prefix) = &streams[i];
-                tar_stream(storage.as_ref(), key, prefix, plan, tx)
-            }))
-        }
+        BackupLayout::Tar {
+            storage,
+            streams,
+            encryptor,
+        } => Ok(run_workers(jobs, streams.len(), on_event, |i, tx| {
+            let (key, prefix) = &streams[i];
+            tar_stream(storage.as_ref(), encryptor, key, prefix, plan, tx)
+        })),
     }
 }
 
@@ -412,6 +430,7 @@ fn checksum_file(path: &Path, algorithm: ChecksumAlgorithm) -> std::io::Result<(
 
 fn tar_stream(
     storage: &dyn StorageBackend,
+    encryptor: &Option<Arc<dyn Encryptor>>,
     key: &str,
     prefix: &str,
     plan: &ChecksumPlan<'_>,
@@ -435,6 +454,7 @@ fn tar_stream(
     let result = (|| -> std::result::Result<(), String> {
         let file = storage.get(key).map_err(|e| format!("cannot open: {e}"))?;
         let mut reader = ReadPipeline::builder()
+            .encryptor(encryptor.clone())
             .open(file)
             .map_err(|e| e.to_string())?;
         let mut parser = TarStreamParser::new();

@@ -30,7 +30,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use choices::{BackupFormat, BackupMethod, CompressionLocation, CreateSlot};
+pub use choices::{BackupFormat, BackupMethod, CompressionLocation, CreateSlot, Encryption};
 pub use error::ConfigError;
 pub use global::GlobalConfig;
 pub use server::ServerConfig;

@@ -11,12 +11,14 @@ use crate::server::Server;
 use crate::{Error, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pgbak_compress::pipeline::ReadPipeline;
+use pgbak_compress::Encryptor;
 use pgbak_copy::{copy_tree, ExtractOptions};
 use pgbak_storage::staging;
 use pgbak_wal::Lsn;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Folder inside the destination that holds copied WAL when `--get-wal` is not used.
 pub const WAL_SPOOL_DIR: &str = "pgbak_wal";
@@ -440,12 +442,13 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         }
     } else {
         let base = find_archive(store, id, "base.tar")?;
-        extract_archive(store, &base, &opts.dest, &xopts)?;
+        extract_archive(store, server.encryptor(), &base, &opts.dest, &xopts)?;
         for (oid, loc) in &locations {
             create_private_dir(loc)?;
             let a = find_archive(store, id, &format!("{oid}.tar"))?;
             extract_archive(
                 store,
+                server.encryptor(),
                 &a,
                 loc,
                 &ExtractOptions {
@@ -546,16 +549,19 @@ pub(crate) fn find_archive(
     })
 }
 
-/// Extracts the tar stream `key` of `store` (any compression, detected) below `dest`.
+/// Extracts the tar stream `key` of `store` (any compression, detected; decrypted with
+/// `encryptor` when it is encrypted) below `dest`.
 pub(crate) fn extract_archive(
     store: &dyn pgbak_storage::StorageBackend,
+    encryptor: Option<&Arc<dyn Encryptor>>,
     key: &str,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<()> {
     let what = format!("{}/{key}", store.describe());
     let source = std::io::BufReader::with_capacity(1 << 20, store.get(key)?);
-    pgbak_copy::extract_stored_tar(source, &what, ReadPipeline::builder(), dest, opts)?;
+    let read = ReadPipeline::builder().encryptor(encryptor.cloned());
+    pgbak_copy::extract_stored_tar(source, &what, read, dest, opts)?;
     Ok(())
 }
 

@@ -124,6 +124,7 @@ pub fn recover_remote(
         Some(_) => None,
         None => Some(unpack_locally(
             server.stores().backups.as_ref(),
+            server.encryptor(),
             id,
             plan.locations,
             &staging_root,
@@ -340,6 +341,7 @@ fn send_tree(
 /// Unpacks a tar-format backup into a staging folder: `data/` and one folder per tablespace oid.
 fn unpack_locally(
     store: &dyn pgbak_storage::StorageBackend,
+    encryptor: Option<&Arc<dyn pgbak_compress::Encryptor>>,
     id: &str,
     locations: &BTreeMap<u32, PathBuf>,
     staging_root: &Path,
@@ -351,7 +353,7 @@ fn unpack_locally(
     let unpack = |stem: &str, to: &Path| -> Result<()> {
         staging::create_dir_all_private(to).map_err(|e| Error::io("create", to, e))?;
         let key = find_archive(store, id, stem)?;
-        extract_archive(store, &key, to, &ExtractOptions::default())
+        extract_archive(store, encryptor, &key, to, &ExtractOptions::default())
     };
     unpack("base.tar", &t.path().join("data"))?;
     for oid in locations.keys() {

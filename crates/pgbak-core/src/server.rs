@@ -93,14 +93,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// The server called `name` in `config`, with the parts its configuration names (its stores
-    /// and lock directory), no encryptor and no receiver launcher.
+    /// The server called `name` in `config`, with the parts its configuration names (its
+    /// stores, lock directory and encryption) and no receiver launcher.
     pub fn new(config: &Config, name: &str) -> Result<Server> {
         let cfg = config.server(name)?.clone();
         let parts = ServerParts {
             stores: Stores::from_config(&cfg)?,
             locks: FileLockManager::new(config.global.lock_directory.clone()),
-            encryptor: None,
+            encryptor: encryptor_of(&cfg)?,
             launcher: None,
         };
         Ok(Server::from_parts(cfg, config.source.clone(), parts))
@@ -237,4 +237,71 @@ impl Server {
         }
         Ok(failed)
     }
+}
+
+/// The encryptor `cfg` asks for (`encryption`, `encryption_key_id`,
+/// `encryption_passphrase_command`).
+pub fn encryptor_of(cfg: &ServerConfig) -> Result<Option<Arc<dyn Encryptor>>> {
+    match cfg.encryption {
+        crate::config::Encryption::None => Ok(None),
+        crate::config::Encryption::Gpg => gpg_encryptor(cfg),
+    }
+}
+
+#[cfg(feature = "gpg")]
+fn gpg_encryptor(cfg: &ServerConfig) -> Result<Option<Arc<dyn Encryptor>>> {
+    let key = cfg.encryption_key_id.clone().ok_or_else(|| {
+        Error::Usage(format!(
+            "server '{}': encryption = gpg needs encryption_key_id",
+            cfg.name
+        ))
+    })?;
+    let mut gpg = pgbak_compress::gpg::GpgEncryptor::new(key);
+    if let Some(command) = &cfg.encryption_passphrase_command {
+        gpg = gpg.passphrase(passphrase_command(command.clone()));
+    }
+    Ok(Some(Arc::new(gpg)))
+}
+
+#[cfg(not(feature = "gpg"))]
+fn gpg_encryptor(cfg: &ServerConfig) -> Result<Option<Arc<dyn Encryptor>>> {
+    Err(Error::Usage(format!(
+        "server '{}': encryption = gpg, but this pgbak was built without its gpg feature",
+        cfg.name
+    )))
+}
+
+/// Runs `encryption_passphrase_command` with the shell each time a passphrase is needed and
+/// returns what it prints, without the final line break. Its output is never logged; a failure
+/// says only how it ended.
+#[cfg(feature = "gpg")]
+fn passphrase_command(command: String) -> pgbak_compress::gpg::PassphraseSource {
+    Arc::new(move || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("encryption_passphrase_command failed ({})", out.status),
+            ));
+        }
+        let mut secret = out.stdout;
+        if secret.last() == Some(&b'\n') {
+            secret.pop();
+            if secret.last() == Some(&b'\r') {
+                secret.pop();
+            }
+        }
+        if secret.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "encryption_passphrase_command printed no passphrase",
+            ));
+        }
+        Ok(secret)
+    })
 }

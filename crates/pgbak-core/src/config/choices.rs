@@ -42,6 +42,16 @@ impl BackupMethod {
     }
 }
 
+/// `encryption` of tar backups and archived WAL (Barman 3.14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Encryption {
+    /// Stored in clear (default).
+    #[default]
+    None,
+    /// OpenPGP messages to `encryption_key_id`, made with GnuPG.
+    Gpg,
+}
+
 /// How a compressed base backup is written (`backup_compression_format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackupFormat {

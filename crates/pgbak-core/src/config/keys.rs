@@ -64,8 +64,6 @@ const STREAMED: Support =
 const NO_CUSTOM_COMPRESSION: Support = ignored(
     "it only applies to compression = custom, which pgbak does not support (its compressions are built in)",
 );
-const NO_ENCRYPTION: Support =
-    ignored("it only applies to encryption = gpg, which pgbak does not support (and refuses)");
 const HOOK: Support = Support::Implemented;
 
 /// Global options Barman has and pgbak does not use.
@@ -101,6 +99,9 @@ pub(crate) const SERVER: &[&str] = &[
     "backup_options",
     "compression",
     "compression_level",
+    "encryption",
+    "encryption_key_id",
+    "encryption_passphrase_command",
     "backup_compression",
     "backup_compression_format",
     "backup_compression_level",
@@ -271,15 +272,6 @@ pub(crate) const BARMAN_SERVER: &[(&str, Support)] = &[
         "combine_mode",
         ignored("it only applies to restoring PostgreSQL 17 incremental backups with pg_combinebackup"),
     ),
-    (
-        "encryption",
-        Support::Refused {
-            harmless: &["none"],
-            why: "pgbak does not encrypt backups or WAL: with this server they would be stored in clear",
-        },
-    ),
-    ("encryption_key_id", NO_ENCRYPTION),
-    ("encryption_passphrase_command", NO_ENCRYPTION),
     (
         "worm_mode",
         Support::Refused {

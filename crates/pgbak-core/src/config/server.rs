@@ -11,7 +11,7 @@ use pgbak_storage::{
 
 use super::choices::{
     backup_method_value, compression_value, level_value, BackupFormat, BackupMethod,
-    CompressionLocation, CreateSlot,
+    CompressionLocation, CreateSlot, Encryption,
 };
 use super::error::ConfigError;
 use super::keys::{self, Kind};
@@ -36,6 +36,14 @@ pub struct ServerConfig {
     pub backup_method: BackupMethod,
     /// `backup_options`, normalised comma-separated list (default `concurrent_backup`).
     pub backup_options: String,
+    /// `encryption` (default none): `gpg` encrypts tar backups and archived WAL after
+    /// compression.
+    pub encryption: Encryption,
+    /// `encryption_key_id`: the GPG key new data is encrypted to (required with `gpg`).
+    pub encryption_key_id: Option<String>,
+    /// `encryption_passphrase_command`: prints the passphrase of the secret key, for
+    /// decryption (unset: gpg's agent answers).
+    pub encryption_passphrase_command: Option<String>,
     /// `compression` of archived WAL (default none). Barman's `pigz`/`pygzip` read as gzip and
     /// `pybzip2` as bzip2; `custom` filters are refused.
     pub compression: Compression,
@@ -415,6 +423,34 @@ pub(crate) fn build(
         ));
     }
     let cloud = cloud_options(&r, parallel_jobs_set.is_some().then_some(parallel_jobs))?;
+    let encryption_set = r.get("encryption")?;
+    let encryption = match encryption_set
+        .as_ref()
+        .map(|v| v.text.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("none") => Encryption::None,
+        Some("gpg") => Encryption::Gpg,
+        Some(_) => {
+            return Err(r.error(
+                "encryption",
+                encryption_set.as_ref(),
+                "expected none or gpg",
+            ))
+        }
+    };
+    let non_empty = |key: &str| -> Result<Option<String>, ConfigError> {
+        Ok(r.string(key)?.filter(|v| !v.trim().is_empty()))
+    };
+    let encryption_key_id = non_empty("encryption_key_id")?;
+    let encryption_passphrase_command = non_empty("encryption_passphrase_command")?;
+    if encryption == Encryption::Gpg && encryption_key_id.is_none() {
+        return Err(r.error(
+            "encryption",
+            encryption_set.as_ref(),
+            "encryption = gpg needs encryption_key_id (the GPG key backups and WAL are encrypted to)",
+        ));
+    }
     let incoming_wals_directory = dir("incoming_wals_directory", "incoming")?;
     let streaming_wals_directory = dir("streaming_wals_directory", "streaming")?;
     let errors_directory = dir("errors_directory", "errors")?;
@@ -515,6 +551,9 @@ pub(crate) fn build(
         streaming_conninfo,
         backup_method,
         backup_options,
+        encryption,
+        encryption_key_id,
+        encryption_passphrase_command,
         compression,
         compression_level,
         backup_compression,
@@ -575,6 +614,21 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
         (
             "compression_level",
             c.compression_level.map(|l| l.to_string()),
+        ),
+        (
+            "encryption",
+            Some(
+                match c.encryption {
+                    Encryption::None => "none",
+                    Encryption::Gpg => "gpg",
+                }
+                .to_string(),
+            ),
+        ),
+        ("encryption_key_id", c.encryption_key_id.clone()),
+        (
+            "encryption_passphrase_command",
+            c.encryption_passphrase_command.clone(),
         ),
         ("backup_compression", Some(c.backup_compression.to_string())),
         (

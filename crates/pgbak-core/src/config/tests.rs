@@ -361,6 +361,21 @@ fn barman_section_and_names_are_accepted_with_a_warning() {
 
 #[test]
 fn barman_options_pgbak_lacks_are_errors_when_safety_depends_on_them() {
+    // encryption = gpg with its key loads (what it encrypts is tested end to end).
+    let config = parse(&with_server(
+        "encryption = gpg\nencryption_key_id = backup@example.com\nencryption_passphrase_command = cat /etc/pass\n",
+    ));
+    let main = config.server("main").unwrap();
+    assert_eq!(main.encryption, crate::config::Encryption::Gpg);
+    assert_eq!(
+        main.encryption_key_id.as_deref(),
+        Some("backup@example.com")
+    );
+    assert_eq!(
+        main.encryption_passphrase_command.as_deref(),
+        Some("cat /etc/pass")
+    );
+
     // Barman's defaults ask for nothing: they load without a word.
     let config = parse(&with_server(
         "encryption = none\nworm_mode = off\nretention_policy_mode = auto\nstaging_location = local\nmodel = false\n",
@@ -370,8 +385,10 @@ fn barman_options_pgbak_lacks_are_errors_when_safety_depends_on_them() {
 
     // Anything else disables the server, naming the file, line and option.
     for (line, needle) in [
-        ("encryption = gpg", "stored in clear"),
-        ("encryption = GPG", "stored in clear"),
+        // GPG encryption needs the key to encrypt to.
+        ("encryption = gpg", "needs encryption_key_id"),
+        ("encryption = GPG", "needs encryption_key_id"),
+        ("encryption = aes", "expected none or gpg"),
         ("worm_mode = on", "no WORM mode"),
         ("primary_ssh_command = ssh barman@backup", "passive node"),
         (

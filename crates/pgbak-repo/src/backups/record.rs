@@ -116,6 +116,12 @@ pub struct BackupInfo {
     /// are compared by content.
     #[serde(default)]
     pub server_end_time: Option<DateTime<Utc>>,
+    /// How the tar streams are encrypted (`gpg`), as Barman's `encryption`; `None`: in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// The key they are encrypted to (`encryption_key_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key_id: Option<String>,
 }
 
 impl BackupInfo {
@@ -163,6 +169,8 @@ impl BackupInfo {
             reuse_backup_id: None,
             server_begin_time: None,
             server_end_time: None,
+            encryption: None,
+            encryption_key_id: None,
         }
     }
 }
