@@ -475,3 +475,79 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_s3() {
     );
     assert_eq!(ids(&r), at_time, "recovery to {target_time}");
 }
+
+/// A WAL file in Barman's layout (compressed, then encrypted by the `gpg` command, under its
+/// bare name) restores with pgbak; a failing passphrase command is a clear error that names the
+/// command's failure and shows no secret; get-wal then writes nothing.
+#[test]
+fn barman_encrypted_wal_restores_and_a_failing_passphrase_command_is_clear() {
+    let keys = TestKeys::for_owner();
+    let (k, v) = keys.env();
+    let genv = [(k.as_str(), v.as_str())];
+    let env = PgbakEnv::new();
+    let extra = encrypted_lines(env.dir.path(), BACKUP_KEY, PASSPHRASE);
+    env.write_config_conninfo(
+        "host=127.0.0.1 port=1 user=postgres dbname=postgres",
+        &extra,
+    );
+
+    // A history file, gzip-compressed then encrypted by gpg, placed as Barman places it.
+    let name = "00000002.history";
+    let text = "1\t0/3000000\tno recovery target specified\n";
+    let compressed = {
+        let mut gzip = std::process::Command::new("gzip")
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut gzip.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        gzip.wait_with_output().unwrap().stdout
+    };
+    let out = keys.gpg(
+        &[
+            "--trust-model",
+            "always",
+            "--encrypt",
+            "--recipient",
+            BACKUP_KEY,
+        ],
+        Some(&compressed),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = env
+        .server_dir()
+        .join("wals")
+        .join(pgbak_repo::wal::WalArchive::key_of(name).unwrap());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &out.stdout).unwrap();
+    pgbak_tests::give_to_owner(&env.home);
+    let back = env.restore_dir("history");
+    let got = env.run_plain_env(&["get-wal", "main", name, back.to_str().unwrap()], &genv);
+    assert_eq!(got.code, 0, "{got:?}");
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), text);
+
+    // The passphrase command fails: get-wal fails clearly and writes nothing.
+    let failing = extra.replace(
+        "encryption_passphrase_command = cat",
+        "encryption_passphrase_command = false && cat",
+    );
+    env.write_config_conninfo(
+        "host=127.0.0.1 port=1 user=postgres dbname=postgres",
+        &failing,
+    );
+    let dest = env.restore_dir("not-written");
+    let out = env.run_plain_env(&["get-wal", "main", name, dest.to_str().unwrap()], &genv);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("encryption_passphrase_command failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(PASSPHRASE) && !out.stdout.contains(PASSPHRASE));
+    assert!(!dest.exists(), "get-wal wrote {}", dest.display());
+}
