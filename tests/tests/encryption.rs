@@ -396,6 +396,12 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
     drop(restored);
     let out = run(&["verify-backup", "main", &id]);
     assert_eq!(out.code, 0, "{out:?}");
+    let out = run(&["check", "main"]);
+    assert!(
+        out.stdout.lines().any(|l| l.trim() == "encryption: OK"),
+        "{}",
+        out.stdout
+    );
 
     // A plain backup would be stored in clear: refused before anything is written.
     env.write_config(
@@ -425,6 +431,16 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("nobody@pgbak.test"), "{}", out.stderr);
     assert!(other.archived_wal_files().is_empty());
+    let out = other.run_plain_env(&["check", "main"], &genv);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim().starts_with("encryption: "))
+        .unwrap_or_else(|| panic!("no encryption line: {}", out.stdout));
+    assert!(
+        line.contains("FAILED") && line.contains("nobody@pgbak.test"),
+        "{line}"
+    );
 }
 
 /// The same on S3 (moto): an encrypted zstd backup and encrypted WAL in the bucket, restored to

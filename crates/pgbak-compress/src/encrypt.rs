@@ -19,6 +19,11 @@ pub trait Encryptor: Send + Sync {
         None
     }
 
+    /// Whether new data can be encrypted now (for `check`): the key is there and usable.
+    fn check(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Wraps `inner` so that whatever is written comes out encrypted.
     ///
     /// The ciphertext is complete only after [`crate::FinishWrite::finish`]; a writer dropped

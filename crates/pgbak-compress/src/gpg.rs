@@ -71,13 +71,6 @@ impl GpgEncryptor {
         self.passphrase = Some(source);
         self
     }
-
-    /// The recipient key, checked usable for encryption: for a clear error before anything is
-    /// written.
-    pub fn check(&self) -> io::Result<()> {
-        let mut ctx = context(&self.home)?;
-        recipient_key(&mut ctx, &self.recipient).map(|_| ())
-    }
 }
 
 fn context(home: &Option<PathBuf>) -> io::Result<Context> {
@@ -234,6 +227,13 @@ impl Encryptor for GpgEncryptor {
 
     fn key_id(&self) -> Option<String> {
         Some(self.recipient.clone())
+    }
+
+    /// The recipient key, checked usable for encryption (there, not expired, revoked or
+    /// disabled, able to encrypt).
+    fn check(&self) -> io::Result<()> {
+        let mut ctx = context(&self.home)?;
+        recipient_key(&mut ctx, &self.recipient).map(|_| ())
     }
 
     fn encrypt<'a>(

@@ -89,6 +89,12 @@ pub(super) fn run(
         Ok(_) => out.ok("compression settings"),
         Err(e) => out.fail("compression settings", e.to_string()),
     }
+    if let Some(e) = server.encryptor() {
+        match e.check() {
+            Ok(()) => out.ok("encryption"),
+            Err(err) => out.fail("encryption", err.to_string()),
+        }
+    }
     let failed = backups
         .iter()
         .filter(|b| b.status == BackupStatus::Failed)
