@@ -403,6 +403,28 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
         out.stdout
     );
 
+    // One byte changed in the encrypted backup: verify-backup and recover fail naming it, and
+    // recover leaves nothing that PostgreSQL would start as a finished recovery.
+    let mut damaged = stored.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&base, &damaged).unwrap();
+    let out = run(&["verify-backup", "main", &id]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let dest = env.restore_dir("damaged");
+    let out = run(&["recover", "main", &id, dest.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("base.tar.zst.gpg"), "{}", out.stderr);
+    for name in [
+        "recovery.signal",
+        "standby.signal",
+        "postgresql.auto.conf",
+        "backup_label",
+    ] {
+        assert!(!dest.join(name).exists(), "recover left {name}");
+    }
+    std::fs::write(&base, &stored).unwrap();
+
     // A plain backup would be stored in clear: refused before anything is written.
     env.write_config(
         &cluster,

@@ -441,21 +441,33 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
             copy_tree(&bdir.join(oid.to_string()), loc)?;
         }
     } else {
-        let base = find_archive(store, id, "base.tar")?;
-        extract_archive(store, server.encryptor(), &base, &opts.dest, &xopts)?;
-        for (oid, loc) in &locations {
-            create_private_dir(loc)?;
-            let a = find_archive(store, id, &format!("{oid}.tar"))?;
-            extract_archive(
-                store,
-                server.encryptor(),
-                &a,
-                loc,
-                &ExtractOptions {
-                    replace_existing: opts.force,
-                    ..Default::default()
-                },
-            )?;
+        let extracted = (|| -> Result<()> {
+            let base = find_archive(store, id, "base.tar")?;
+            extract_archive(store, server.encryptor(), &base, &opts.dest, &xopts)?;
+            for (oid, loc) in &locations {
+                create_private_dir(loc)?;
+                let a = find_archive(store, id, &format!("{oid}.tar"))?;
+                extract_archive(
+                    store,
+                    server.encryptor(),
+                    &a,
+                    loc,
+                    &ExtractOptions {
+                        replace_existing: opts.force,
+                        ..Default::default()
+                    },
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = extracted {
+            // A stream is checked as a whole only at its end (an encrypted one, or one whose
+            // checksum is recorded): what was written before may be damaged. Without
+            // backup_label and pg_control, PostgreSQL refuses to start the destination.
+            for name in ["backup_label", "global/pg_control"] {
+                let _ = std::fs::remove_file(opts.dest.join(name));
+            }
+            return Err(e);
         }
     }
     relink_tablespaces(&opts.dest, &locations)?;
