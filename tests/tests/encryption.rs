@@ -373,6 +373,15 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
         std::fs::read(&back).unwrap() == plain,
         "get-wal gave other bytes"
     );
+    // The index says it, as Barman's xlog.db does (fifth column), with the key.
+    let index = env.index_text();
+    let line = index
+        .lines()
+        .find(|l| l.starts_with(segment.as_str()))
+        .unwrap_or_else(|| panic!("{segment} not indexed: {index}"));
+    let cols: Vec<&str> = line.split('\t').collect();
+    assert_eq!((cols[3], cols[4]), ("zstd", "gpg"), "{line}");
+    assert!(line.ends_with(&format!("\tkey={BACKUP_KEY}")), "{line}");
 
     let dest = env.restore_dir("by_time");
     run(&[

@@ -299,6 +299,8 @@ mod tests {
                 compression: "none".into(),
                 crc32c: None,
                 size: None,
+                encryption: None,
+                key_id: None,
             });
         }
         a.index().replace_all(&entries).unwrap();

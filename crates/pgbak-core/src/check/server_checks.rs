@@ -729,6 +729,8 @@ mod tests {
                     compression: "zstd".into(),
                     crc32c: Some(0),
                     size: Some(16 << 20),
+                    encryption: None,
+                    key_id: None,
                 })
                 .unwrap();
         }

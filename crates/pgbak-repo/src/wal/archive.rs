@@ -265,6 +265,8 @@ impl WalArchive {
             compression: self.codec.compression().name().to_string(),
             crc32c: Some(crc),
             size: Some(size),
+            encryption: self.encryptor.as_ref().map(|e| e.name().to_string()),
+            key_id: self.encryptor.as_ref().and_then(|e| e.key_id()),
         })?;
         Ok(ArchiveOutcome::Stored {
             name,
@@ -321,6 +323,9 @@ impl WalArchive {
             compression: compression.name().to_string(),
             crc32c: Some(crc),
             size: Some(size),
+            // Not known from the stored bytes alone; reads recognise encryption by content.
+            encryption: None,
+            key_id: None,
         })
     }
 
@@ -723,8 +728,25 @@ pub(crate) mod tests {
             compression: "zstd".into(),
             crc32c: Some(0xdeadbeef),
             size: Some(16),
+            encryption: None,
+            key_id: None,
         };
         assert_eq!(IndexEntry::parse(e.to_line().trim_end()).unwrap(), e);
+        // Encrypted: Barman's fifth column says gpg, pgbak's key= column names the key.
+        let sealed = IndexEntry {
+            encryption: Some("gpg".into()),
+            key_id: Some("backup@example.com".into()),
+            ..e.clone()
+        };
+        let line = sealed.to_line();
+        assert!(line.contains("\tzstd\tgpg\t"), "{line}");
+        assert!(
+            line.trim_end().ends_with("\tkey=backup@example.com"),
+            "{line}"
+        );
+        assert_eq!(IndexEntry::parse(line.trim_end()).unwrap(), sealed);
+        assert!(IndexEntry::parse(&format!("{}\tkey=", e.to_line().trim_end())).is_none());
+        assert!(IndexEntry::parse(&e.to_line().trim_end().replace("\tNone", "\tg-p")).is_none());
         let legacy =
             IndexEntry::parse("000000010000000000000004\t16777216\t1715151515.25\tzstd\tNone")
                 .unwrap();

@@ -50,6 +50,11 @@ pub struct IndexEntry {
     pub crc32c: Option<u32>,
     /// Size of the original bytes.
     pub size: Option<u64>,
+    /// How the file is encrypted (`gpg`), Barman's fifth column; `None`: in clear (or not
+    /// recorded: reads recognise encryption by content).
+    pub encryption: Option<String>,
+    /// The key it is encrypted to (pgbak's `key=` column).
+    pub key_id: Option<String>,
 }
 
 impl IndexEntry {
@@ -57,11 +62,18 @@ impl IndexEntry {
     /// encryption) and pgbak's checksum columns, ending with a newline.
     pub fn to_line(&self) -> String {
         let mut s = format!(
-            "{}\t{}\t{:.3}\t{}\tNone",
-            self.name, self.stored_size, self.time, self.compression
+            "{}\t{}\t{:.3}\t{}\t{}",
+            self.name,
+            self.stored_size,
+            self.time,
+            self.compression,
+            self.encryption.as_deref().unwrap_or("None")
         );
         if let (Some(c), Some(n)) = (self.crc32c, self.size) {
             s.push_str(&format!("\tcrc32c={c:08x}\tsize={n}"));
+        }
+        if let Some(k) = self.key_id.as_deref().filter(|k| valid_key_id(k)) {
+            s.push_str(&format!("\tkey={k}"));
         }
         s.push('\n');
         s
@@ -84,10 +96,24 @@ impl IndexEntry {
         if compression.is_empty() || !compression.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
         }
-        let _encryption = cols.next();
+        let encryption = match cols.next() {
+            None | Some("None") => None,
+            Some(e) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Some(e.to_string())
+            }
+            Some(_) => return None,
+        };
         let mut crc32c = None;
         let mut size = None;
+        let mut key_id = None;
         for c in cols {
+            if let Some(v) = c.strip_prefix("key=") {
+                if key_id.is_some() || !valid_key_id(v) {
+                    return None;
+                }
+                key_id = Some(v.to_string());
+                continue;
+            }
             if let Some(v) = c.strip_prefix("crc32c=") {
                 if v.len() != 8 || crc32c.is_some() {
                     return None;
@@ -109,8 +135,15 @@ impl IndexEntry {
             compression: compression.to_string(),
             crc32c,
             size,
+            encryption,
+            key_id,
         })
     }
+}
+
+/// A key id that fits in an index column: printable, no tab, no newline.
+fn valid_key_id(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c.is_control())
 }
 
 /// Every valid line of `bytes`, in order. Lines that do not parse (damaged, not UTF-8) and an
@@ -513,6 +546,8 @@ mod tests {
             compression: "zstd".into(),
             crc32c: Some(i as u32),
             size: Some(16 << 20),
+            encryption: None,
+            key_id: None,
         }
     }
 

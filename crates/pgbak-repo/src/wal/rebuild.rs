@@ -56,6 +56,9 @@ impl WalArchive {
                     compression,
                     crc32c: Some(crc),
                     size: Some(size),
+                    // Reads recognise encryption by content; a rebuild does not guess the key.
+                    encryption: None,
+                    key_id: None,
                 },
             );
         }
