@@ -315,6 +315,14 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
         "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
     );
     insert(&cluster, 1, 3000);
+    // A tablespace: its stream is encrypted too.
+    let spaces = pgbak_tests::postgres_tempdir();
+    cluster.psql(&format!(
+        "CREATE TABLESPACE ts LOCATION '{}'",
+        spaces.path().display()
+    ));
+    cluster.psql("CREATE TABLE in_ts TABLESPACE ts AS SELECT g FROM generate_series(1, 5000) g");
+    let ts_oid = cluster.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'");
     let out = run(&[
         "-f",
         "json",
@@ -339,6 +347,10 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
     let stored = std::fs::read(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
     let tar = zstd::decode_all(&gpg_decrypt(keys, &stored)[..]).unwrap();
     assert_eq!(&tar[257..262], b"ustar", "base.tar inside");
+    let ts_stream = base.with_file_name(format!("{ts_oid}.tar.zst.gpg"));
+    let ts_tar =
+        zstd::decode_all(&gpg_decrypt(keys, &std::fs::read(&ts_stream).unwrap())[..]).unwrap();
+    assert_eq!(&ts_tar[257..262], b"ustar", "{ts_oid}.tar inside");
 
     insert(&cluster, 3001, 3100);
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -384,6 +396,8 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
     assert!(line.ends_with(&format!("\tkey={BACKUP_KEY}")), "{line}");
 
     let dest = env.restore_dir("by_time");
+    let moved = pgbak_tests::postgres_tempdir();
+    let relocate = format!("ts:{}", moved.path().join("ts").display());
     run(&[
         "recover",
         "main",
@@ -393,6 +407,8 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
         &target_time,
         "--target-action",
         "promote",
+        "--tablespace",
+        &relocate,
     ])
     .ok();
     let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);
@@ -402,6 +418,7 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
         std::time::Duration::from_secs(180),
     );
     assert_eq!(ids(&restored), at_time, "recovery to {target_time}");
+    assert_eq!(restored.psql("SELECT count(*) FROM in_ts"), "5000");
     drop(restored);
     let out = run(&["verify-backup", "main", &id]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -421,7 +438,15 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
     let out = run(&["verify-backup", "main", &id]);
     assert_ne!(out.code, 0, "{out:?}");
     let dest = env.restore_dir("damaged");
-    let out = run(&["recover", "main", &id, dest.to_str().unwrap()]);
+    let elsewhere = format!("ts:{}", moved.path().join("ts2").display());
+    let out = run(&[
+        "recover",
+        "main",
+        &id,
+        dest.to_str().unwrap(),
+        "--tablespace",
+        &elsewhere,
+    ]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("base.tar.zst.gpg"), "{}", out.stderr);
     for name in [
