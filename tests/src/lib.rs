@@ -487,7 +487,9 @@ fn append(path: &Path, text: &str) {
 }
 
 mod pgbak;
-pub use pgbak::{md5_hex, put_wal_input, read_tree, recover_and_start, PgbakEnv, PgbakOutput};
+pub use pgbak::{
+    md5_hex, put_wal_input, read_tree, recover_and_start, tar_entry, tar_of, PgbakEnv, PgbakOutput,
+};
 
 impl Cluster {
     /// Prints the server log when the PGBAK_TEST_LOG environment variable is set (debugging aid).
@@ -606,3 +608,25 @@ pub mod emulators;
 pub mod cloud;
 
 pub mod gpg;
+
+/// Runs each listed test function (taking an [`emulators::Kind`]) on S3, Azure and GCS, as
+/// tests named `<function>::s3`, `::azure` and `::gcs`.
+#[macro_export]
+macro_rules! on_every_cloud {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[test]
+            fn s3() {
+                super::$test($crate::emulators::Kind::S3)
+            }
+            #[test]
+            fn azure() {
+                super::$test($crate::emulators::Kind::Azure)
+            }
+            #[test]
+            fn gcs() {
+                super::$test($crate::emulators::Kind::Gcs)
+            }
+        }
+    )*};
+}

@@ -334,7 +334,17 @@ pub fn recover_and_start(env: &PgbakEnv, folder: &str, args: &[&str]) -> Cluster
 /// The tar stream `put-wal` reads: one WAL file `name` and, when `sums` is given, an `MD5SUMS`
 /// entry with that text.
 pub fn put_wal_input(name: &str, data: &[u8], sums: Option<&str>) -> Vec<u8> {
-    fn entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    let mut files = vec![(name, data)];
+    if let Some(s) = sums {
+        files.push(("MD5SUMS", s.as_bytes()));
+    }
+    tar_of(&files)
+}
+
+/// A ustar stream of regular files.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in files {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[100..107].copy_from_slice(b"0000600");
@@ -351,11 +361,6 @@ pub fn put_wal_input(name: &str, data: &[u8], sums: Option<&str>) -> Vec<u8> {
         out.extend_from_slice(&h);
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    let mut out = Vec::new();
-    entry(&mut out, name, data);
-    if let Some(s) = sums {
-        entry(&mut out, "MD5SUMS", s.as_bytes());
     }
     out.extend_from_slice(&[0u8; 1024]);
     out
@@ -377,4 +382,32 @@ pub fn md5_hex(data: &[u8]) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// Offset and size of the data of entry `name` in an uncompressed tar.
+pub fn tar_entry(tar: &[u8], name: &str) -> Option<(usize, usize)> {
+    let mut pos = 0;
+    while pos + 512 <= tar.len() {
+        let h = &tar[pos..pos + 512];
+        if h.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            let f = &h[r];
+            let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).trim().to_string()
+        };
+        let size = usize::from_str_radix(&field(124..136), 8).unwrap_or(0);
+        let prefix = field(345..500);
+        let entry = if prefix.is_empty() {
+            field(0..100)
+        } else {
+            format!("{prefix}/{}", field(0..100))
+        };
+        if entry.trim_start_matches("./") == name {
+            return Some((pos + 512, size));
+        }
+        pos += 512 + size.div_ceil(512) * 512;
+    }
+    None
 }

@@ -13,26 +13,7 @@ use pgbak_tests::{
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-macro_rules! on_every_cloud {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[test]
-            fn s3() {
-                super::$test(pgbak_tests::emulators::Kind::S3)
-            }
-            #[test]
-            fn azure() {
-                super::$test(pgbak_tests::emulators::Kind::Azure)
-            }
-            #[test]
-            fn gcs() {
-                super::$test(pgbak_tests::emulators::Kind::Gcs)
-            }
-        }
-    )*};
-}
-
-on_every_cloud!(
+pgbak_tests::on_every_cloud!(
     point_in_time_recovery_from_the_bucket,
     retention_keep_delete_and_verify_in_the_bucket,
     local_to_cloud_with_wal_streamed_into_the_bucket,
@@ -262,34 +243,6 @@ fn show(env: &CloudEnv, id: &str, field: &str) -> String {
         .to_string()
 }
 
-/// Offset and size of the data of entry `name` in an uncompressed tar.
-fn tar_entry(tar: &[u8], name: &str) -> Option<(usize, usize)> {
-    let mut pos = 0;
-    while pos + 512 <= tar.len() {
-        let h = &tar[pos..pos + 512];
-        if h.iter().all(|&b| b == 0) {
-            return None;
-        }
-        let field = |r: std::ops::Range<usize>| {
-            let f = &h[r];
-            let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
-            String::from_utf8_lossy(&f[..end]).trim().to_string()
-        };
-        let size = usize::from_str_radix(&field(124..136), 8).unwrap_or(0);
-        let prefix = field(345..500);
-        let entry = if prefix.is_empty() {
-            field(0..100)
-        } else {
-            format!("{prefix}/{}", field(0..100))
-        };
-        if entry.trim_start_matches("./") == name {
-            return Some((pos + 512, size));
-        }
-        pos += 512 + size.div_ceil(512) * 512;
-    }
-    None
-}
-
 fn retention_keep_delete_and_verify_in_the_bucket(kind: Kind) {
     let emu = Emulator::shared(kind);
     let env = CloudEnv::new(emu);
@@ -385,7 +338,7 @@ fn retention_keep_delete_and_verify_in_the_bucket(kind: Kind) {
     let key = format!("{c}/data/base.tar");
     let mut tar = Vec::new();
     std::io::Read::read_to_end(&mut store.get(&key).unwrap(), &mut tar).unwrap();
-    let (offset, size) = tar_entry(&tar, &rel).expect("table file in base.tar");
+    let (offset, size) = pgbak_tests::tar_entry(&tar, &rel).expect("table file in base.tar");
     tar[offset + size / 2] ^= 0x01;
     let mut w = store.put(&key).unwrap();
     std::io::Write::write_all(&mut w, &tar).unwrap();

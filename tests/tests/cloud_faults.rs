@@ -14,26 +14,7 @@ use std::process::Child;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-macro_rules! on_every_cloud {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[test]
-            fn s3() {
-                super::$test(pgbak_tests::emulators::Kind::S3)
-            }
-            #[test]
-            fn azure() {
-                super::$test(pgbak_tests::emulators::Kind::Azure)
-            }
-            #[test]
-            fn gcs() {
-                super::$test(pgbak_tests::emulators::Kind::Gcs)
-            }
-        }
-    )*};
-}
-
-on_every_cloud!(
+pgbak_tests::on_every_cloud!(
     a_store_stopped_mid_upload_fails_cleanly_and_the_next_upload_succeeds,
     throttling_and_server_errors_are_retried,
     a_missing_bucket_and_an_unreachable_endpoint_are_clear_errors,

@@ -424,7 +424,7 @@ fn put_wal_never_writes_more_than_a_wal_file_can_be() {
     }
     assert!(bomb.len() < 4 << 20, "{}", bomb.len());
     let sums = format!("{} *{next}\n", md5_hex(&bomb));
-    let input = tar_of(&[(&next, &bomb), ("MD5SUMS", sums.as_bytes())]);
+    let input = pgbak_tests::tar_of(&[(&next, &bomb), ("MD5SUMS", sums.as_bytes())]);
     let mut child = command_as_owner(pgbak_bin())
         .arg("-c")
         .arg(&env.config)
@@ -459,29 +459,4 @@ fn md5_hex(data: &[u8]) -> String {
         .next()
         .unwrap()
         .to_string()
-}
-
-/// A ustar stream of regular files.
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data) in files {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..107].copy_from_slice(b"0000600");
-        h[108..115].copy_from_slice(b"0000000");
-        h[116..123].copy_from_slice(b"0000000");
-        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        h[136..147].copy_from_slice(b"00000000000");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.extend_from_slice(&[0u8; 1024]);
-    out
 }

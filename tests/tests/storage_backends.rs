@@ -124,25 +124,6 @@ macro_rules! on_every_backend {
     )*};
 }
 
-macro_rules! on_every_cloud {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[test]
-            fn s3() {
-                super::$test(pgbak_tests::emulators::Kind::S3)
-            }
-            #[test]
-            fn azure() {
-                super::$test(pgbak_tests::emulators::Kind::Azure)
-            }
-            #[test]
-            fn gcs() {
-                super::$test(pgbak_tests::emulators::Kind::Gcs)
-            }
-        }
-    )*};
-}
-
 on_every_backend!(
     round_trip_of_small_and_multipart_objects,
     listings_page_and_show_one_level,
@@ -332,7 +313,7 @@ fn the_repository_check_passes(t: Target) {
     assert!(r.storage.list("").unwrap().is_empty(), "{t:?}: probe left");
 }
 
-on_every_cloud!(
+pgbak_tests::on_every_cloud!(
     a_missing_bucket_is_a_clear_error,
     an_unreachable_endpoint_is_a_clear_error,
     throttling_and_server_errors_are_retried,

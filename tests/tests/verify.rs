@@ -53,34 +53,6 @@ fn manifest_files(path: &Path) -> BTreeMap<String, (u64, String)> {
         .collect()
 }
 
-/// Offset and size of the data of entry `name` in an uncompressed tar.
-fn tar_entry(tar: &[u8], name: &str) -> Option<(usize, usize)> {
-    let mut pos = 0;
-    while pos + 512 <= tar.len() {
-        let h = &tar[pos..pos + 512];
-        if h.iter().all(|&b| b == 0) {
-            return None;
-        }
-        let field = |r: std::ops::Range<usize>| {
-            let f = &h[r];
-            let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
-            String::from_utf8_lossy(&f[..end]).trim().to_string()
-        };
-        let size = usize::from_str_radix(&field(124..136), 8).unwrap_or(0);
-        let prefix = field(345..500);
-        let entry = if prefix.is_empty() {
-            field(0..100)
-        } else {
-            format!("{prefix}/{}", field(0..100))
-        };
-        if entry.trim_start_matches("./") == name {
-            return Some((pos + 512, size));
-        }
-        pos += 512 + size.div_ceil(512) * 512;
-    }
-    None
-}
-
 #[test]
 fn plain_backups_are_verified_and_a_flipped_byte_is_named() {
     let env = PgbakEnv::new();
@@ -235,7 +207,7 @@ fn zstd_tar_backups_are_verified_and_a_flipped_byte_is_named() {
     // Flip one byte inside the table's file within the tar, and compress again.
     let original = std::fs::read(&base).unwrap();
     let mut tar = zstd::decode_all(&original[..]).unwrap();
-    let (offset, size) = tar_entry(&tar, &rel).expect("table file in base.tar");
+    let (offset, size) = pgbak_tests::tar_entry(&tar, &rel).expect("table file in base.tar");
     assert!(size > 8192);
     flip(&mut tar, offset + size / 2);
     std::fs::write(&base, zstd::encode_all(&tar[..], 1).unwrap()).unwrap();
