@@ -499,14 +499,18 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
     );
 }
 
-/// The same on S3 (moto): an encrypted zstd backup and encrypted WAL in the bucket, restored to
-/// a time with WAL through `get-wal` (PostgreSQL's restore_command decrypts as pgbak does).
-#[test]
-fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_s3() {
+pgbak_tests::on_every_cloud!(point_in_time_recovery_of_an_encrypted_backup_and_wal_in_the_cloud);
+
+/// The same in each object store's emulator: an encrypted zstd backup and encrypted WAL in the
+/// bucket or container, restored to a time with WAL through `get-wal` (PostgreSQL's
+/// restore_command decrypts as pgbak does).
+fn point_in_time_recovery_of_an_encrypted_backup_and_wal_in_the_cloud(
+    kind: pgbak_tests::emulators::Kind,
+) {
     use pgbak_tests::cloud::CloudEnv;
-    use pgbak_tests::emulators::{Emulator, Kind};
+    use pgbak_tests::emulators::Emulator;
     let keys = TestKeys::for_owner();
-    let emu = Emulator::shared(Kind::S3);
+    let emu = Emulator::shared(kind);
     let mut env = CloudEnv::new(emu);
     env.env.push(keys.env());
     let extra = encrypted_lines(env.pgbak.dir.path(), BACKUP_KEY, PASSPHRASE);
@@ -622,4 +626,345 @@ fn barman_encrypted_wal_restores_and_a_failing_passphrase_command_is_clear() {
     );
     assert!(!out.stderr.contains(PASSPHRASE) && !out.stdout.contains(PASSPHRASE));
     assert!(!dest.exists(), "get-wal wrote {}", dest.display());
+}
+
+/// `pgbak` on the far side of SSH with the test keys: a script that sets `GNUPGHOME` (an
+/// operator's keys would be in the user's own `~/.gnupg`) and runs pgbak.
+fn pgbak_with_keys(env: &PgbakEnv, keys: &TestKeys) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = env.dir.path().join("pgbak-with-keys");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nGNUPGHOME={} exec {} \"$@\"\n",
+            keys.home.display(),
+            pgbak_tests::pgbak_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    pgbak_tests::give_to_owner(&script);
+    script
+}
+
+/// The database host's side over SSH with encryption on: `wal-archive` as archive_command
+/// (put-wal on the backup host encrypts), a recovery shipped with `--remote-ssh-command` from an
+/// encrypted backup, and `wal-restore --parallel 4` as the restored server's restore_command
+/// (get-wal on the backup host decrypts): the rows of the target time come back exactly.
+#[test]
+fn ssh_helpers_and_remote_recovery_with_encryption() {
+    use pgbak_tests::Sshd;
+    let keys = TestKeys::for_owner();
+    let (k, v) = keys.env();
+    let genv = [(k.as_str(), v.as_str())];
+    let sshd = Sshd::start();
+    let env = PgbakEnv::new();
+    let extra = encrypted_lines(env.dir.path(), BACKUP_KEY, PASSPHRASE);
+    let remote_pgbak = pgbak_with_keys(&env, keys);
+    let ssh = sshd.ssh_command();
+    let (ssh_cmd, dest) = ssh.rsplit_once(' ').unwrap();
+    let (user, host) = dest.split_once('@').unwrap();
+    let helper = |name: &str, args: &str| {
+        format!(
+            "{bin} -c {conf} {name} --ssh-command \"{ssh_cmd}\" -U {user} --pgbak-path {remote} {args} {host} main",
+            bin = pgbak_tests::pgbak_bin().display(),
+            conf = env.config.display(),
+            remote = remote_pgbak.display(),
+        )
+    };
+    // No GNUPGHOME for the server: only the far side of SSH has the keys.
+    let mut cluster = Cluster::init(ClusterOptions {
+        archive_command: Some(format!("{} %p", helper("wal-archive", ""))),
+        ..Default::default()
+    });
+    env.write_config(&cluster, &extra);
+    cluster.start_now();
+    let run = |args: &[&str]| env.run_plain_env(args, &genv);
+    cluster.psql(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, 1, 2000);
+    let out = run(&[
+        "-f",
+        "json",
+        "backup",
+        "main",
+        "--wait",
+        "--wait-timeout",
+        "120",
+    ])
+    .ok();
+    let id = out.json()["backup_id"].as_str().unwrap().to_string();
+    insert(&cluster, 2001, 2100);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let target_time = cluster.psql("SELECT clock_timestamp()::text");
+    let at_time = ids(&cluster);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    insert(&cluster, 2101, 2200);
+    for round in 0..3 {
+        insert(&cluster, 3000 + round, 3000 + round);
+        cluster.psql("SELECT pg_switch_wal()");
+    }
+    run(&[
+        "switch-wal",
+        "main",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "60",
+    ])
+    .ok();
+
+    // What wal-archive sent was stored encrypted by put-wal.
+    let names = env.archived_wal_files();
+    let segments: Vec<&String> = names.iter().filter(|n| n.len() == 24).collect();
+    assert!(segments.len() >= 3, "{names:?}");
+    for segment in &segments {
+        let path = env
+            .server_dir()
+            .join("wals")
+            .join(&segment[..16])
+            .join(segment.as_str());
+        let stored = std::fs::read(&path).unwrap();
+        let plain = zstd::decode_all(&gpg_decrypt(keys, &stored)[..]).unwrap();
+        assert_eq!(plain.len(), 16 << 20, "{segment}");
+    }
+
+    let dest = env.restore_dir("remote");
+    run(&[
+        "recover",
+        "main",
+        &id,
+        dest.to_str().unwrap(),
+        "--remote-ssh-command",
+        &ssh,
+        "--target-time",
+        &target_time,
+        "--target-action",
+        "promote",
+    ])
+    .ok();
+    // Shipped in clear: the tree PostgreSQL reads and the WAL it needs, decrypted on this side.
+    assert!(dest.join("global/pg_control").is_file());
+    let copied = dest.join("pgbak_wal");
+    let shipped: Vec<_> = std::fs::read_dir(&copied)
+        .unwrap_or_else(|e| panic!("{}: {e}", copied.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().len() == 24)
+        .collect();
+    assert!(!shipped.is_empty());
+    for p in &shipped {
+        assert_eq!(
+            std::fs::metadata(p).unwrap().len(),
+            16 << 20,
+            "{}",
+            p.display()
+        );
+    }
+    // The WAL then comes through wal-restore instead.
+    std::fs::remove_dir_all(&copied).unwrap();
+    let restore_command = format!(
+        "restore_command='{} %f %p'",
+        helper(
+            "wal-restore",
+            &format!(
+                "-p 4 --spool-dir {}",
+                env.dir.path().join("spool").display()
+            )
+        )
+    );
+    let restored = Cluster::start_existing(&dest, &["archive_mode=off", &restore_command]);
+    restored.wait_for(
+        "SELECT pg_is_in_recovery()",
+        "f",
+        std::time::Duration::from_secs(180),
+    );
+    assert_eq!(ids(&restored), at_time, "recovery to {target_time}");
+}
+
+/// The files of `dir` (a backup's `data/` folder) whose name has `.tar` in it.
+fn tar_streams(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".tar"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Path and size of every file a `backup_manifest` lists.
+fn manifest_files(text: &str) -> Vec<(String, u64)> {
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut files: Vec<(String, u64)> = doc["Files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["Path"].as_str().unwrap().to_string(),
+                f["Size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// WAL from `receive-wal` only, stored encrypted by its archiver; `generate-manifest` reads
+/// inside an encrypted backup; and a backup encrypted after the fact by the `gpg` command, as
+/// Barman encrypts its tar files (each `*.tar*` becomes `*.tar*.gpg`, the clear file removed),
+/// restores to a point in time with the streamed WAL.
+#[test]
+fn streamed_wal_generated_manifest_and_a_backup_encrypted_by_the_gpg_command() {
+    let keys = TestKeys::for_owner();
+    let (k, v) = keys.env();
+    let genv = [(k.as_str(), v.as_str())];
+    let env = PgbakEnv::new();
+    let streaming = "streaming_archiver = on\nslot_name = pgbak\ncreate_slot = auto\n";
+    let extra = format!(
+        "{}{streaming}",
+        encrypted_lines(env.dir.path(), BACKUP_KEY, PASSPHRASE)
+    );
+    // archive_mode = off: receive-wal is the only source of WAL.
+    let mut cluster = Cluster::init(ClusterOptions::default());
+    env.write_config(&cluster, &extra);
+    cluster.start_now();
+    let run = |args: &[&str]| env.run_plain_env(args, &genv);
+    let mut receiver = env.spawn_plain_env(&["receive-wal", "main"], &genv);
+    cluster.wait_for(
+        "SELECT count(*) FROM pg_stat_replication",
+        "1",
+        std::time::Duration::from_secs(60),
+    );
+    cluster.psql(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
+    );
+    insert(&cluster, 1, 2000);
+    let backup_wait = || {
+        run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok()
+        .json()["backup_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let encrypted = backup_wait();
+
+    // The streamed segments were stored encrypted.
+    let names = env.archived_wal_files();
+    let segment = names.iter().find(|n| n.len() == 24).expect("a segment");
+    let stored = std::fs::read(
+        env.server_dir()
+            .join("wals")
+            .join(&segment[..16])
+            .join(segment),
+    )
+    .unwrap();
+    assert_eq!(
+        zstd::decode_all(&gpg_decrypt(keys, &stored)[..])
+            .unwrap()
+            .len(),
+        16 << 20
+    );
+
+    // generate-manifest lists what is inside the encrypted stream, as the server's own
+    // manifest did, and verify-backup accepts it.
+    let data = env.server_dir().join("base").join(&encrypted).join("data");
+    let original = std::fs::read_to_string(data.join("backup_manifest")).unwrap();
+    std::fs::remove_file(data.join("backup_manifest")).unwrap();
+    let out = run(&["-f", "json", "generate-manifest", "main", &encrypted]).ok();
+    let generated = std::fs::read_to_string(data.join("backup_manifest")).unwrap();
+    assert_eq!(
+        manifest_files(&generated),
+        manifest_files(&original),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(run(&["verify-backup", "main", &encrypted]).code, 0);
+
+    // A gzip backup taken in clear, then encrypted file by file by the gpg command.
+    let clear_lines = extra
+        .replace("encryption = gpg", "encryption = none")
+        .replace("backup_compression = zstd", "backup_compression = gzip");
+    env.write_config(&cluster, &clear_lines);
+    let by_gpg = backup_wait();
+    env.write_config(&cluster, &extra);
+    let data = env.server_dir().join("base").join(&by_gpg).join("data");
+    let streams = tar_streams(&data);
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    for clear in &streams {
+        let name = clear.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(".tar.gz"), "{name}");
+        let out = keys.gpg(
+            &[
+                "--trust-model",
+                "always",
+                "--compress-level",
+                "0",
+                "--encrypt",
+                "--recipient",
+                BACKUP_KEY,
+            ],
+            Some(&std::fs::read(clear).unwrap()),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sealed = clear.with_file_name(format!("{name}.gpg"));
+        std::fs::write(&sealed, &out.stdout).unwrap();
+        pgbak_tests::give_to_owner(&sealed);
+        std::fs::remove_file(clear).unwrap();
+    }
+
+    insert(&cluster, 2001, 2100);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let target_time = cluster.psql("SELECT clock_timestamp()::text");
+    let at_time = ids(&cluster);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    insert(&cluster, 2101, 2200);
+    cluster.psql("DELETE FROM t WHERE id <= 50");
+    run(&[
+        "switch-wal",
+        "main",
+        "--force",
+        "--archive",
+        "--archive-timeout",
+        "120",
+    ])
+    .ok();
+    let dest = env.restore_dir("from_gpg_command");
+    run(&[
+        "recover",
+        "main",
+        &by_gpg,
+        dest.to_str().unwrap(),
+        "--target-time",
+        &target_time,
+        "--target-action",
+        "promote",
+    ])
+    .ok();
+    let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);
+    restored.wait_for(
+        "SELECT pg_is_in_recovery()",
+        "f",
+        std::time::Duration::from_secs(180),
+    );
+    assert_eq!(ids(&restored), at_time, "recovery to {target_time}");
+    drop(restored);
+
+    let out = run(&["receive-wal", "main", "--stop"]).ok();
+    assert!(out.stdout.contains("Stopped receive-wal"), "{out:?}");
+    assert!(receiver.wait().unwrap().success());
 }
