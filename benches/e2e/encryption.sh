@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Encryption benchmark, all in one run on this machine, rows interleaved round by round: a zstd
 # backup of pgbench data with encryption off and with encryption = gpg, archive-wal of real
-# segments (one process each, zstd) both ways, and get-wal of one segment both ways.
+# segments (one process each, zstd) both ways, and get-wal of one segment and of a bundle of 8
+# both ways.
 #
 #   bash benches/e2e/encryption.sh [SCALE] [ROUNDS] [SEGMENTS]      (default 50 2 32)
 #
@@ -126,5 +127,9 @@ for round in $(seq 1 "$ROUNDS"); do
     t1=$(date +%s.%N)
     awk -v e="$enc" -v a="$t0" -v b="$t1" -v r="$round" \
       'BEGIN { printf "  round %d  encryption %-4s get-wal %6.1f ms/segment\n", r, e, (b-a)*1000/10 }'
+    # get-wal --bundle 8, as wal-restore --parallel 8 asks.
+    read -r secs rss < <(measure "$PGBAK" -q -c "$work/$name.conf" get-wal bench "${segs[0]}" --bundle 8)
+    awk -v e="$enc" -v s="$secs" -v m="$rss" -v r="$round" \
+      'BEGIN { printf "  round %d  encryption %-4s get-wal --bundle 8 %6.1f ms/segment  peak RSS %5.1f MB\n", r, e, s*1000/8, m/1024 }'
   done
 done

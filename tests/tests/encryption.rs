@@ -247,6 +247,40 @@ fn the_wal_archive_stores_encrypted_files_and_reads_them_back() {
     assert!(back.is_empty());
     // Archiving the same file again is recognised as identical through the encryption.
     assert!(sealed.archive_file(&path).is_ok());
+
+    // A rebuilt index tells both apart: compression inside the encryption, and the key the
+    // message names (the long ID of the recipient's encryption subkey).
+    let report = sealed.rebuild_index().unwrap();
+    assert_eq!((report.entries, report.checksummed), (2, 2), "{report:?}");
+    let listing = keys.gpg_ok(&["--list-keys", "--with-colons", BACKUP_KEY]);
+    let subkey = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f[0] == "sub" && f[11].contains('e'))
+        .map(|f| f[4].to_string())
+        .expect("an encryption subkey");
+    let entries = sealed.index_entries().unwrap();
+    let of = |n: &str| entries.iter().find(|e| e.name == n).unwrap();
+    let (new, old) = (of(&name), of(&old_name));
+    assert_eq!(
+        (
+            new.compression.as_str(),
+            new.encryption.as_deref(),
+            new.key_id.as_deref()
+        ),
+        ("zstd", Some("gpg"), Some(subkey.as_str())),
+        "{new:?}"
+    );
+    assert_eq!(
+        (
+            old.compression.as_str(),
+            old.encryption.as_deref(),
+            old.key_id.as_deref()
+        ),
+        ("zstd", None, None),
+        "{old:?}"
+    );
+    assert_eq!(new.size, Some(text.len() as u64));
 }
 
 /// The server lines of an encrypting configuration, with a passphrase command that prints the
@@ -409,6 +443,8 @@ fn point_in_time_recovery_of_an_encrypted_backup_and_wal_on_local_disk() {
         "promote",
         "--tablespace",
         &relocate,
+        "--jobs",
+        "3",
     ])
     .ok();
     let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);

@@ -194,7 +194,8 @@ pub struct RecoverArgs {
     /// the destination and tablespace locations are paths there.
     #[arg(long = "remote-ssh-command", value_name = "CMD")]
     pub remote_ssh_command: Option<String>,
-    /// Parallel rsync runs of a remote recovery (default: parallel_jobs).
+    /// Archived WAL files copied at once, and parallel rsync runs of a remote recovery
+    /// (default: parallel_jobs).
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// Bandwidth limit of a remote recovery in kB/s (default: bandwidth_limit).

@@ -59,7 +59,8 @@ pub struct RecoverOptions {
     /// Restore onto another host reached with this ssh command (Barman's
     /// `--remote-ssh-command`); `dest` and the tablespace locations are paths there.
     pub remote_ssh_command: Option<String>,
-    /// Parallel rsync runs of a remote recovery (default `parallel_jobs`).
+    /// Parallel rsync runs of a remote recovery, and archived WAL files copied at once into a
+    /// local one (default `parallel_jobs`).
     pub jobs: Option<u32>,
     /// Bandwidth limit of a remote recovery in kB/s (default `bandwidth_limit`).
     pub bwlimit: Option<u64>,
@@ -478,7 +479,8 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     } else {
         let spool = opts.dest.join(WAL_SPOOL_DIR);
         create_private_dir(&spool)?;
-        let n = copy_needed_wal(&archive, &plan, &spool)?;
+        let jobs = opts.jobs.unwrap_or(server.config.parallel_jobs).max(1) as usize;
+        let n = copy_needed_wal(&archive, &plan, &spool, jobs)?;
         (format!("cp {WAL_SPOOL_DIR}/%f %p"), n)
     };
     settings.insert(0, ("restore_command".into(), restore_command.clone()));
@@ -606,20 +608,23 @@ pub(crate) fn tablespace_map(locations: &BTreeMap<u32, PathBuf>) -> String {
     text
 }
 
-/// Copies (decompressed and checked) every archived WAL file the recovery plan names: history
-/// files, and the segments of the timelines on the path to the target timeline, each only up to
-/// the point where the path leaves it.
+/// Copies (decompressed, decrypted and checked) every archived WAL file the recovery plan names,
+/// `jobs` at a time: history files, and the segments of the timelines on the path to the target
+/// timeline, each only up to the point where the path leaves it.
 fn copy_needed_wal(
     archive: &crate::wal_archive::WalArchive,
     plan: &crate::timelines::WalPlan,
     spool: &Path,
+    jobs: usize,
 ) -> Result<usize> {
-    let mut n = 0;
-    for name in plan.histories.iter().chain(&plan.segments) {
-        archive.fetch(name, &spool.join(name))?;
-        n += 1;
-    }
-    Ok(n)
+    let names: Vec<String> = plan
+        .histories
+        .iter()
+        .chain(&plan.segments)
+        .cloned()
+        .collect();
+    archive.fetch_all(&names, spool, jobs)?;
+    Ok(names.len())
 }
 
 const MANAGED_KEYS: &[&str] = &[

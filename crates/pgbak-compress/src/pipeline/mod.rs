@@ -54,7 +54,7 @@ mod write;
 mod tests;
 
 pub use meter::Meter;
-pub use openpgp::looks_encrypted;
+pub use openpgp::{looks_encrypted, recipient_key_id};
 pub use read::{ReadPipeline, ReadPipelineBuilder};
 pub use write::{WritePipeline, WritePipelineBuilder};
 

@@ -51,6 +51,40 @@ pub fn looks_encrypted(prefix: &[u8]) -> bool {
     false
 }
 
+/// The key an encrypted OpenPGP message that starts with `prefix` is encrypted to, as GnuPG
+/// names it: the 16 hex digits of the long key ID of its first public-key session key packet
+/// (version 3), or the fingerprint (version 6). `None` for a message encrypted with a passphrase,
+/// to a hidden recipient (`--throw-keyids`), or for anything that is not an encrypted message.
+///
+/// ```
+/// use pgbak_compress::pipeline::recipient_key_id;
+///
+/// let head = [0x84, 0x5e, 0x03, 0x3b, 0x9e, 0xc6, 0x46, 0x76, 0x5b, 0x2c, 0x49, 0x12, 0x01, 0x07];
+/// assert_eq!(recipient_key_id(&head).as_deref(), Some("3B9EC646765B2C49"));
+/// ```
+pub fn recipient_key_id(prefix: &[u8]) -> Option<String> {
+    let mut rest = prefix;
+    for _ in 0..2 {
+        let p = packet(rest)?;
+        match p.tag {
+            1 if public_key_session_key(&p) => {
+                let id = match p.body {
+                    [3, id @ ..] => id.get(..8)?,
+                    [6, n @ (21 | 33), id @ ..] => id.get(1..*n as usize)?,
+                    _ => return None,
+                };
+                if id.iter().all(|&b| b == 0) {
+                    return None;
+                }
+                return Some(id.iter().map(|b| format!("{b:02X}")).collect());
+            }
+            10 if p.len == 3 && p.body == b"PGP" => rest = p.after,
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// One packet header, with as much of its body as `prefix` holds.
 struct Packet<'a> {
     tag: u8,
@@ -166,6 +200,26 @@ mod tests {
             assert!(looks_encrypted(&bytes), "{sample}");
             // Too little to decide is not encrypted.
             assert!(!looks_encrypted(&bytes[..3]), "{sample}");
+        }
+        let ids: Vec<Option<String>> = ["85018c039825948d2dcfe2e7010b", "845e033b9ec646765b2c4912"]
+            .iter()
+            .map(|s| recipient_key_id(&hex(s)))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                Some("9825948D2DCFE2E7".into()),
+                Some("3B9EC646765B2C49".into())
+            ]
+        );
+        // A passphrase, a hidden recipient, a cut packet, clear bytes: no key.
+        for sample in [
+            "8c0d04090302b3bdf6d8b47b1babffd2ff000186d901b1bf",
+            "845e03000000000000000012010740",
+            "845e033b9ec646",
+            "10d10600010000000000",
+        ] {
+            assert_eq!(recipient_key_id(&hex(sample)), None, "{sample}");
         }
     }
 

@@ -117,6 +117,39 @@ pub fn check_segment_header(
     Ok(hdr)
 }
 
+/// What reading a stored file back found ([`WalArchive::read_back`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ReadBack {
+    /// CRC-32C of the original bytes.
+    pub crc32c: u32,
+    /// Size of the original bytes.
+    pub size: u64,
+    /// How the original bytes are compressed (inside the encryption, when encrypted).
+    pub compression: Compression,
+    /// The encryption (`gpg`), when encrypted.
+    pub encryption: Option<String>,
+    /// The long key ID of the key it is encrypted to, as the message names it.
+    pub key_id: Option<String>,
+}
+
+impl ReadBack {
+    /// The index line of `name` stored as this, with the object's size and time from `meta`.
+    pub(crate) fn entry(self, name: &str, meta: Option<&pgbak_storage::ObjectMeta>) -> IndexEntry {
+        IndexEntry {
+            name: name.to_string(),
+            stored_size: meta.map_or(0, |m| m.size),
+            time: meta
+                .and_then(|m| m.modified.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+            compression: self.compression.name().to_string(),
+            crc32c: Some(self.crc32c),
+            size: Some(self.size),
+            encryption: self.encryption,
+            key_id: self.key_id,
+        }
+    }
+}
+
 /// Reads as many bytes as are available up to `buf.len()`.
 pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -286,9 +319,9 @@ impl WalArchive {
         crc: u32,
         size: u64,
     ) -> Result<ArchiveOutcome> {
-        let (old_crc, old_size) = self.checksum_stored(key)?;
-        if old_crc == crc && old_size == size {
-            self.ensure_indexed(name, key, crc, size)?;
+        let stored = self.read_back(key)?;
+        if stored.crc32c == crc && stored.size == size {
+            self.ensure_indexed(name, key, stored)?;
             return Ok(ArchiveOutcome::AlreadyArchived {
                 name: name.to_string(),
             });
@@ -306,40 +339,47 @@ impl WalArchive {
         })
     }
 
-    /// Adds the index line of `name` (stored under `key`) unless the index has one: a retried
-    /// archive heals an index line lost to a crash between the file's commit and its line.
-    fn ensure_indexed(&self, name: &str, key: &str, crc: u32, size: u64) -> Result<()> {
+    /// Adds the index line of `name` (stored under `key`, read back as `stored`) unless the
+    /// index has one: a retried archive heals an index line lost to a crash between the file's
+    /// commit and its line.
+    fn ensure_indexed(&self, name: &str, key: &str, stored: ReadBack) -> Result<()> {
         if self.index().lookup(name)?.is_some() {
             return Ok(());
         }
         let meta = self.storage.stat(key)?;
-        let compression = self.stored_compression(name)?;
-        self.index().add(&IndexEntry {
-            name: name.to_string(),
-            stored_size: meta.as_ref().map_or(0, |m| m.size),
-            time: meta
-                .and_then(|m| m.modified.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0.0, |d| d.as_secs_f64()),
-            compression: compression.name().to_string(),
-            crc32c: Some(crc),
-            size: Some(size),
-            // Not known from the stored bytes alone; reads recognise encryption by content.
-            encryption: None,
-            key_id: None,
-        })
+        self.index().add(&stored.entry(name, meta.as_ref()))
     }
 
-    /// CRC-32C and size of the original bytes of a stored object.
-    pub(crate) fn checksum_stored(&self, key: &str) -> Result<(u32, u64)> {
+    /// Reads a stored object back whole: the checksum and size of its original bytes, and how
+    /// they are stored (compression inside any encryption, the key they are encrypted to).
+    pub(crate) fn read_back(&self, key: &str) -> Result<ReadBack> {
+        let mut source = self.storage.get(key)?;
+        let mut head = [0u8; 64];
+        let n = read_full(&mut source, &mut head)
+            .map_err(|e| Error::io("read", self.location(key), e))?;
         let mut r = ReadPipeline::builder()
             .encryptor(self.encryptor.clone())
             .measure_plain(Digests::CRC32C)
-            .open(self.storage.get(key)?)
+            .open(io::Cursor::new(&head[..n]).chain(source))
             .map_err(|e| Error::io("read", self.location(key), e))?;
         io::copy(&mut r, &mut io::sink())
             .map_err(|e| Error::io("decompress", self.location(key), e))?;
         let plain = r.stats().map(|s| s.plain).unwrap_or_default();
-        Ok((plain.crc32c.unwrap_or(0), plain.bytes))
+        let encrypted = r.encrypted();
+        Ok(ReadBack {
+            crc32c: plain.crc32c.unwrap_or(0),
+            size: plain.bytes,
+            compression: r.compression(),
+            encryption: encrypted.then(|| {
+                self.encryptor
+                    .as_ref()
+                    .map_or("gpg", |e| e.name())
+                    .to_string()
+            }),
+            key_id: encrypted
+                .then(|| pgbak_compress::pipeline::recipient_key_id(&head[..n]))
+                .flatten(),
+        })
     }
 
     /// Every index line, by name.
@@ -392,6 +432,43 @@ impl WalArchive {
                 let _ = std::fs::remove_file(&tmp);
                 Err(e)
             }
+        }
+    }
+
+    /// [`WalArchive::fetch`] of every name in `names` into the folder `dir` (under its own name),
+    /// `jobs` files at a time; the first failure stops the others from starting and is returned.
+    /// Returns the bytes written.
+    pub fn fetch_all(&self, names: &[String], dir: &Path, jobs: usize) -> Result<u64> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let bytes = AtomicU64::new(0);
+        let first_error = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.clamp(1, names.len().max(1)) {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(name) = names.get(i) else { return };
+                        match self.fetch(name, &dir.join(name)) {
+                            Ok(n) => {
+                                bytes.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                first_error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(bytes.into_inner()),
         }
     }
 

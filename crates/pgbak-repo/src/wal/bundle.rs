@@ -140,6 +140,37 @@ mod tests {
     }
 
     #[test]
+    fn fetch_all_writes_every_file_and_fails_on_a_missing_one() {
+        let names: Vec<String> = (3..9)
+            .map(|i| format!("0000000100000000000000{i:02X}"))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (d, a) = archive(&refs);
+        for jobs in [1, 4] {
+            let dir = d.path().join(format!("out-{jobs}"));
+            std::fs::create_dir(&dir).unwrap();
+            let bytes = a.fetch_all(&names, &dir, jobs).unwrap();
+            assert_eq!(
+                bytes,
+                names
+                    .iter()
+                    .map(|n| segment(n, 3).len() as u64)
+                    .sum::<u64>()
+            );
+            for n in &names {
+                assert_eq!(std::fs::read(dir.join(n)).unwrap(), segment(n, 3), "{n}");
+            }
+            let mut with_gap = names.clone();
+            with_gap.insert(2, "0000000100000000000000FE".into());
+            let gap_dir = d.path().join(format!("gap-{jobs}"));
+            std::fs::create_dir(&gap_dir).unwrap();
+            let err = a.fetch_all(&with_gap, &gap_dir, jobs).unwrap_err();
+            assert!(matches!(err, Error::WalNotFound { .. }), "{err}");
+            assert!(!gap_dir.join("0000000100000000000000FE").exists());
+        }
+    }
+
+    #[test]
     fn successors_cover_both_log_layouts() {
         assert_eq!(
             successors("0000000100000000000000FF"),

@@ -32,7 +32,7 @@ impl WalArchive {
         let mut new: BTreeMap<String, IndexEntry> = BTreeMap::new();
         let stored = self.stored_keys()?;
         for (name, key, stored_size) in &stored {
-            let (crc, size) = match self.checksum_stored(key) {
+            let stored = match self.read_back(key) {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!("{name}: not indexed: {e}");
@@ -41,26 +41,11 @@ impl WalArchive {
                 }
             };
             report.checksummed += 1;
-            let compression = self.stored_compression(name)?.name().to_string();
-            let time = self
-                .storage()
-                .stat(key)?
-                .and_then(|m| m.modified.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0.0, |d| d.as_secs_f64());
-            new.insert(
-                name.clone(),
-                IndexEntry {
-                    name: name.clone(),
-                    stored_size: *stored_size,
-                    time,
-                    compression,
-                    crc32c: Some(crc),
-                    size: Some(size),
-                    // Reads recognise encryption by content; a rebuild does not guess the key.
-                    encryption: None,
-                    key_id: None,
-                },
-            );
+            let meta = self.storage().stat(key)?;
+            let mut entry = stored.entry(name, meta.as_ref());
+            // The size as listed: the same object, whatever the store's stat reports.
+            entry.stored_size = *stored_size;
+            new.insert(name.clone(), entry);
         }
         let known: std::collections::BTreeSet<&str> =
             stored.iter().map(|(_, k, _)| k.as_str()).collect();
