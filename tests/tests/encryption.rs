@@ -1,8 +1,12 @@
 //! Encryption with real keys made by `gpg` in a throwaway GnuPG home: the GPG stage alone
 //! (round trips, interoperability with the `gpg` command both ways, every failure: wrong
 //! passphrase, no secret key, damaged, truncated or abandoned streams, unknown recipient), under
-//! compression in the pipeline, and the WAL archive storing encrypted files and reading them
-//! back, next to clear ones.
+//! compression in the pipeline, the WAL archive storing encrypted files and reading them back
+//! next to clear ones (and its rebuilt index telling them apart); then end to end with real
+//! clusters: point-in-time recoveries of encrypted backups and WAL on local disk (with a
+//! tablespace) and in every cloud emulator, over SSH (wal-archive, remote recovery, wal-restore),
+//! with WAL from receive-wal and cron's incoming sweep, generate-manifest and verify-backup on an
+//! encrypted backup, a backup encrypted after the fact by the `gpg` command, and what is refused.
 
 use pgbak_compress::gpg::{GpgEncryptor, PassphraseSource};
 use pgbak_compress::pipeline::{ReadPipeline, WritePipeline};
@@ -999,6 +1003,27 @@ fn streamed_wal_generated_manifest_and_a_backup_encrypted_by_the_gpg_command() {
     );
     assert_eq!(ids(&restored), at_time, "recovery to {target_time}");
     drop(restored);
+
+    // A file dropped into incoming/ (Barman's archive_command target) is archived encrypted by
+    // cron.
+    let incoming = env.server_dir().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let history = "00000009.history";
+    let text = "8\t0/9000000\tno recovery target specified\n";
+    std::fs::write(incoming.join(history), text).unwrap();
+    pgbak_tests::give_to_owner(&incoming);
+    let out = run(&["-f", "json", "cron"]).ok();
+    assert!(!incoming.join(history).exists(), "{}", out.stdout);
+    let stored = std::fs::read(
+        env.server_dir()
+            .join("wals")
+            .join(pgbak_repo::wal::WalArchive::key_of(history).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        zstd::decode_all(&gpg_decrypt(keys, &stored)[..]).unwrap(),
+        text.as_bytes()
+    );
 
     let out = run(&["receive-wal", "main", "--stop"]).ok();
     assert!(out.stdout.contains("Stopped receive-wal"), "{out:?}");
