@@ -1,4 +1,5 @@
-//! The same proofs on every PostgreSQL major pgbak supports (13 to 18): on each, two servers.
+//! The same proofs on every PostgreSQL major pgbak supports (13 to 18): on each, two servers,
+//! each with its table in a tablespace that every restore relocates.
 //!
 //! - One archives through `archive_command`: `check` passes; a plain and a zstd tar backup with
 //!   the postgres method are accepted by `verify-backup` and restore to a transaction id and to a
@@ -13,19 +14,24 @@
 //! tests talk to every major with PostgreSQL 15's `psql`.
 
 use pgbak_tests::{
-    on_every_major, recover_backup_and_start, Cluster, ClusterOptions, PgbakEnv, Receiver, Sshd,
+    on_every_major, postgres_tempdir, recover_backup_and_start, Cluster, ClusterOptions, PgbakEnv,
+    Receiver, Sshd,
 };
+use std::path::Path;
 use std::time::Duration;
 
 on_every_major!(archived_wal, streamed_wal);
 
-/// The server `cluster` of `major` runs that major, and its table `t` has rows 1..=5000.
-fn fill(cluster: &Cluster, major: u32) {
+/// The server `cluster` of `major` runs that major, and its table `t`, in a new tablespace `ts` at
+/// `tablespace`, has rows 1..=5000.
+fn fill(cluster: &Cluster, major: u32, tablespace: &Path) {
     let version: u32 = cluster.psql("SHOW server_version_num").parse().unwrap();
     assert_eq!(version / 10000, major, "server of major {major}");
-    cluster.psql(
-        "CREATE TABLE t (id bigint PRIMARY KEY, v text, at timestamptz DEFAULT clock_timestamp())",
-    );
+    cluster.psql(&format!(
+        "CREATE TABLESPACE ts LOCATION '{}'",
+        tablespace.display()
+    ));
+    cluster.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text) TABLESPACE ts");
     cluster.psql("INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 5000) g");
 }
 
@@ -77,7 +83,13 @@ fn time_between(cluster: &Cluster) -> String {
     at
 }
 
-/// Restores backup `id` with `args`, starts it and compares its rows with `expected`.
+/// Where restore `folder` puts tablespace `ts`, as `--tablespace` takes it.
+fn relocation(env: &PgbakEnv, folder: &str) -> String {
+    format!("ts:{}", env.restore_dir(&format!("{folder}-ts")).display())
+}
+
+/// Restores backup `id` with `args` and tablespace `ts` relocated, starts it and compares its
+/// rows (with `expected`) and the place of `ts`.
 fn restores_exactly(env: &PgbakEnv, id: &str, folder: &str, args: &[&str], expected: &[i64]) {
     let mut all = args.to_vec();
     if args
@@ -86,11 +98,18 @@ fn restores_exactly(env: &PgbakEnv, id: &str, folder: &str, args: &[&str], expec
     {
         all.extend(["--target-action", "promote"]);
     }
+    let moved = relocation(env, folder);
+    all.extend(["--tablespace", &moved]);
     let r = recover_backup_and_start(env, id, folder, &all);
     assert_eq!(
         r.ids(),
         expected,
         "{folder}: backup {id} restored with {args:?}"
+    );
+    assert_eq!(
+        r.psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts'"),
+        moved["ts:".len()..],
+        "{folder}: tablespace relocated"
     );
 }
 
@@ -103,9 +122,11 @@ fn archived_wal(major: u32) {
             ..Default::default()
         },
     );
-    fill(&origin, major);
+    let ts = postgres_tempdir();
+    fill(&origin, major, ts.path());
     let (plain, info) = backup(&env);
     assert_eq!(info["timeline"], 1);
+    assert_eq!(info["tablespaces"].as_array().unwrap().len(), 1, "{info}");
     let data = env.server_dir().join("base").join(&plain).join("data");
     assert!(data.join("PG_VERSION").is_file(), "plain backup of {major}");
     env.switch_wal_archived();
@@ -121,7 +142,12 @@ fn archived_wal(major: u32) {
     env.write_config(&origin, "compression = zstd\nbackup_compression = zstd\n");
     let (tar, _) = backup(&env);
     let data = env.server_dir().join("base").join(&tar).join("data");
+    let oid = origin.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'");
     assert!(data.join("base.tar.zst").is_file(), "zstd tar backup");
+    assert!(
+        data.join(format!("{oid}.tar.zst")).is_file(),
+        "tablespace tar"
+    );
     verified(&env, &tar);
 
     insert(&origin, 10021, 10030);
@@ -146,7 +172,9 @@ fn archived_wal(major: u32) {
     // catalogue of its origin (recover writes archive_command = false; the command line
     // overrides it).
     let dest = env.restore_dir("fork");
-    env.run(&["recover", "main", &tar, dest.to_str().unwrap()])
+    let moved = relocation(&env, "fork");
+    let dest_s = dest.display().to_string();
+    env.run(&["recover", "main", &tar, &dest_s, "--tablespace", &moved])
         .ok();
     let archive_command = format!("archive_command='{}'", env.archive_command());
     let fork = Cluster::start_existing(&dest, &["archive_mode=on", &archive_command]);
@@ -175,7 +203,8 @@ fn streamed_wal(major: u32) {
         "streaming_archiver = on\nslot_name = pgbak\ncreate_slot = auto\ncompression = zstd\n";
     env.write_config(&cluster, streaming);
     cluster.start_now();
-    fill(&cluster, major);
+    let ts = postgres_tempdir();
+    fill(&cluster, major, ts.path());
     let receiver = Receiver::start(&env, "majors");
     let (by_postgres, _) = backup(&env);
     check_passes(&env);
