@@ -11,6 +11,7 @@ packages=(
   procps util-linux               # ps, runuser, mount (tmpfs for the full-disk tests)
   strace                          # tests that check what recovery makes durable
   gnupg libgpgme-dev              # encryption (gpgme) and the gpg command for keys and cross-checks
+  curl ca-certificates            # fetches the server binaries of the other PostgreSQL majors
 )
 
 missing=()
@@ -43,6 +44,9 @@ fi
 # The tests run PostgreSQL as this unprivileged user (PostgreSQL refuses to run as root).
 id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash postgres
 
+# Server binaries of PostgreSQL 13, 14, 16, 17 and 18 for the tests that run on every major.
+bash "$(dirname "$0")/install-postgres-majors.sh"
+
 # The S3, Azure Blob and GCS emulators of the storage tests (moto, Azurite, fake-gcs-server).
 bash "$(dirname "$0")/install-emulators.sh"
-echo "install-deps: ok ($(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' '))"
+echo "install-deps: ok ($(ls -d /usr/lib/postgresql/*/bin /opt/pgbak-postgres/*/bin | tr '\n' ' '))"

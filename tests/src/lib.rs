@@ -101,6 +101,59 @@ pub fn pg_bin(name: &str) -> PathBuf {
     pg_bindir().join(name)
 }
 
+/// The major version of the server binaries in [`pg_bindir`] (from `postgres --version`).
+pub fn pg_default_major() -> u32 {
+    static MAJOR: OnceLock<u32> = OnceLock::new();
+    *MAJOR.get_or_init(|| {
+        let out = run_ok(Command::new(pg_bin("postgres")).arg("--version"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .last()
+            .and_then(|v| v.split('.').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read a version in {text:?}"))
+    })
+}
+
+/// The PostgreSQL majors pgbak supports and the tests of `on_every_major!` run on.
+pub const PG_MAJORS: [u32; 6] = [13, 14, 15, 16, 17, 18];
+
+/// The directory holding the server binaries (`initdb`, `pg_ctl`, `postgres`) of PostgreSQL
+/// `major`: [`pg_bindir`] when it is that major, else `/usr/lib/postgresql/<major>/bin`, else
+/// `<dir>/<major>/bin` where scripts/install-postgres-majors.sh puts the other majors (`<dir>` is
+/// `$PGBAK_PG_MAJORS_DIR`, by default /opt/pgbak-postgres). Those hold no client programs: tests
+/// run `psql` and the other clients from [`pg_bindir`], which talk to every major.
+pub fn pg_bindir_of(major: u32) -> PathBuf {
+    if major == pg_default_major() {
+        return pg_bindir();
+    }
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if debian.join("postgres").is_file() {
+        return debian;
+    }
+    let root = std::env::var_os("PGBAK_PG_MAJORS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/pgbak-postgres"));
+    let dir = root.join(major.to_string()).join("bin");
+    assert!(
+        dir.join("postgres").is_file(),
+        "no PostgreSQL {major} server in {} or {}: run scripts/install-deps.sh",
+        debian.display(),
+        dir.display()
+    );
+    dir
+}
+
+/// The server binaries for the data directory `data_dir`, from the major in its `PG_VERSION`.
+fn bindir_for_data(data_dir: &Path) -> PathBuf {
+    let file = data_dir.join("PG_VERSION");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let major = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: {text:?}", file.display()));
+    pg_bindir_of(major)
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -203,6 +256,8 @@ pub struct ClusterOptions {
     /// Environment variables of the server process, which its `archive_command` and
     /// `restore_command` inherit (such as the credentials of an object store).
     pub env: Vec<(String, String)>,
+    /// The PostgreSQL major of the server ([`pg_bindir_of`]); that of [`pg_bindir`] when `None`.
+    pub major: Option<u32>,
 }
 
 /// A running throwaway PostgreSQL cluster, stopped (immediately) on drop.
@@ -215,6 +270,8 @@ pub struct Cluster {
     log: PathBuf,
     running: bool,
     env: Vec<(String, String)>,
+    /// Where its server binaries (`initdb`, `pg_ctl`, `postgres`) are.
+    bindir: PathBuf,
 }
 
 impl Cluster {
@@ -233,7 +290,8 @@ impl Cluster {
         let socket_dir = root.path().join("sock");
         std::fs::create_dir(&socket_dir).expect("socket dir");
         give_to_owner(&socket_dir);
-        let mut initdb = command_as_owner(pg_bin("initdb"));
+        let bindir = opts.major.map_or_else(pg_bindir, pg_bindir_of);
+        let mut initdb = command_as_owner(bindir.join("initdb"));
         initdb.arg("-D").arg(&data_dir).args([
             "-U",
             "postgres",
@@ -284,6 +342,7 @@ impl Cluster {
             port: free_port(),
             running: false,
             env: opts.env,
+            bindir,
         }
     }
 
@@ -319,6 +378,7 @@ impl Cluster {
             port: 0,
             running: false,
             env: env.to_vec(),
+            bindir: bindir_for_data(data_dir),
         };
         for _ in 0..5 {
             if c.start_on(free_port(), extra) {
@@ -343,7 +403,7 @@ impl Cluster {
                 opts.push_str(" -c ");
                 opts.push_str(e);
             }
-            let out = command_as_owner(pg_bin("pg_ctl"))
+            let out = command_as_owner(self.bindir.join("pg_ctl"))
                 .arg("-D")
                 .arg(&self.data_dir)
                 .arg("-l")
@@ -444,10 +504,31 @@ impl Cluster {
         }
     }
 
+    /// The `id` column of table `t`, sorted: the rows a point-in-time test compares.
+    pub fn ids(&self) -> Vec<i64> {
+        self.psql("SELECT id FROM t ORDER BY id")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.parse().expect("an id"))
+            .collect()
+    }
+
+    /// Switches WAL and waits (up to two minutes) until the server's `archive_command` has
+    /// archived the closed segment.
+    pub fn switch_wal_and_wait_archived(&self) {
+        let seg = self.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+        self.psql("SELECT pg_switch_wal()");
+        self.wait_for(
+            &format!("SELECT coalesce(last_archived_wal, '') >= '{seg}' FROM pg_stat_archiver"),
+            "t",
+            Duration::from_secs(120),
+        );
+    }
+
     /// Stops the server (fast shutdown).
     pub fn stop(&mut self) {
         if self.running {
-            let _ = command_as_owner(pg_bin("pg_ctl"))
+            let _ = command_as_owner(self.bindir.join("pg_ctl"))
                 .arg("-D")
                 .arg(&self.data_dir)
                 .args(["-w", "-m", "fast", "stop"])
@@ -460,7 +541,7 @@ impl Cluster {
     /// Stops the server without a checkpoint (like a crash).
     pub fn stop_immediate(&mut self) {
         if self.running {
-            let _ = command_as_owner(pg_bin("pg_ctl"))
+            let _ = command_as_owner(self.bindir.join("pg_ctl"))
                 .arg("-D")
                 .arg(&self.data_dir)
                 .args(["-w", "-m", "immediate", "stop"])
@@ -488,7 +569,8 @@ fn append(path: &Path, text: &str) {
 
 mod pgbak;
 pub use pgbak::{
-    md5_hex, put_wal_input, read_tree, recover_and_start, tar_entry, tar_of, PgbakEnv, PgbakOutput,
+    md5_hex, put_wal_input, read_tree, recover_and_start, recover_backup_and_start, tar_entry,
+    tar_of, PgbakEnv, PgbakOutput,
 };
 
 impl Cluster {
@@ -506,6 +588,9 @@ impl Cluster {
 
 mod sshd;
 pub use sshd::Sshd;
+
+mod receiver;
+pub use receiver::{receiver_pid, Receiver};
 
 /// A small tmpfs mounted for one test (the tests run as root), owned by the cluster owner, and
 /// unmounted on drop: a real filesystem that fills up, for the tests of what happens when a
@@ -626,6 +711,40 @@ macro_rules! on_every_cloud {
             #[test]
             fn gcs() {
                 super::$test($crate::emulators::Kind::Gcs)
+            }
+        }
+    )*};
+}
+
+/// Runs each listed test function (taking a PostgreSQL major) on every major of [`PG_MAJORS`],
+/// as tests named `<function>::pg13` ... `::pg18`.
+#[macro_export]
+macro_rules! on_every_major {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[test]
+            fn pg13() {
+                super::$test(13)
+            }
+            #[test]
+            fn pg14() {
+                super::$test(14)
+            }
+            #[test]
+            fn pg15() {
+                super::$test(15)
+            }
+            #[test]
+            fn pg16() {
+                super::$test(16)
+            }
+            #[test]
+            fn pg17() {
+                super::$test(17)
+            }
+            #[test]
+            fn pg18() {
+                super::$test(18)
             }
         }
     )*};

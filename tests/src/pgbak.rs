@@ -317,9 +317,14 @@ pub fn read_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Recovers the latest backup of `main` into a new folder with `args` (targets...), starts it,
 /// waits until it is promoted, and returns the restored cluster.
 pub fn recover_and_start(env: &PgbakEnv, folder: &str, args: &[&str]) -> Cluster {
+    recover_backup_and_start(env, "latest", folder, args)
+}
+
+/// [`recover_and_start`] for backup `id` of `main`.
+pub fn recover_backup_and_start(env: &PgbakEnv, id: &str, folder: &str, args: &[&str]) -> Cluster {
     let dest = env.restore_dir(folder);
     let dest_s = dest.display().to_string();
-    let mut all = vec!["recover", "main", "latest", dest_s.as_str()];
+    let mut all = vec!["recover", "main", id, dest_s.as_str()];
     all.extend_from_slice(args);
     env.run(&all).ok();
     let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);

@@ -5,25 +5,6 @@
 use pgbak_tests::{Cluster, ClusterOptions, PgbakEnv};
 use std::time::Duration;
 
-fn ids(c: &Cluster) -> Vec<i64> {
-    c.psql("SELECT id FROM t ORDER BY id")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.parse().unwrap())
-        .collect()
-}
-
-/// Switches WAL on `c` and waits until the closed segment is archived.
-fn switch_and_wait(c: &Cluster) {
-    let seg = c.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    c.psql("SELECT pg_switch_wal()");
-    c.wait_for(
-        &format!("SELECT coalesce(last_archived_wal, '') >= '{seg}' FROM pg_stat_archiver"),
-        "t",
-        Duration::from_secs(120),
-    );
-}
-
 fn recover(env: &PgbakEnv, folder: &str, extra: &[&str]) -> std::path::PathBuf {
     let dest = env.restore_dir(folder);
     let d = dest.display().to_string();
@@ -43,8 +24,8 @@ fn promote_keep_archiving_and_restore_on_the_new_timeline() {
     assert_eq!(out.json()["status"], "DONE");
     assert_eq!(out.json()["timeline"], 1);
     origin.psql("INSERT INTO t SELECT g, 'before fork' FROM generate_series(1001, 1010) g");
-    switch_and_wait(&origin);
-    let at_fork = ids(&origin);
+    origin.switch_wal_and_wait_archived();
+    let at_fork = origin.ids();
 
     // Restore, and let the restored server archive into the same catalogue (recover writes
     // archive_command = false; the command line overrides it).
@@ -52,24 +33,24 @@ fn promote_keep_archiving_and_restore_on_the_new_timeline() {
     let archive_command = format!("archive_command='{}'", env.archive_command());
     let restored = Cluster::start_existing(&dest, &["archive_mode=on", &archive_command]);
     restored.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
-    assert_eq!(ids(&restored), at_fork);
+    assert_eq!(restored.ids(), at_fork);
     assert_eq!(
         restored.psql("SELECT timeline_id FROM pg_control_checkpoint()"),
         "2",
         "end of recovery starts timeline 2"
     );
     restored.psql("INSERT INTO t SELECT g, 'timeline 2' FROM generate_series(2001, 2010) g");
-    switch_and_wait(&restored);
+    restored.switch_wal_and_wait_archived();
     restored.psql("INSERT INTO t SELECT g, 'timeline 2 again' FROM generate_series(2011, 2020) g");
-    switch_and_wait(&restored);
-    let on_tli2 = ids(&restored);
+    restored.switch_wal_and_wait_archived();
+    let on_tli2 = restored.ids();
     drop(restored);
 
     // Meanwhile the origin goes on writing timeline 1 past the fork.
     origin
         .psql("INSERT INTO t SELECT g, 'timeline 1 after fork' FROM generate_series(3001, 3010) g");
-    switch_and_wait(&origin);
-    let on_tli1 = ids(&origin);
+    origin.switch_wal_and_wait_archived();
+    let on_tli1 = origin.ids();
     assert!(env.server_dir().join("wals/00000002.history").exists());
 
     // list-backups and show-backup name the timeline.
@@ -122,19 +103,19 @@ fn promote_keep_archiving_and_restore_on_the_new_timeline() {
         .any(|n| n.starts_with("00000002") && n.len() == 24));
     let r = Cluster::start_existing(&latest, &["archive_mode=off"]);
     r.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
-    assert_eq!(ids(&r), on_tli2, "--target-tli latest follows timeline 2");
+    assert_eq!(r.ids(), on_tli2, "--target-tli latest follows timeline 2");
     drop(r);
 
     let current = recover(&env, "current", &["--target-tli", "current"]);
     let r = Cluster::start_existing(&current, &["archive_mode=off"]);
     r.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
-    assert_eq!(ids(&r), on_tli1, "--target-tli current stays on timeline 1");
+    assert_eq!(r.ids(), on_tli1, "--target-tli current stays on timeline 1");
     drop(r);
 
     let by_number = recover(&env, "two", &["--target-tli", "2", "--get-wal"]);
     let r = Cluster::start_existing(&by_number, &["archive_mode=off"]);
     r.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
-    assert_eq!(ids(&r), on_tli2, "--target-tli 2 through get-wal");
+    assert_eq!(r.ids(), on_tli2, "--target-tli 2 through get-wal");
     drop(r);
 
     let out = env.run(&[

@@ -81,6 +81,15 @@ pub fn backup(
     // With `backup_compression_location = server` PostgreSQL compresses and pgbak stores the
     // archives as they arrive (tar) or decompresses them on arrival (plain).
     let server_compression = server_compression(cfg);
+    if server_compression.is_some() && rsync.is_none() {
+        let version = conn.server_version_num()?;
+        if version < pgbak_wal::protocol::NEW_BASE_BACKUP_SYNTAX_VERSION_NUM {
+            return Err(Error::Usage(format!(
+                "server '{}': backup_compression_location = server needs PostgreSQL 15 or later (the server is {version}); use backup_compression_location = client",
+                cfg.name
+            )));
+        }
+    }
     let (format, compression) = match cfg.backup_compression_format {
         BackupFormat::Plain
             if cfg.backup_compression != Compression::None && server_compression.is_none() =>
