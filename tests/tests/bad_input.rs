@@ -215,11 +215,11 @@ fn barman_options_pgbak_lacks_are_said_out_loud() {
         env.run(&["list-backups", "other"]).ok();
     }
 
-    write("archiver_batch_size = 50\n[main]\nconninfo = host=127.0.0.1\nprimary_conninfo = host=pg2\n");
+    write("archiver_batch_size = 50\n[main]\nconninfo = host=127.0.0.1\nwal_conninfo = host=pg2\n");
     let out = env.run(&["list-servers"]).ok();
     for warning in [
         format!("WARNING: {config}:3: option 'archiver_batch_size' in [barman]: not implemented by pgbak, ignored: "),
-        format!("WARNING: {config}:6: option 'primary_conninfo' of server 'main': not implemented by pgbak, ignored: "),
+        format!("WARNING: {config}:6: option 'wal_conninfo' of server 'main': not implemented by pgbak, ignored: "),
     ] {
         assert!(out.stderr.contains(&warning), "{warning} in {}", out.stderr);
     }

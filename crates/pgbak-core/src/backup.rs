@@ -60,6 +60,10 @@ pub fn backup(
     // Fail fast, before anything is written, when the server cannot be reached or cannot archive.
     let conn = server.connect()?;
     let archive_mode = conn.setting("archive_mode")?;
+    // A standby's segments end only when its primary's do: with archive_mode = always, a server
+    // that waits for the last one to be archived would wait for the primary's next switch.
+    // pgbak waits itself, switching WAL on the primary (`EndSegmentCloser`).
+    let in_recovery = conn.is_in_recovery()?;
     if archive_mode == "off" && !cfg.streaming_archiver {
         return Err(Error::Other(format!(
             "server '{}': archive_mode is off and streaming_archiver is off, so the WAL this backup needs would never reach the archive",
@@ -185,8 +189,8 @@ pub fn backup(
                 max_rate_kbps: cfg.bandwidth_limit.map(|b| b as u32),
                 verify_checksums: true,
                 // Without archive_mode the WAL comes from receive-wal: the server has nothing to
-                // wait for (and would only warn that archiving is off).
-                wait_for_wal_archive: archive_mode != "off",
+                // wait for (and would only warn that archiving is off). A standby: see above.
+                wait_for_wal_archive: archive_mode != "off" && !in_recovery,
                 server_compression: server_compression.clone(),
             },
         };
@@ -293,9 +297,8 @@ pub fn backup(
     }
 
     create_restore_point(server, &info.backup_id);
-    if cfg.streaming_archiver {
-        switch_wal_for_streaming(server);
-    }
+    let mut closer = EndSegmentCloser::new(server);
+    closer.tick(server);
     let deadline = opts.wait_timeout.map(|t| Instant::now() + t);
     loop {
         if complete_if_wal_archived(server, &mut info)? {
@@ -305,6 +308,7 @@ pub fn backup(
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
+        closer.tick(server);
     }
     hooks.run_post(&HookEnv::for_backup(server, &info));
     Ok(info)
@@ -392,22 +396,112 @@ fn server_compression(cfg: &crate::config::ServerConfig) -> Option<ServerCompres
     })
 }
 
-/// Closes the current WAL segment after a backup of a streaming server, as Barman does: a
-/// receiver archives a segment only once it is complete, so the backup's end segment must be
-/// closed for the backup to become DONE. (`pg_backup_stop` already switches on a primary, making
-/// this a no-op there; a standby cannot switch and is left alone.) A failure only delays DONE.
-fn switch_wal_for_streaming(server: &Server) {
-    let switched = server.connect().and_then(|c| {
-        if c.is_in_recovery()? {
-            return Ok(());
+/// Closes the WAL segment that ends a backup, so that it is archived and the backup can become
+/// DONE.
+///
+/// - A primary whose WAL is streamed: one switch, as Barman does (a receiver archives a segment
+///   only once it is complete; `pg_backup_stop` already switches when archive_command is used).
+/// - A standby with `primary_conninfo`: its segments end only when the primary's do, so WAL is
+///   switched on the primary at once and every 10 seconds, 10 times, while the backup waits;
+///   then, after `primary_checkpoint_timeout` seconds (0: never), a checkpoint and a switch are
+///   forced there, for a primary so idle that a switch has nothing to close. As Barman.
+/// - A standby without `primary_conninfo`: nothing (the backup waits for the primary's traffic).
+///
+/// A failure is a warning: it only delays DONE.
+struct EndSegmentCloser {
+    mode: CloseMode,
+    switches: u32,
+    next: Instant,
+    checkpoint_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CloseMode {
+    Nothing,
+    SwitchOnce,
+    OnPrimary,
+}
+
+/// Switches on the primary while a backup of a standby waits, and the pause between them.
+const PRIMARY_SWITCHES: u32 = 10;
+const PRIMARY_SWITCH_EVERY: Duration = Duration::from_secs(10);
+
+impl EndSegmentCloser {
+    fn new(server: &Server) -> EndSegmentCloser {
+        let cfg = &server.config;
+        let standby = server.connect().and_then(|c| c.is_in_recovery());
+        let mode = match standby {
+            Ok(false) if cfg.streaming_archiver => CloseMode::SwitchOnce,
+            Ok(true) if cfg.primary_conninfo.is_some() => CloseMode::OnPrimary,
+            Ok(_) => CloseMode::Nothing,
+            Err(e) => {
+                tracing::warn!(
+                    server = server.name(),
+                    "cannot tell whether it is a standby: {e}"
+                );
+                CloseMode::Nothing
+            }
+        };
+        EndSegmentCloser {
+            mode,
+            switches: 0,
+            next: Instant::now(),
+            checkpoint_at: None,
         }
-        c.switch_wal().map(|_| ())
-    });
-    if let Err(e) = switched {
-        tracing::warn!(
-            server = server.name(),
-            "cannot switch WAL after the backup: {e}"
-        );
+    }
+
+    fn tick(&mut self, server: &Server) {
+        let now = Instant::now();
+        let result = match self.mode {
+            CloseMode::Nothing => return,
+            CloseMode::SwitchOnce => {
+                self.mode = CloseMode::Nothing;
+                server.connect().and_then(|c| c.switch_wal().map(|_| ()))
+            }
+            CloseMode::OnPrimary if self.switches < PRIMARY_SWITCHES => {
+                if now < self.next {
+                    return;
+                }
+                self.switches += 1;
+                self.next = now + PRIMARY_SWITCH_EVERY;
+                if self.switches == PRIMARY_SWITCHES {
+                    let timeout = server.config.primary_checkpoint_timeout;
+                    if timeout > 0 {
+                        tracing::warn!(
+                            server = server.name(),
+                            "WAL switched {PRIMARY_SWITCHES} times on the primary and the backup's last segment is not archived yet: a checkpoint will be forced on the primary in {timeout} seconds"
+                        );
+                        self.checkpoint_at = Some(now + Duration::from_secs(timeout));
+                    }
+                }
+                Self::switch_on_primary(server, false)
+            }
+            CloseMode::OnPrimary => match self.checkpoint_at {
+                Some(at) if now >= at => {
+                    self.checkpoint_at = None;
+                    Self::switch_on_primary(server, true)
+                }
+                _ => return,
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                server = server.name(),
+                "cannot switch WAL after the backup: {e}"
+            );
+        }
+    }
+
+    fn switch_on_primary(server: &Server, checkpoint: bool) -> Result<()> {
+        let Some(primary) = server.connect_primary()? else {
+            return Ok(());
+        };
+        if checkpoint {
+            primary.checkpoint()?;
+        }
+        let (lsn, _) = primary.switch_wal()?;
+        tracing::info!(server = server.name(), %lsn, checkpoint, "WAL switched on the primary");
+        Ok(())
     }
 }
 

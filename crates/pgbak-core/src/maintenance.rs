@@ -264,13 +264,8 @@ pub fn switch_wal(
     wait_archive: bool,
     timeout: Duration,
 ) -> Result<SwitchReport> {
-    let conn = server.connect()?;
-    if conn.is_in_recovery()? {
-        return Err(Error::Other(format!(
-            "server '{}' is a standby; switch WAL on its primary",
-            server.name()
-        )));
-    }
+    // On a standby, on its primary (primary_conninfo): the standby's segment ends with it.
+    let conn = server.connect_wal_switcher()?;
     if force {
         conn.checkpoint()?;
     }

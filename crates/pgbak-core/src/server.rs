@@ -188,6 +188,33 @@ impl Server {
         PgConnection::connect(&self.config.name, &self.config.conninfo)
     }
 
+    /// A connection to the primary of this standby (`primary_conninfo`), or `None` when the
+    /// option is not set.
+    pub fn connect_primary(&self) -> Result<Option<PgConnection>> {
+        match &self.config.primary_conninfo {
+            Some(c) => {
+                PgConnection::connect(&format!("{} (primary)", self.config.name), c).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Where WAL of this server is switched: the server itself, or its primary when it is a
+    /// standby and `primary_conninfo` names one. A standby without `primary_conninfo` is an
+    /// error (it cannot switch WAL).
+    pub fn connect_wal_switcher(&self) -> Result<PgConnection> {
+        let conn = self.connect()?;
+        if !conn.is_in_recovery()? {
+            return Ok(conn);
+        }
+        self.connect_primary()?.ok_or_else(|| {
+            Error::Other(format!(
+                "server '{}' is a standby: set primary_conninfo so that pgbak switches WAL on its primary",
+                self.config.name
+            ))
+        })
+    }
+
     /// The file behind lock `name`, for locks taken in shared mode (which [`LockManager`] does
     /// not offer).
     pub fn lock_path(&self, name: &LockName) -> Result<PathBuf> {

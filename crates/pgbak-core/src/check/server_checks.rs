@@ -311,6 +311,50 @@ fn postgres(server: &Server, remote: &Remote, out: &mut Out<'_>) {
     if let Some(slot_name) = &cfg.slot_name {
         replication_slot(server, slot_name, remote, out);
     }
+    if cfg.primary_conninfo.is_some() {
+        standby(server, remote, out);
+    }
+}
+
+/// With `primary_conninfo`, Barman's three checks: `conninfo` is a standby, `primary_conninfo`
+/// is not, and both have one system identifier.
+fn standby(server: &Server, remote: &Remote, out: &mut Out<'_>) {
+    match remote.in_recovery {
+        Some(true) => out.ok("PostgreSQL server is standby"),
+        _ => out.fail(
+            "PostgreSQL server is standby",
+            "conninfo should point to a standby server if primary_conninfo is set",
+        ),
+    }
+    const PRIMARY: &str = "Primary server is not a standby";
+    let primary = match server.connect_primary() {
+        Ok(Some(p)) => p,
+        Ok(None) => return,
+        Err(e) => return out.fail(PRIMARY, format!("cannot connect to primary_conninfo: {e}")),
+    };
+    match primary.is_in_recovery() {
+        Ok(false) => out.ok(PRIMARY),
+        Ok(true) => out.fail(
+            PRIMARY,
+            "primary_conninfo should point to a primary server, not a standby",
+        ),
+        Err(e) => out.fail(PRIMARY, e.to_string()),
+    }
+    const SAME_ID: &str = "Primary and standby have same system ID";
+    let primary_id = primary
+        .query_value("SELECT system_identifier::text FROM pg_control_system()")
+        .map(Option::unwrap_or_default);
+    match (primary_id, &remote.systemid) {
+        (Ok(p), Some(s)) if p == *s => out.ok_hint(SAME_ID, format!("system identifier {s}")),
+        (Ok(p), Some(s)) => out.fail(
+            SAME_ID,
+            format!(
+                "primary_conninfo and conninfo should point to primary and standby servers which share the same system identifier (primary {p}, standby {s})"
+            ),
+        ),
+        (Err(e), _) => out.fail(SAME_ID, e.to_string()),
+        (_, None) => out.fail(SAME_ID, "could not read the standby's system identifier"),
+    }
 }
 
 /// `replication slot`: needed, initialised and active when streaming WAL; otherwise a slot of

@@ -95,6 +95,8 @@ pub(crate) const SERVER: &[&str] = &[
     "description",
     "conninfo",
     "streaming_conninfo",
+    "primary_conninfo",
+    "primary_checkpoint_timeout",
     "backup_method",
     "backup_options",
     "compression",
@@ -177,16 +179,6 @@ pub(crate) const BARMAN_SERVER: &[(&str, Support)] = &[
         ignored("pgbak runs its WAL-related queries over conninfo"),
     ),
     ("wal_streaming_conninfo", Support::Implemented),
-    (
-        "primary_conninfo",
-        ignored(
-            "pgbak does not switch WAL on a primary while it backs up a standby: such a backup waits until the primary fills a WAL segment",
-        ),
-    ),
-    (
-        "primary_checkpoint_timeout",
-        ignored("it only applies with primary_conninfo, which pgbak does not support"),
-    ),
     (
         "primary_ssh_command",
         Support::Refused {

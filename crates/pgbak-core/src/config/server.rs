@@ -32,6 +32,13 @@ pub struct ServerConfig {
     pub conninfo: String,
     /// `streaming_conninfo` (default: `conninfo`): connection string for replication.
     pub streaming_conninfo: String,
+    /// `primary_conninfo`: when `conninfo` is a standby, the connection string of its primary,
+    /// where WAL is switched so that a backup of the standby can complete.
+    pub primary_conninfo: Option<String>,
+    /// `primary_checkpoint_timeout` in seconds (0: never): how long a backup of a standby waits
+    /// for its last WAL segment, after switching WAL on the primary, before it forces a
+    /// checkpoint there (an idle primary has nothing to switch).
+    pub primary_checkpoint_timeout: u64,
     /// `backup_method` (default `postgres`, unlike Barman's `rsync`; see [`BackupMethod`]).
     pub backup_method: BackupMethod,
     /// `backup_options`, normalised comma-separated list (default `concurrent_backup`).
@@ -200,6 +207,12 @@ pub(crate) fn build(
     let streaming_conninfo = r
         .string("streaming_conninfo")?
         .unwrap_or_else(|| conninfo.clone());
+    let primary_conninfo = r
+        .string("primary_conninfo")?
+        .filter(|c| !c.trim().is_empty());
+    let primary_checkpoint_timeout = r
+        .parse("primary_checkpoint_timeout", values::seconds_value)?
+        .unwrap_or(0);
     let backup_method_set = r.get("backup_method")?;
     let backup_method = match &backup_method_set {
         None => BackupMethod::default(),
@@ -549,6 +562,8 @@ pub(crate) fn build(
         active,
         conninfo,
         streaming_conninfo,
+        primary_conninfo,
+        primary_checkpoint_timeout,
         backup_method,
         backup_options,
         encryption,
@@ -608,6 +623,11 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
         ("description", c.description.clone()),
         ("conninfo", Some(c.conninfo.clone())),
         ("streaming_conninfo", Some(c.streaming_conninfo.clone())),
+        ("primary_conninfo", c.primary_conninfo.clone()),
+        (
+            "primary_checkpoint_timeout",
+            Some(c.primary_checkpoint_timeout.to_string()),
+        ),
         ("backup_method", Some(c.backup_method.to_string())),
         ("backup_options", Some(c.backup_options.clone())),
         ("compression", Some(c.compression.to_string())),

@@ -411,14 +411,14 @@ fn barman_options_pgbak_lacks_are_errors_when_safety_depends_on_them() {
 
     // The others are warnings, once, at the line that sets them.
     let config = parse(&format!(
-        "{HEADER}archiver_batch_size = 50\n[a]\nconninfo = x\nprimary_conninfo = host=p\n[b]\nconninfo = y\n"
+        "{HEADER}archiver_batch_size = 50\n[a]\nconninfo = x\nwal_conninfo = host=p\n[b]\nconninfo = y\n"
     ));
     assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
     assert!(config.warnings[0].starts_with(&format!(
         "{ORIGIN}:3: option 'archiver_batch_size' in [pgbak]: not implemented by pgbak, ignored: "
     )));
     assert!(config.warnings[1].starts_with(&format!(
-        "{ORIGIN}:6: option 'primary_conninfo' of server 'a': not implemented by pgbak, ignored: "
+        "{ORIGIN}:6: option 'wal_conninfo' of server 'a': not implemented by pgbak, ignored: "
     )));
     assert!(config.server("a").is_ok() && config.server("b").is_ok());
 }
