@@ -105,7 +105,13 @@ pub fn backup(
         }
         // A plain tree needs a filesystem: on an object store the same uncompressed bytes are
         // kept as tar streams.
-        BackupFormat::Plain if server.local_backup_dir(&id).is_some() => ("plain", Compression::None),
+        // An incremental backup is kept as tar streams (uncompressed here), which its restore
+        // reads as they stream by.
+        BackupFormat::Plain
+            if server.local_backup_dir(&id).is_some() && opts.incremental.is_none() =>
+        {
+            ("plain", Compression::None)
+        }
         BackupFormat::Plain => ("tar", Compression::None),
         BackupFormat::Tar => ("tar", cfg.backup_compression),
     };

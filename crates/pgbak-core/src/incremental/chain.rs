@@ -62,10 +62,13 @@ pub fn prepare_parent(
             "summarize_wal was not on when backup {id} was taken; take a full backup first"
         )));
     }
-    if !info.has_manifest || info.backup_format != "tar" {
+    if !info.has_manifest || info.backup_type() == "rsync" {
         return Err(refuse(format!(
-            "backup {id} has no backup manifest in tar format to be the parent of an incremental backup"
+            "backup {id} has no backup manifest from the server to be the parent of an incremental backup"
         )));
+    }
+    if info.backup_format == "plain" && server.local_backup_dir(id).is_none() {
+        return Err(refuse(format!("backup {id} is a plain tree out of reach")));
     }
     if info.version.map(|v| v / 10000) != Some(version / 10000) {
         return Err(refuse(format!(
@@ -214,8 +217,8 @@ pub fn restore_chain(server: &Server, newest: &BackupInfo) -> Result<Vec<BackupI
         if info.status != BackupStatus::Done {
             return Err(broken(format!("is {}", info.status.as_str())));
         }
-        if info.backup_format != "tar" {
-            return Err(broken("is not stored as tar streams".into()));
+        if info.backup_format != "tar" && server.local_backup_dir(&parent).is_none() {
+            return Err(broken("is a plain tree out of reach".into()));
         }
         chain.push(info);
     }

@@ -65,12 +65,14 @@ impl CombineStats {
     }
 }
 
-/// Restores `chain` (newest first, ending with a full backup; all tar-format) archive by archive,
-/// up to `jobs` archives at a time.
+/// Restores `chain` (newest first, ending with a full backup; the newest in tar format) archive
+/// by archive, up to `jobs` archives at a time. `plain_dirs[i]` is the folder of `chain[i]` when
+/// that backup is a plain tree (whose files are then read in place).
 pub fn combine_chain(
     store: &dyn StorageBackend,
     encryptor: Option<&Arc<dyn Encryptor>>,
     chain: &[BackupInfo],
+    plain_dirs: &[Option<PathBuf>],
     targets: &[ArchiveTarget],
     jobs: usize,
 ) -> Result<CombineStats> {
@@ -91,7 +93,7 @@ pub fn combine_chain(
                     i
                 };
                 let Some(target) = targets.get(i) else { break };
-                let r = combine_archive(store, encryptor, chain, target);
+                let r = combine_archive(store, encryptor, chain, plain_dirs, target);
                 let failed = r.is_err();
                 results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
                 if failed {
@@ -113,6 +115,7 @@ fn combine_archive(
     store: &dyn StorageBackend,
     encryptor: Option<&Arc<dyn Encryptor>>,
     chain: &[BackupInfo],
+    plain_dirs: &[Option<PathBuf>],
     target: &ArchiveTarget,
 ) -> Result<CombineStats> {
     let newest = &chain[0];
@@ -128,12 +131,10 @@ fn combine_archive(
     };
     stream_tar(store, encryptor, &key, &mut visitor)?;
     visitor.extractor.finish()?;
-    for ancestor in &chain[1..] {
+    for (i, ancestor) in chain.iter().enumerate().skip(1) {
         if pending.is_empty() {
             break;
         }
-        let key = crate::recover::find_archive(store, &ancestor.backup_id, &target.stem)
-            .map_err(|_| broken_chain(&pending, newest, ancestor, &target.stem))?;
         let mut visitor = AncestorVisitor {
             root: target.root.clone(),
             pending: &mut pending,
@@ -142,7 +143,20 @@ fn combine_archive(
             settled: Vec::new(),
             stats: &mut stats,
         };
-        stream_tar(store, encryptor, &key, &mut visitor)?;
+        match plain_dirs.get(i).cloned().flatten() {
+            Some(dir) => {
+                let sub = match target.stem.strip_suffix(".tar") {
+                    Some("base") | None => "data".to_string(),
+                    Some(oid) => oid.to_string(),
+                };
+                read_plain(&dir.join(sub), &mut visitor)?;
+            }
+            None => {
+                let key = crate::recover::find_archive(store, &ancestor.backup_id, &target.stem)
+                    .map_err(|_| broken_chain(visitor.pending, newest, ancestor, &target.stem))?;
+                stream_tar(store, encryptor, &key, &mut visitor)?;
+            }
+        }
         let AncestorVisitor { seen, settled, .. } = visitor;
         for path in settled {
             pending.remove(&path);
@@ -230,6 +244,61 @@ fn stream_tar(
         parser.feed(&buf[..n], visitor)?;
     }
     parser.finish()?;
+    Ok(())
+}
+
+/// Feeds `visitor` the files it still needs from a plain backup tree `root`, each in full or
+/// incremental form, as if they came from a tar stream. Files are opened without following
+/// links; a name that is absent in both forms is left for the caller to report.
+fn read_plain(root: &Path, visitor: &mut AncestorVisitor<'_>) -> Result<()> {
+    let wanted: Vec<PathBuf> = visitor.pending.keys().cloned().collect();
+    let mut buf = vec![0u8; READ_CHUNK];
+    for rel in wanted {
+        let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let incremental = rel.with_file_name(format!("{INCREMENTAL_PREFIX}{name}"));
+        for candidate in [&rel, &incremental] {
+            let path = root.join(candidate);
+            let mut file = match pgbak_storage::staging::open_regular(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("open", &path, e)),
+            };
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io("stat", &path, e))?
+                .len();
+            let entry = TarEntry {
+                path: candidate.clone(),
+                kind: EntryKind::File,
+                link_target: None,
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+                size,
+                mtime: 0,
+            };
+            visitor.entry_start(&entry)?;
+            let mut left = size;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = match file.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank");
+                        return Err(Error::io("read", &path, eof));
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("read", &path, e)),
+                };
+                visitor.entry_data(&buf[..n])?;
+                left -= n as u64;
+            }
+            visitor.entry_end()?;
+            break;
+        }
+    }
     Ok(())
 }
 

@@ -94,10 +94,19 @@ impl RestoreChain {
                 },
             });
         }
+        let plain_dirs: Vec<Option<PathBuf>> = self
+            .chain
+            .iter()
+            .map(|b| match b.backup_format.as_str() {
+                "plain" => server.local_backup_dir(&b.backup_id),
+                _ => None,
+            })
+            .collect();
         let stats = combine_chain(
             server.stores().backups.as_ref(),
             server.encryptor(),
             &self.chain,
+            &plain_dirs,
             &targets,
             jobs,
         )?;
