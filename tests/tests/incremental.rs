@@ -348,6 +348,18 @@ fn refusals(major: u32) {
     );
     std::fs::rename(&aside, &gone).unwrap();
 
+    // keep applies to full backups only; deleting a backup deletes its incremental descendants.
+    let out = env.run(&["keep", "--target", "full", "main", &incr1]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("it is incremental"), "{}", out.stderr);
+    let before: Vec<String> = env.backups().into_iter().map(|(id, _)| id).collect();
+    assert!(before.contains(&incr2));
+    env.run(&["delete", "main", &incr1]).ok();
+    let after: Vec<String> = env.backups().into_iter().map(|(id, _)| id).collect();
+    assert!(!after.contains(&incr1) && !after.contains(&incr2), "{after:?}");
+    assert!(after.contains(&full), "{after:?}");
+    assert_eq!(show(&env, &full)["children_backup_ids"], serde_json::json!([]));
+
     // A gap in the WAL summaries after the parent: summarize_wal off for a while, long enough
     // for the server to recycle the WAL it did not summarise.
     origin.psql("ALTER SYSTEM SET summarize_wal = off");
@@ -363,7 +375,7 @@ fn refusals(major: u32) {
     origin.wait_for("SHOW summarize_wal", "on", Duration::from_secs(30));
     refused(
         &env,
-        &["backup", "main", "--incremental", &incr2],
+        &["backup", "main", "--incremental", &full],
         "the WAL summaries of timeline 1 have a gap",
     );
 }
