@@ -356,9 +356,15 @@ fn refusals(major: u32) {
     assert!(before.contains(&incr2));
     env.run(&["delete", "main", &incr1]).ok();
     let after: Vec<String> = env.backups().into_iter().map(|(id, _)| id).collect();
-    assert!(!after.contains(&incr1) && !after.contains(&incr2), "{after:?}");
+    assert!(
+        !after.contains(&incr1) && !after.contains(&incr2),
+        "{after:?}"
+    );
     assert!(after.contains(&full), "{after:?}");
-    assert_eq!(show(&env, &full)["children_backup_ids"], serde_json::json!([]));
+    assert_eq!(
+        show(&env, &full)["children_backup_ids"],
+        serde_json::json!([])
+    );
 
     // A gap in the WAL summaries after the parent: summarize_wal off for a while, long enough
     // for the server to recycle the WAL it did not summarise.

@@ -99,10 +99,11 @@ pub fn resolve_parent(server: &Server, parent: &str) -> Result<BackupInfo> {
         "latest" | "latest-full" => {
             let (all, _) = cat.list()?;
             all.into_iter()
-                .filter(|b| b.status == BackupStatus::Done)
-                .filter(|b| parent == "latest" || !b.is_incremental())
-                .filter(|b| b.backup_type() != "rsync")
-                .next_back()
+                .rfind(|b| {
+                    b.status == BackupStatus::Done
+                        && (parent == "latest" || !b.is_incremental())
+                        && b.backup_type() != "rsync"
+                })
                 .ok_or_else(|| {
                     refuse(format!(
                         "no DONE backup to be the parent ({parent}) of an incremental backup"

@@ -51,7 +51,7 @@ impl IncrementalHeader {
 /// Bytes before the first block image of a file carrying `nblocks` blocks.
 fn header_len(nblocks: u32) -> u64 {
     let raw = 12 + 4 * nblocks as u64;
-    if nblocks > 0 && raw % BLCKSZ != 0 {
+    if nblocks > 0 && !raw.is_multiple_of(BLCKSZ) {
         raw + BLCKSZ - raw % BLCKSZ
     } else {
         raw
