@@ -100,6 +100,7 @@ async fn command(client: &mut ReplicationClient, which: u8) {
                 verify_checksums: true,
                 wait_for_wal_archive: true,
                 server_compression: None,
+                incremental: false,
             };
             let mut sink = Sink::default();
             if client.base_backup(&opts, &mut sink).await.is_ok() {

@@ -146,6 +146,10 @@ pub struct BackupArgs {
     /// rsync methods: no retries (--retry-times 0).
     #[arg(long = "no-retry", conflicts_with = "retry_times")]
     pub no_retry: bool,
+    /// PostgreSQL 17+, postgres method: a block-level incremental backup relative to this
+    /// backup (an id, latest or latest-full).
+    #[arg(long = "incremental", value_name = "PARENT")]
+    pub incremental: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -113,6 +113,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 reuse_backup: a.reuse_backup.clone(),
                 retry_times: if a.no_retry { Some(0) } else { a.retry_times },
                 retry_sleep: a.retry_sleep,
+                incremental: a.incremental.clone(),
             };
             if !cli.quiet && cli.format == Format::Console {
                 eprintln!("Starting backup of server '{}'", server.name());
@@ -383,16 +384,20 @@ fn run(cli: &Cli) -> Result<u8> {
                                     retention_of(&b.backup_id).into(),
                                 );
                             }
+                            commands::show_backup::add_chain(&mut v, b);
                             v
                         })
                         .collect::<Vec<_>>(),
                 ),
                 Format::Console => {
                     for b in &backups {
-                        let r = match retention_of(&b.backup_id) {
+                        let mut r = match retention_of(&b.backup_id) {
                             "-" => String::new(),
                             s => format!(" - {s}"),
                         };
+                        if let Some(parent) = &b.parent_backup_id {
+                            r.push_str(&format!(" - incremental of {parent}"));
+                        }
                         println!(
                             "{} {} - {} - Size: {} - {} - TLI {} - {}{r}",
                             b.server_name,

@@ -22,6 +22,7 @@
 //!     verify_checksums: true,
 //!     wait_for_wal_archive: false,
 //!     server_compression: None,
+//!     incremental: false,
 //! };
 //! let dest = BackupDestination::Plain {
 //!     data_dir: "/var/lib/pgbak/db1/base/20260101T000000/data".into(),

@@ -16,6 +16,7 @@ use pgbak_wal::{
 };
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 /// Bytes gathered from the server's CopyData messages before they go to the writer thread.
 const CHUNK_SIZE: usize = 1 << 20;
@@ -31,12 +32,19 @@ pub struct StreamingCopy {
     pub conninfo: ConnParams,
     /// The BASE_BACKUP options (label, fast checkpoint, manifest, ...).
     pub options: BaseBackupOptions,
+    /// For an incremental backup (`options.incremental`): the parent backup's
+    /// `backup_manifest`, sent with UPLOAD_MANIFEST before BASE_BACKUP.
+    pub parent_manifest: Option<Arc<Vec<u8>>>,
 }
 
 impl StreamingCopy {
     /// A strategy that connects with `conninfo` and runs BASE_BACKUP with `options`.
     pub fn new(conninfo: ConnParams, options: BaseBackupOptions) -> Self {
-        StreamingCopy { conninfo, options }
+        StreamingCopy {
+            conninfo,
+            options,
+            parent_manifest: None,
+        }
     }
 }
 
@@ -128,6 +136,15 @@ impl StreamingCopy {
         let server_version_num = client.server_version_num();
         let system = client.identify_system().await?;
         let wal_segment_size = client.wal_segment_size().await?;
+        match (&self.parent_manifest, self.options.incremental) {
+            (Some(manifest), true) => client.upload_manifest(manifest).await?,
+            (None, false) => {}
+            _ => {
+                return Err(Error::Config(
+                    "an incremental backup needs its parent's manifest, and only an incremental backup takes one".into(),
+                ))
+            }
+        }
 
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let (recycle_tx, recycle_rx) = sync_channel(CHANNEL_DEPTH + 2);
@@ -428,6 +445,7 @@ mod tests {
                 method: "zstd".into(),
                 detail: None,
             }),
+            incremental: false,
         };
         // Port 1 is never listened on: the refusals must come before any connection.
         let conninfo = ConnParams::resolve("host=127.0.0.1 port=1").unwrap();

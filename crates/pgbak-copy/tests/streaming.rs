@@ -55,6 +55,7 @@ fn options(tablespace_map: bool) -> BaseBackupOptions {
         verify_checksums: true,
         wait_for_wal_archive: false,
         server_compression: None,
+        incremental: false,
     }
 }
 

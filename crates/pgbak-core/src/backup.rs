@@ -36,6 +36,9 @@ pub struct BackupOptions {
     pub retry_times: Option<u32>,
     /// rsync methods: seconds before each retry (overrides `basebackup_retry_sleep`).
     pub retry_sleep: Option<u64>,
+    /// Take a block-level incremental backup relative to this backup (an id, `latest` or
+    /// `latest-full`); PostgreSQL 17 and later, `postgres` method.
+    pub incremental: Option<String>,
 }
 
 /// Runs a backup of `server`. Returns the final metadata (DONE or WAITING_FOR_WALS); a failure
@@ -106,7 +109,13 @@ pub fn backup(
         }
         // A plain tree needs a filesystem: on an object store the same uncompressed bytes are
         // kept as tar streams.
-        BackupFormat::Plain if server.local_backup_dir(&id).is_some() => ("plain", Compression::None),
+        // An incremental backup is kept as tar streams (uncompressed here), which its restore
+        // reads as they stream by.
+        BackupFormat::Plain
+            if server.local_backup_dir(&id).is_some() && opts.incremental.is_none() =>
+        {
+            ("plain", Compression::None)
+        }
         BackupFormat::Plain => ("tar", Compression::None),
         BackupFormat::Tar => ("tar", cfg.backup_compression),
     };
@@ -126,6 +135,24 @@ pub fn backup(
             )));
         }
     }
+    // PostgreSQL 17 and later: whether the server summarises its WAL, which an incremental
+    // backup relative to this one will need.
+    let summarize_wal = match conn.server_version_num()? {
+        v if v >= pgbak_wal::protocol::INCREMENTAL_BACKUP_VERSION_NUM => {
+            Some(conn.setting("summarize_wal")? == "on")
+        }
+        _ => None,
+    };
+    let parent = match &opts.incremental {
+        Some(p) => Some(crate::incremental::chain::prepare_parent(
+            server,
+            &conn,
+            p,
+            rsync.is_some(),
+            format,
+        )?),
+        None => None,
+    };
     let mode = rsync.as_ref().map_or("postgres", |r| r.mode());
     let mut info = BackupInfo::new(
         &cfg.name,
@@ -136,6 +163,8 @@ pub fn backup(
         crate::clock::now(),
     );
     info.pgdata = pgdata;
+    info.summarize_wal = summarize_wal;
+    info.parent_backup_id = parent.as_ref().map(|p| p.info.backup_id.clone());
     if let Some(e) = server.encryptor() {
         info.encryption = Some(e.name().to_string());
         info.encryption_key_id = e.key_id();
@@ -192,7 +221,9 @@ pub fn backup(
                 // wait for (and would only warn that archiving is off). A standby: see above.
                 wait_for_wal_archive: archive_mode != "off" && !in_recovery,
                 server_compression: server_compression.clone(),
+                incremental: parent.is_some(),
             },
+            parent_manifest: parent.as_ref().map(|p| p.manifest.clone()),
         };
         let started = Instant::now();
         let outcome = match rsync.as_mut() {
@@ -281,6 +312,16 @@ pub fn backup(
         cat.write(&info)?;
         Ok(())
     })();
+    // The parent lists its children (Barman's children_backup_ids), so that retention and
+    // delete see the chain from either end.
+    if let (Ok(()), Some(p)) = (&result, &parent) {
+        if let Err(e) = crate::incremental::chain::add_child(server, &p.info.backup_id, &id) {
+            tracing::warn!(
+                "backup {id}: cannot record it as a child of {}: {e}",
+                p.info.backup_id
+            );
+        }
+    }
     if let Err(e) = result {
         info.status = BackupStatus::Failed;
         info.error = Some(pgbak_wal::redact::redact(&e.to_string()).into_owned());

@@ -106,11 +106,13 @@ fn refusal(server: &Server, info: &BackupInfo) -> Result<Option<String>> {
             server.name()
         )));
     }
-    if info.status == BackupStatus::Done {
+    // Only full backups count for minimum_redundancy (an incremental one is not a backup on its
+    // own); deleting an incremental one never lowers their number.
+    if info.status == BackupStatus::Done && !info.is_incremental() {
         let done = server
             .backups()?
             .iter()
-            .filter(|b| b.status == BackupStatus::Done)
+            .filter(|b| b.status == BackupStatus::Done && !b.is_incremental())
             .count();
         let minimum = server.config.minimum_redundancy as usize;
         if done <= minimum {
@@ -122,8 +124,52 @@ fn refusal(server: &Server, info: &BackupInfo) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Steps 1 and 2, then the rest.
+/// Deletes the incremental backups taken relative to `info` (its descendants, newest first), then
+/// `info` itself: an incremental backup cannot be restored without its parent (Barman deletes the
+/// whole tree). A descendant that is kept or in use stops the delete before `info` goes.
 fn start_delete(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
+    let all = server.backups()?;
+    let mut descendants: Vec<&BackupInfo> = Vec::new();
+    let mut frontier = vec![info.backup_id.clone()];
+    while let Some(id) = frontier.pop() {
+        for child in all
+            .iter()
+            .filter(|b| b.parent_backup_id.as_deref() == Some(id.as_str()))
+        {
+            if !descendants.iter().any(|d| d.backup_id == child.backup_id) {
+                descendants.push(child);
+                frontier.push(child.backup_id.clone());
+            }
+        }
+    }
+    descendants.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
+    for child in descendants {
+        let _lock = lock_backup(server, &child.backup_id)?;
+        if keep_target(&server.catalogue(), &child.backup_id)?.is_some() {
+            return Err(Error::Backup {
+                server: server.name().to_string(),
+                message: format!(
+                    "not deleting backup {}: its incremental descendant {} is kept",
+                    info.backup_id, child.backup_id
+                ),
+            });
+        }
+        delete_one(server, child)?;
+    }
+    let report = delete_one(server, info)?;
+    if let Some(parent) = &info.parent_backup_id {
+        let cat = server.catalogue();
+        if cat.exists(parent)? {
+            let mut p = cat.read(parent)?;
+            p.children_backup_ids.retain(|c| c != &info.backup_id);
+            cat.write(&p)?;
+        }
+    }
+    Ok(report)
+}
+
+/// Steps 1 and 2, then the rest.
+fn delete_one(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
     let hooks = Hooks::new(server, HookEvent::Delete);
     hooks.run_pre(&HookEnv::for_backup(server, info))?;
     server.catalogue().write_delete_marker(info)?;

@@ -62,6 +62,16 @@ pub fn keep(server: &Server, id: &str, target: KeepTarget) -> Result<BackupInfo>
             ),
         });
     }
+    if info.is_incremental() {
+        return Err(Error::Backup {
+            server: server.name().to_string(),
+            message: format!(
+                "cannot keep backup {}: it is incremental; keep its full backup {} instead",
+                info.backup_id,
+                info.parent_backup_id.as_deref().unwrap_or("-")
+            ),
+        });
+    }
     server.catalogue().set_keep(&info.backup_id, target)?;
     Ok(info)
 }

@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod generate_manifest;
 pub mod hooks;
 pub mod identity;
+pub mod incremental;
 pub mod keep;
 pub mod lock_cleanup;
 pub mod locks;

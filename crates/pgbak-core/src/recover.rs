@@ -342,6 +342,11 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     // it while it is copied; read it again under the lock in case a delete finished meanwhile.
     let _in_use = crate::backup_lock::lock_backup_shared(server, &backup.backup_id)?;
     let backup = server.catalogue().resolve(&backup.backup_id)?;
+    let chain = crate::incremental::RestoreChain::prepare(
+        server,
+        &backup,
+        opts.remote_ssh_command.is_some(),
+    )?;
     let mut settings = recovery_settings(&opts.target, &backup)?;
     let get_wal_command = match opts.get_wal && opts.remote_ssh_command.is_none() {
         true => Some(get_wal_restore_command(opts, server.name())?),
@@ -414,7 +419,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     for loc in locations.values() {
         ensure_empty_or_missing(loc, opts.force, "tablespace location")?;
     }
-    let needed = backup.data_size;
+    let needed = chain.needed_bytes();
     let avail = available_space(&opts.dest)?;
     if avail < needed {
         return Err(Error::Other(format!(
@@ -443,6 +448,12 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         }
     } else {
         let extracted = (|| -> Result<()> {
+            if chain.is_incremental() {
+                let jobs = opts.jobs.unwrap_or(server.config.parallel_jobs).max(1) as usize;
+                return chain
+                    .restore(server, &opts.dest, &locations, &xopts, jobs)
+                    .map(|_| ());
+            }
             let base = find_archive(store, id, "base.tar")?;
             extract_archive(store, server.encryptor(), &base, &opts.dest, &xopts)?;
             for (oid, loc) in &locations {

@@ -206,9 +206,10 @@ pub fn classify(
         .iter()
         .map(|b| (b.backup_id.clone(), RetentionStatus::None))
         .collect();
+    // Only full backups are ranked; an incremental one takes its root's status (Barman's rule).
     let mut done: Vec<&BackupInfo> = backups
         .iter()
-        .filter(|b| b.status == BackupStatus::Done)
+        .filter(|b| b.status == BackupStatus::Done && !b.is_incremental())
         .collect();
     done.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
     let keep_of = |b: &BackupInfo| keeps.get(&b.backup_id).copied();
@@ -255,7 +256,28 @@ pub fn classify(
             }
         }
     }
+    for b in backups
+        .iter()
+        .filter(|b| b.is_incremental() && b.status == BackupStatus::Done)
+    {
+        if let Some(root) = chain_root(b, backups) {
+            let s = out.get(&root).copied().unwrap_or(RetentionStatus::None);
+            out.insert(b.backup_id.clone(), s);
+        }
+    }
     out
+}
+
+/// The full backup at the root of incremental backup `b`'s chain, when the chain is whole.
+fn chain_root(b: &BackupInfo, backups: &[BackupInfo]) -> Option<String> {
+    let mut cur = b;
+    for _ in 0..backups.len() {
+        match &cur.parent_backup_id {
+            None => return Some(cur.backup_id.clone()),
+            Some(p) => cur = backups.iter().find(|x| &x.backup_id == p)?,
+        }
+    }
+    None
 }
 
 /// The retention status of every backup of `server` now.
@@ -347,7 +369,8 @@ pub fn enforce_retention(server: &Server) -> Result<RetentionReport> {
         crate::clock::now(),
     );
     for (id, s) in status {
-        if s != RetentionStatus::Obsolete {
+        // An incremental backup goes with its root, deleted just before.
+        if s != RetentionStatus::Obsolete || !server.catalogue().exists(&id)? {
             continue;
         }
         // The first failure stops the run: deleting newer backups past an older one that could
@@ -394,6 +417,48 @@ mod tests {
 
     fn labels(m: &BTreeMap<String, RetentionStatus>) -> Vec<&'static str> {
         m.values().map(|s| s.as_str()).collect()
+    }
+
+    #[test]
+    fn only_full_backups_are_ranked_and_incrementals_follow_their_root() {
+        // Days 1 (full) <- 2 <- 3, 4 (full) <- 5.
+        let mut all = done(&[1, 2, 3, 4, 5]);
+        all[1].parent_backup_id = Some(all[0].backup_id.clone());
+        all[2].parent_backup_id = Some(all[1].backup_id.clone());
+        all[4].parent_backup_id = Some(all[3].backup_id.clone());
+        let one = classify(
+            Some(&RetentionPolicy::Redundancy(1)),
+            0,
+            &all,
+            &BTreeMap::new(),
+            day(10),
+        );
+        assert_eq!(
+            labels(&one),
+            ["OBSOLETE", "OBSOLETE", "OBSOLETE", "VALID", "VALID"]
+        );
+        // Two full backups are two places; the incrementals take none.
+        let two = classify(
+            Some(&RetentionPolicy::Redundancy(2)),
+            0,
+            &all,
+            &BTreeMap::new(),
+            day(10),
+        );
+        assert_eq!(labels(&two), ["VALID"; 5]);
+        // A kept root keeps its chain.
+        let keeps = BTreeMap::from([(all[0].backup_id.clone(), KeepTarget::Full)]);
+        let kept = classify(
+            Some(&RetentionPolicy::Redundancy(1)),
+            0,
+            &all,
+            &keeps,
+            day(10),
+        );
+        assert_eq!(
+            labels(&kept),
+            ["KEEP:FULL", "KEEP:FULL", "KEEP:FULL", "VALID", "VALID"]
+        );
     }
 
     #[test]

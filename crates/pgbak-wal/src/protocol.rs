@@ -30,6 +30,10 @@ pub const MIN_SERVER_VERSION_NUM: u32 = 130000;
 /// First server version with the parenthesised BASE_BACKUP option syntax and the multiplexed stream.
 pub const NEW_BASE_BACKUP_SYNTAX_VERSION_NUM: u32 = 150000;
 
+/// The first release with block-level incremental backups (`UPLOAD_MANIFEST`, BASE_BACKUP's
+/// `INCREMENTAL`, WAL summaries).
+pub const INCREMENTAL_BACKUP_VERSION_NUM: u32 = 170000;
+
 /// Looks at the start of `buf` for one complete backend message: returns its tag and total length
 /// (tag byte and length word included), or `None` when more bytes are needed.
 pub fn peek_frame(buf: &[u8]) -> Result<Option<(u8, usize)>> {
@@ -300,6 +304,13 @@ impl BaseBackupOptions {
             }
         }
 
+        if self.incremental && server_version_num < INCREMENTAL_BACKUP_VERSION_NUM {
+            return Err(Error::UnsupportedServerVersion {
+                version: server_version_num.to_string(),
+                reason: "incremental backups need PostgreSQL 17 or later".to_string(),
+            });
+        }
+
         let label = quote_literal(&self.label);
         if server_version_num >= NEW_BASE_BACKUP_SYNTAX_VERSION_NUM {
             let mut opts = vec![format!("LABEL {label}")];
@@ -326,6 +337,9 @@ impl BaseBackupOptions {
             }
             if !self.verify_checksums {
                 opts.push("VERIFY_CHECKSUMS false".into());
+            }
+            if self.incremental {
+                opts.push("INCREMENTAL".into());
             }
             if let Some(c) = &self.server_compression {
                 opts.push(format!("COMPRESSION {}", quote_literal(&c.method)));
@@ -381,6 +395,7 @@ mod tests {
             verify_checksums: false,
             wait_for_wal_archive: false,
             server_compression: None,
+            incremental: false,
         }
     }
 
@@ -402,6 +417,7 @@ mod tests {
             verify_checksums: true,
             wait_for_wal_archive: true,
             server_compression: None,
+            incremental: false,
         };
         // Checksums without a manifest would be refused by the server: not sent.
         assert_eq!(
@@ -466,6 +482,21 @@ mod tests {
     }
 
     #[test]
+    fn base_backup_command_incremental() {
+        let o = BaseBackupOptions {
+            label: "x".into(),
+            incremental: true,
+            ..opts()
+        };
+        assert!(o
+            .command(170004)
+            .unwrap()
+            .ends_with("VERIFY_CHECKSUMS false, INCREMENTAL )"));
+        let err = o.command(160004).unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL 17"), "{err}");
+    }
+
+    #[test]
     fn base_backup_command_server_compression() {
         use crate::replication::ServerCompression;
         let zstd = BaseBackupOptions {
@@ -495,6 +526,7 @@ mod tests {
                 method: "lz4".into(),
                 detail: None,
             }),
+            incremental: false,
         };
         assert_eq!(
             lz4.command(160000).unwrap(),

@@ -81,6 +81,9 @@ pub struct BaseBackupOptions {
     /// Have the server compress the tar archives (PostgreSQL 15 and later); the manifest still
     /// arrives uncompressed and each archive's name gains the method's suffix (`base.tar.zst`).
     pub server_compression: Option<ServerCompression>,
+    /// An incremental backup (PostgreSQL 17 and later): only the blocks changed since the backup
+    /// whose manifest was sent with [`ReplicationClient::upload_manifest`] on the same connection.
+    pub incremental: bool,
 }
 
 /// Compression done by the server before the archives leave it (BASE_BACKUP's `COMPRESSION` and
@@ -883,6 +886,63 @@ impl ReplicationClient {
             return Err(self.server_error(e));
         }
         flow.finish().map_err(|e| self.violation(e))
+    }
+
+    /// UPLOAD_MANIFEST (PostgreSQL 17 and later): sends the manifest of the backup that the next
+    /// `BASE_BACKUP ( INCREMENTAL )` on this connection is relative to. The server answers with
+    /// CopyInResponse, takes the manifest as CopyData and checks it (its own checksum, that the
+    /// WAL summaries since that backup are complete only when the backup starts).
+    pub async fn upload_manifest(&mut self, manifest: &[u8]) -> Result<()> {
+        /// Bytes of manifest per CopyData message.
+        const PIECE: usize = 64 * 1024;
+        if self.server_version_num < crate::protocol::INCREMENTAL_BACKUP_VERSION_NUM {
+            return Err(Error::UnsupportedServerVersion {
+                version: self.server_version_num.to_string(),
+                reason: "incremental backups need PostgreSQL 17 or later".to_string(),
+            });
+        }
+        self.send_query("UPLOAD_MANIFEST").await?;
+        let mut failure: Option<DbError> = None;
+        let mut sent = false;
+        loop {
+            match self.read_incoming().await? {
+                Incoming::Message(Message::ReadyForQuery(_)) => break,
+                Incoming::Message(Message::ParameterStatus(p)) => self.store_parameter(&p)?,
+                Incoming::Message(Message::CopyInResponse(_)) if !sent && failure.is_none() => {
+                    for piece in manifest.chunks(PIECE) {
+                        frontend::CopyData::new(piece)
+                            .map_err(|e| Error::io("sending the backup manifest", e))?
+                            .write(&mut self.write_buf);
+                        self.flush().await?;
+                    }
+                    frontend::copy_done(&mut self.write_buf);
+                    self.flush().await?;
+                    sent = true;
+                }
+                Incoming::Message(Message::CommandComplete(_)) => {}
+                Incoming::Message(_) if failure.is_some() => {}
+                Incoming::Message(other) => {
+                    return Err(self.violation(unexpected(message_name(&other), "UPLOAD_MANIFEST")))
+                }
+                Incoming::Error(e) => {
+                    failure.get_or_insert(e);
+                }
+                Incoming::Notice(n) => log_notice(&self.server, &n),
+                Incoming::CopyBoth(r) => {
+                    return Err(self.violation(unexpected_copy_both(&r, "UPLOAD_MANIFEST")))
+                }
+            }
+        }
+        self.busy = false;
+        if let Some(e) = failure {
+            return Err(self.server_error(e));
+        }
+        if !sent {
+            return Err(self.violation(Error::protocol(
+                "UPLOAD_MANIFEST ended without asking for the manifest",
+            )));
+        }
+        Ok(())
     }
 
     /// Ends the session politely (Terminate) and closes the socket.

@@ -508,6 +508,7 @@ async fn base_backup_with_manifest_and_tablespace() {
         verify_checksums: true,
         wait_for_wal_archive: false,
         server_compression: None,
+        incremental: false,
     };
     let mut sink = Collect::default();
     let end = client.base_backup(&opts, &mut sink).await.unwrap();

@@ -39,6 +39,7 @@ pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {
     let keep = keep_target(&cat, &id)?;
     let mut v = serde_json::to_value(&info).map_err(|e| Error::Other(e.to_string()))?;
     add_retention(&mut v, retention, keep);
+    add_chain(&mut v, &info);
     match cli.format {
         Format::Json => print_json(&v),
         Format::Console => {
@@ -60,6 +61,29 @@ fn add_retention(v: &mut Value, retention: Option<RetentionStatus>, keep: Option
         m.insert(
             "keep_target".into(),
             keep.map_or(Value::Null, |k| Value::String(k.as_str().into())),
+        );
+    }
+}
+
+/// Adds Barman's `backup_type` (`full`, `incremental` or `rsync`) and always shows the chain
+/// fields, `parent_backup_id` (null for a full backup) and `children_backup_ids`.
+pub fn add_chain(v: &mut Value, info: &pgbak_core::catalogue::BackupInfo) {
+    if let Value::Object(m) = v {
+        m.insert("backup_type".into(), info.backup_type().into());
+        m.insert(
+            "parent_backup_id".into(),
+            info.parent_backup_id
+                .clone()
+                .map_or(Value::Null, Value::String),
+        );
+        m.insert(
+            "children_backup_ids".into(),
+            Value::Array(
+                info.children_backup_ids
+                    .iter()
+                    .map(|c| Value::String(c.clone()))
+                    .collect(),
+            ),
         );
     }
 }

@@ -122,6 +122,18 @@ pub struct BackupInfo {
     /// The key they are encrypted to (`encryption_key_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_key_id: Option<String>,
+    /// Block-level incremental backups (PostgreSQL 17 and later): the backup this one holds the
+    /// changes since (Barman's `parent_backup_id`). `None`: a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_backup_id: Option<String>,
+    /// The incremental backups taken relative to this one, oldest first (Barman's
+    /// `children_backup_ids`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children_backup_ids: Vec<String>,
+    /// Whether the server summarised its WAL (`summarize_wal`) when the backup was taken, which
+    /// an incremental backup relative to this one needs. `None` before PostgreSQL 17.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summarize_wal: Option<bool>,
 }
 
 impl BackupInfo {
@@ -171,6 +183,25 @@ impl BackupInfo {
             server_end_time: None,
             encryption: None,
             encryption_key_id: None,
+            parent_backup_id: None,
+            children_backup_ids: Vec::new(),
+            summarize_wal: None,
+        }
+    }
+
+    /// Whether this is a block-level incremental backup.
+    pub fn is_incremental(&self) -> bool {
+        self.parent_backup_id.is_some()
+    }
+
+    /// Barman's backup type: `rsync` for the rsync methods, else `incremental` or `full`.
+    pub fn backup_type(&self) -> &'static str {
+        if self.mode.starts_with("rsync") || self.mode == "local-rsync" {
+            "rsync"
+        } else if self.is_incremental() {
+            "incremental"
+        } else {
+            "full"
         }
     }
 }

@@ -328,6 +328,7 @@ fn options() -> BaseBackupOptions {
         verify_checksums: true,
         wait_for_wal_archive: false,
         server_compression: None,
+        incremental: false,
     }
 }
 
