@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod delta;
 mod durable;
 mod error;
 pub mod extract;
@@ -41,8 +42,10 @@ mod server_decode;
 mod strategy;
 mod streaming;
 pub mod tar;
+pub mod tree_restore;
 mod writer;
 
+pub use delta::{extract_stored_tar_delta, DeltaExtractor, RestoreStats};
 pub use durable::SyncMethod;
 pub use error::{Error, Result};
 pub use extract::{
@@ -55,3 +58,4 @@ pub use strategy::{
 };
 pub use streaming::StreamingCopy;
 pub use tar::{EntryKind, TarEntry, TarHeader, TarStreamParser, TarVisitor};
+pub use tree_restore::{restore_tree, TreeRestoreOptions};
