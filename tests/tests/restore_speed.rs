@@ -283,3 +283,58 @@ fn delta_restore_refuses_another_cluster_and_a_running_server() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("not empty"), "{}", out.stderr);
 }
+
+/// Times full restores with one and four jobs and a delta restore after a pgbench run, on a
+/// pgbench database of scale `PGBAK_MEASURE_SCALE` (default 20, about 300 MB), for plain and zstd
+/// tar backups. A measurement, not a check: run with
+/// `cargo test -p pgbak-tests --test restore_speed -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "timing measurement, not a check"]
+fn measure_restore_times() {
+    let scale = std::env::var("PGBAK_MEASURE_SCALE").unwrap_or_else(|_| "20".into());
+    for (format, settings) in [("plain", ""), ("tar", "backup_compression = zstd\n")] {
+        let env = PgbakEnv::new();
+        let cluster = env.cluster(settings, ClusterOptions::default());
+        let pgbench = |args: &[&str]| {
+            let out = pgbak_tests::command_as_owner(pgbak_tests::pg_bin("pgbench"))
+                .args(["-h", cluster.socket_dir.to_str().unwrap()])
+                .args(["-p", &cluster.port.to_string(), "-U", "postgres"])
+                .args(args)
+                .arg("postgres")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        pgbench(&["-i", "-q", "-s", &scale]);
+        cluster.psql("VACUUM (FREEZE)");
+        cluster.psql("CHECKPOINT");
+        let first = env.backup_wait().json()["backup_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let timed = |id: &str, dest: &Path, args: &[&str]| {
+            let start = std::time::Instant::now();
+            let mut all = vec!["--get-wal", "--target-immediate"];
+            all.extend_from_slice(args);
+            let r = recover_json(&env, id, dest, &all);
+            (start.elapsed(), r["restore"].clone())
+        };
+        let one = env.restore_dir("one");
+        let four = env.restore_dir("four");
+        let (t1, r1) = timed(&first, &one, &["--jobs", "1"]);
+        let (t4, _) = timed(&first, &four, &["--jobs", "4"]);
+        std::fs::remove_dir_all(&one).unwrap();
+        pgbench(&["-t", "2000", "-c", "2"]);
+        let second = env.backup_wait().json()["backup_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (td, rd) = timed(&second, &four, &["--jobs", "4", "--delta-restore"]);
+        let (tf, rf) = timed(&second, &env.restore_dir("full2"), &["--jobs", "4"]);
+        println!(
+            "{format}, scale {scale}: full --jobs 1 {t1:.2?} ({} bytes); full --jobs 4 {t4:.2?}; \
+             after pgbench -t 2000: full --jobs 4 {tf:.2?} ({} bytes), delta --jobs 4 {td:.2?} ({} bytes written, {} files written, {} unchanged, {} removed)",
+            r1["bytes_written"], rf["bytes_written"], rd["bytes_written"], rd["files_written"], rd["files_unchanged"], rd["removed"]
+        );
+    }
+}
