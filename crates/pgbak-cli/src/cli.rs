@@ -198,8 +198,15 @@ pub struct RecoverArgs {
     /// the destination and tablespace locations are paths there.
     #[arg(long = "remote-ssh-command", value_name = "CMD")]
     pub remote_ssh_command: Option<String>,
-    /// Archived WAL files copied at once, and parallel rsync runs of a remote recovery
-    /// (default: parallel_jobs).
+    /// Restore onto an older copy of the same cluster in the destination (not running): write
+    /// only the files that differ, remove the ones the backup does not have.
+    #[arg(long = "delta-restore", conflicts_with = "no_delta_restore")]
+    pub delta_restore: bool,
+    /// Do not use delta restore even if recovery_options says so.
+    #[arg(long = "no-delta-restore")]
+    pub no_delta_restore: bool,
+    /// Workers of a local recovery (files of a plain backup, tar streams, archived WAL files),
+    /// or parallel rsync runs of a remote recovery (default: parallel_jobs).
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// Bandwidth limit of a remote recovery in kB/s (default: bandwidth_limit).

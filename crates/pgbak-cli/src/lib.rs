@@ -257,6 +257,14 @@ fn run(cli: &Cli) -> Result<u8> {
                         .recovery_options
                         .iter()
                         .any(|o| o == "get-wal"));
+            let delta_restore = a.delta_restore
+                || (!a.no_delta_restore
+                    && a.remote_ssh_command.is_none()
+                    && server
+                        .config
+                        .recovery_options
+                        .iter()
+                        .any(|o| o == "delta-restore"));
             let dest = if a.remote_ssh_command.is_some() {
                 // A path on the target host: this host's working directory means nothing there.
                 if !a.destination_directory.is_absolute() {
@@ -291,12 +299,14 @@ fn run(cli: &Cli) -> Result<u8> {
                 remote_ssh_command: a.remote_ssh_command.clone(),
                 jobs: a.jobs,
                 bwlimit: a.bwlimit,
+                delta_restore,
             };
             let s = recover(&server, &opts)?;
             match cli.format {
                 Format::Json => print_json(&serde_json::json!({
                     "backup_id": s.backup.backup_id, "destination": s.dest, "wal_files_copied": s.wal_files_copied,
                     "restore_command": s.restore_command, "settings": s.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                    "restore": s.restore,
                 })),
                 Format::Console => {
                     if !cli.quiet {
@@ -306,6 +316,13 @@ fn run(cli: &Cli) -> Result<u8> {
                             server.name(),
                             s.dest.display()
                         );
+                        let r = &s.restore;
+                        if r.delta {
+                            println!(
+                                "Delta restore: {} files written ({} bytes), {} unchanged ({} bytes), {} removed",
+                                r.files_written, r.bytes_written, r.files_unchanged, r.bytes_unchanged, r.removed
+                            );
+                        }
                         if s.wal_files_copied > 0 {
                             println!(
                                 "Copied {} WAL files into {}",

@@ -64,6 +64,14 @@ impl SyncTracker {
         self.files.push(path.to_path_buf());
     }
 
+    /// A file was written completely by another thread and closed there: it is only recorded
+    /// (for the final fsync).
+    pub(crate) fn file_closed(&mut self, path: &Path) {
+        if self.method == SyncMethod::Fsync {
+            self.files.push(path.to_path_buf());
+        }
+    }
+
     /// A directory gained (or is) an entry.
     pub(crate) fn dir_touched(&mut self, path: &Path) {
         if self.method == SyncMethod::Fsync && !self.dirs.contains(path) {

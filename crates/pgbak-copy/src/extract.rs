@@ -82,13 +82,13 @@ struct OpenFile {
 #[derive(Debug)]
 pub struct TarExtractor {
     root: PathBuf,
-    opts: ExtractOptions,
+    pub(crate) opts: ExtractOptions,
     /// Relative paths already known to be real directories (not symlinks) below `root`.
     known_dirs: HashSet<PathBuf>,
     current: Option<OpenFile>,
     /// Directories whose mode would stop us writing into them; applied at the end.
     deferred_modes: Vec<(PathBuf, u32)>,
-    sync: SyncTracker,
+    pub(crate) sync: SyncTracker,
     stats: ExtractStats,
 }
 
@@ -135,7 +135,7 @@ impl TarExtractor {
 
     /// Checks `entry`'s name, makes sure its parent directories exist and are real directories,
     /// and returns its relative and absolute paths.
-    fn prepare(&mut self, entry: &TarEntry) -> Result<(PathBuf, PathBuf)> {
+    pub(crate) fn prepare(&mut self, entry: &TarEntry) -> Result<(PathBuf, PathBuf)> {
         let comps = safe_components(&entry.path).map_err(|reason| hostile(entry, reason))?;
         let (last, parents) = match comps.split_last() {
             Some(split) => split,
@@ -244,7 +244,7 @@ impl TarExtractor {
         Ok(())
     }
 
-    fn directory(&mut self, entry: &TarEntry) -> Result<()> {
+    pub(crate) fn directory(&mut self, entry: &TarEntry) -> Result<()> {
         let (rel, abs) = self.prepare(entry)?;
         if rel.as_os_str().is_empty() {
             // "./": the destination itself, whose mode the caller chose.
@@ -271,7 +271,7 @@ impl TarExtractor {
         Ok(())
     }
 
-    fn symlink(&mut self, entry: &TarEntry) -> Result<()> {
+    pub(crate) fn symlink(&mut self, entry: &TarEntry) -> Result<()> {
         let (rel, abs) = self.prepare(entry)?;
         if rel.as_os_str().is_empty() {
             return Err(hostile(entry, "a link entry names the destination itself"));
@@ -295,7 +295,7 @@ impl TarExtractor {
         Ok(())
     }
 
-    fn hard_link(&mut self, entry: &TarEntry) -> Result<()> {
+    pub(crate) fn hard_link(&mut self, entry: &TarEntry) -> Result<()> {
         let target = entry
             .link_target
             .as_deref()
@@ -390,7 +390,7 @@ impl TarVisitor for TarExtractor {
 }
 
 /// Creates `dest` (mode 0700) and its parents durably if missing; it must be a directory.
-fn prepare_root(dest: &Path, sync: &mut SyncTracker) -> Result<()> {
+pub(crate) fn prepare_root(dest: &Path, sync: &mut SyncTracker) -> Result<()> {
     match fs::metadata(dest) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Error::AlreadyExists {
@@ -430,7 +430,7 @@ fn safe_components(path: &Path) -> std::result::Result<Vec<&OsStr>, &'static str
 }
 
 /// The oid of `pg_tblspc/<oid>`, the only symlinks PostgreSQL puts in a base backup.
-fn tablespace_oid(rel: &Path) -> Option<u32> {
+pub(crate) fn tablespace_oid(rel: &Path) -> Option<u32> {
     let mut comps = rel.components();
     match (comps.next(), comps.next(), comps.next()) {
         (Some(Component::Normal(a)), Some(Component::Normal(b)), None) if a == "pg_tblspc" => {
@@ -441,7 +441,7 @@ fn tablespace_oid(rel: &Path) -> Option<u32> {
 }
 
 /// Leaves out a link that PostgreSQL does not make, saying so.
-fn skip_link(rel: &Path, target: Option<&Path>) {
+pub(crate) fn skip_link(rel: &Path, target: Option<&Path>) {
     tracing::warn!(
         "left out the symbolic link {} -> {}: a restored tree holds only the links PostgreSQL makes (pg_tblspc/<oid>); restore what it pointed to by hand if it is needed",
         rel.display(),
@@ -449,14 +449,14 @@ fn skip_link(rel: &Path, target: Option<&Path>) {
     );
 }
 
-fn hostile(entry: &TarEntry, reason: &'static str) -> Error {
+pub(crate) fn hostile(entry: &TarEntry, reason: &'static str) -> Error {
     Error::HostileTar {
         entry: entry.path.to_string_lossy().into_owned(),
         reason,
     }
 }
 
-fn mtime_to_system(mtime: i64) -> SystemTime {
+pub(crate) fn mtime_to_system(mtime: i64) -> SystemTime {
     if mtime >= 0 {
         UNIX_EPOCH + Duration::from_secs(mtime.unsigned_abs())
     } else {
@@ -467,7 +467,7 @@ fn mtime_to_system(mtime: i64) -> SystemTime {
 }
 
 /// Sets the final mode (exactly, whatever the umask) and modification time of a written file.
-fn finish_file(file: &File, path: &Path, mode: u32, mtime: i64) -> Result<()> {
+pub(crate) fn finish_file(file: &File, path: &Path, mode: u32, mtime: i64) -> Result<()> {
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io("chmod", path, e))?;
     file.set_modified(mtime_to_system(mtime))
@@ -476,7 +476,11 @@ fn finish_file(file: &File, path: &Path, mode: u32, mtime: i64) -> Result<()> {
 
 /// Gives a directory its mode now, or at the end when the mode would stop the owner from
 /// creating entries in it.
-fn set_dir_mode(path: &Path, mode: u32, deferred: &mut Vec<(PathBuf, u32)>) -> Result<()> {
+pub(crate) fn set_dir_mode(
+    path: &Path,
+    mode: u32,
+    deferred: &mut Vec<(PathBuf, u32)>,
+) -> Result<()> {
     if mode & 0o700 == 0o700 {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("chmod", path, e))
@@ -488,7 +492,7 @@ fn set_dir_mode(path: &Path, mode: u32, deferred: &mut Vec<(PathBuf, u32)>) -> R
     }
 }
 
-fn apply_deferred_modes(deferred: &mut Vec<(PathBuf, u32)>) -> Result<()> {
+pub(crate) fn apply_deferred_modes(deferred: &mut Vec<(PathBuf, u32)>) -> Result<()> {
     // Deepest last-created first, so a parent loses its write bit after its children are done.
     while let Some((path, mode)) = deferred.pop() {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
@@ -536,12 +540,22 @@ pub fn extract_stored_tar<R: Read + Send>(
 }
 
 fn extract_named<R: Read>(
-    mut reader: R,
+    reader: R,
     what: &str,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<ExtractStats> {
     let mut extractor = TarExtractor::new(dest, opts.clone())?;
+    feed_tar(reader, what, &mut extractor)?;
+    extractor.finish()
+}
+
+/// Reads a whole tar stream into `visitor`.
+pub(crate) fn feed_tar<R: Read, V: TarVisitor>(
+    mut reader: R,
+    what: &str,
+    visitor: &mut V,
+) -> Result<()> {
     let mut parser = TarStreamParser::new();
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -551,10 +565,9 @@ fn extract_named<R: Read>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::stream("read", what, e)),
         };
-        parser.feed(&buf[..n], &mut extractor)?;
+        parser.feed(&buf[..n], visitor)?;
     }
-    parser.finish()?;
-    extractor.finish()
+    parser.finish()
 }
 
 /// Copies a plain backup tree from `src` to `dest` (created if missing): files with their mode
@@ -617,16 +630,47 @@ pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<
     Ok(copier.stats)
 }
 
-struct TreeCopier<'a> {
-    opts: &'a ExtractOptions,
-    sync: SyncTracker,
-    stats: ExtractStats,
-    deferred_modes: Vec<(PathBuf, u32)>,
+/// Copies the regular file `from` (whose metadata is `meta`) to the new name `to`, with its mode
+/// (masked) and modification time; returns the written file and its size.
+pub(crate) fn copy_regular_file(
+    from: &Path,
+    to: &Path,
+    meta: &fs::Metadata,
+) -> Result<(File, u64)> {
+    let mut input =
+        pgbak_storage::staging::open_regular(from).map_err(|e| Error::io("open", from, e))?;
+    // O_EXCL never follows a symlink, even one planted after the caller's checks.
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(to)
+        .map_err(|e| Error::io("create", to, e))?;
+    // File to File: std uses copy_file_range, so the data never passes through user space.
+    let n = io::copy(&mut input, &mut output).map_err(|e| Error::io("copy", to, e))?;
+    let mtime = meta.modified().map_err(|e| Error::io("stat", from, e))?;
+    output
+        .set_permissions(fs::Permissions::from_mode(
+            meta.permissions().mode() & MODE_MASK,
+        ))
+        .map_err(|e| Error::io("chmod", to, e))?;
+    output
+        .set_modified(mtime)
+        .map_err(|e| Error::io("set mtime", to, e))?;
+    Ok((output, n))
+}
+
+pub(crate) struct TreeCopier<'a> {
+    pub(crate) opts: &'a ExtractOptions,
+    pub(crate) sync: SyncTracker,
+    pub(crate) stats: ExtractStats,
+    pub(crate) deferred_modes: Vec<(PathBuf, u32)>,
 }
 
 impl TreeCopier<'_> {
     /// Copies one entry; returns true for a directory whose contents are still to be copied.
-    fn copy_entry(&mut self, from: &Path, to: &Path, rel: &Path) -> Result<bool> {
+    pub(crate) fn copy_entry(&mut self, from: &Path, to: &Path, rel: &Path) -> Result<bool> {
         let meta = fs::symlink_metadata(from).map_err(|e| Error::io("stat", from, e))?;
         let ft = meta.file_type();
         let mode = meta.permissions().mode() & MODE_MASK;
@@ -664,24 +708,7 @@ impl TreeCopier<'_> {
             self.stats.symlinks += 1;
         } else if ft.is_file() {
             self.clear_existing(to)?;
-            let mut input = pgbak_storage::staging::open_regular(from)
-                .map_err(|e| Error::io("open", from, e))?;
-            let mut output = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(to)
-                .map_err(|e| Error::io("create", to, e))?;
-            // File to File: std uses copy_file_range, so the data never passes through user space.
-            let n = io::copy(&mut input, &mut output).map_err(|e| Error::io("copy", to, e))?;
-            let mtime = meta.modified().map_err(|e| Error::io("stat", from, e))?;
-            output
-                .set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(|e| Error::io("chmod", to, e))?;
-            output
-                .set_modified(mtime)
-                .map_err(|e| Error::io("set mtime", to, e))?;
+            let (output, n) = copy_regular_file(from, to, &meta)?;
             self.sync.file_written(&output, to);
             self.stats.files += 1;
             self.stats.bytes += n;

@@ -1,9 +1,10 @@
 //! How backup bytes arrive: the [`CopyStrategy`] seam and its streaming implementation
 //! ([`StreamingCopy`], BASE_BACKUP over a replication connection), tar parsing ([`tar`]) and safe
 //! extraction ([`extract_tar`], [`TarExtractor`]), used both to write plain-format backups and to
-//! restore tar-format ones, and [`copy_tree`] to restore plain-format backups. The [`rsync`]
-//! module holds the file-level strategy ([`RsyncCopy`], rsync over SSH or locally) and the
-//! parallel copy controller that remote recovery uses too.
+//! restore tar-format ones, and [`copy_tree`] and [`restore_tree`] (several workers) to restore
+//! plain-format backups. [`delta`] restores onto an older copy of the same tree, writing only what
+//! differs. The [`rsync`] module holds the file-level strategy ([`RsyncCopy`], rsync over SSH or
+//! locally) and the parallel copy controller that remote recovery uses too.
 //!
 //! ```no_run
 //! use pgbak_copy::{BackupDestination, CopyStrategy, NoProgress, StreamingCopy};
@@ -34,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod delta;
 mod durable;
 mod error;
 pub mod extract;
@@ -42,8 +44,10 @@ mod server_decode;
 mod strategy;
 mod streaming;
 pub mod tar;
+pub mod tree_restore;
 mod writer;
 
+pub use delta::{extract_stored_tar_delta, DeltaExtractor, RestoreStats};
 pub use durable::SyncMethod;
 pub use error::{Error, Result};
 pub use extract::{
@@ -56,3 +60,4 @@ pub use strategy::{
 };
 pub use streaming::StreamingCopy;
 pub use tar::{EntryKind, TarEntry, TarHeader, TarStreamParser, TarVisitor};
+pub use tree_restore::{restore_tree, TreeRestoreOptions};

@@ -29,6 +29,7 @@ pub mod put_wal;
 pub mod receive_wal;
 pub mod recover;
 pub mod remote_recover;
+pub mod restore_tree;
 pub mod retention;
 pub mod rsync_backup;
 pub mod rsync_check;

@@ -12,7 +12,7 @@ use crate::{Error, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pgbak_compress::pipeline::ReadPipeline;
 use pgbak_compress::Encryptor;
-use pgbak_copy::{copy_tree, ExtractOptions};
+use pgbak_copy::ExtractOptions;
 use pgbak_storage::staging;
 use pgbak_wal::Lsn;
 use std::collections::BTreeMap;
@@ -64,6 +64,9 @@ pub struct RecoverOptions {
     pub jobs: Option<u32>,
     /// Bandwidth limit of a remote recovery in kB/s (default `bandwidth_limit`).
     pub bwlimit: Option<u64>,
+    /// Restore onto an older copy of the same cluster in `dest`, writing only the files that
+    /// differ and removing what the backup does not have (Barman's `--delta-restore`).
+    pub delta_restore: bool,
 }
 
 /// What was done.
@@ -74,6 +77,8 @@ pub struct RecoverySummary {
     pub wal_files_copied: usize,
     pub restore_command: String,
     pub settings: Vec<(String, String)>,
+    /// What the data restore wrote, kept and removed.
+    pub restore: crate::restore_tree::RestoreReport,
 }
 
 /// Parses a recovery target time the way an operator writes it. A time without a zone is local
@@ -300,7 +305,7 @@ pub fn available_space(path: &Path) -> Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-fn ensure_empty_or_missing(path: &Path, force: bool, what: &str) -> Result<()> {
+pub(crate) fn ensure_empty_or_missing(path: &Path, force: bool, what: &str) -> Result<()> {
     match fs::read_dir(path) {
         Ok(mut rd) => {
             if rd.next().is_some() && !force {
@@ -320,7 +325,7 @@ fn ensure_empty_or_missing(path: &Path, force: bool, what: &str) -> Result<()> {
     }
 }
 
-fn create_private_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     staging::create_dir_all_private(path).map_err(|e| Error::io("create", path, e))?;
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
@@ -415,13 +420,17 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         hooks.run_post(&hook_env);
         return Ok(summary);
     }
-    ensure_empty_or_missing(&opts.dest, opts.force, "destination")?;
-    for loc in locations.values() {
-        ensure_empty_or_missing(loc, opts.force, "tablespace location")?;
+    if opts.delta_restore && chain.is_incremental() {
+        return Err(Error::Usage(format!(
+            "--delta-restore does not apply to backup {}, an incremental backup: restore it into an empty destination",
+            backup.backup_id
+        )));
     }
+    crate::restore_tree::check_destinations(&backup, opts, &locations)?;
     let needed = chain.needed_bytes();
     let avail = available_space(&opts.dest)?;
-    if avail < needed {
+    // A delta restore replaces files of the older copy: the space they hold comes back.
+    if avail < needed && !opts.delta_restore {
         return Err(Error::Other(format!(
             "not enough free space in {}: the backup needs {needed} bytes, {avail} are available",
             opts.dest.display()
@@ -429,59 +438,9 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     }
 
     create_private_dir(&opts.dest)?;
-    let store = server.stores().backups.as_ref();
-    let id = &backup.backup_id;
-    let xopts = ExtractOptions {
-        tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
-        replace_existing: opts.force,
-        ..Default::default()
-    };
-    if backup.backup_format == "plain" {
-        let bdir = server.local_backup_dir(id).ok_or_else(|| Error::Corrupt {
-            what: format!("backup {id} of server '{}'", server.name()),
-            detail: "a plain backup in an object store".into(),
-        })?;
-        copy_tree(&bdir.join("data"), &opts.dest)?;
-        for (oid, loc) in &locations {
-            create_private_dir(loc)?;
-            copy_tree(&bdir.join(oid.to_string()), loc)?;
-        }
-    } else {
-        let extracted = (|| -> Result<()> {
-            if chain.is_incremental() {
-                let jobs = opts.jobs.unwrap_or(server.config.parallel_jobs).max(1) as usize;
-                return chain
-                    .restore(server, &opts.dest, &locations, &xopts, jobs)
-                    .map(|_| ());
-            }
-            let base = find_archive(store, id, "base.tar")?;
-            extract_archive(store, server.encryptor(), &base, &opts.dest, &xopts)?;
-            for (oid, loc) in &locations {
-                create_private_dir(loc)?;
-                let a = find_archive(store, id, &format!("{oid}.tar"))?;
-                extract_archive(
-                    store,
-                    server.encryptor(),
-                    &a,
-                    loc,
-                    &ExtractOptions {
-                        replace_existing: opts.force,
-                        ..Default::default()
-                    },
-                )?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = extracted {
-            // A stream is checked as a whole only at its end (an encrypted one, or one whose
-            // checksum is recorded): what was written before may be damaged. Without
-            // backup_label and pg_control, PostgreSQL refuses to start the destination.
-            for name in ["backup_label", "global/pg_control"] {
-                let _ = std::fs::remove_file(opts.dest.join(name));
-            }
-            return Err(e);
-        }
-    }
+    let jobs = opts.jobs.unwrap_or(server.config.parallel_jobs).max(1) as usize;
+    let restore =
+        crate::restore_tree::restore_data(server, &backup, &chain, opts, &locations, jobs)?;
     relink_tablespaces(&opts.dest, &locations)?;
 
     // WAL.
@@ -490,7 +449,6 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     } else {
         let spool = opts.dest.join(WAL_SPOOL_DIR);
         create_private_dir(&spool)?;
-        let jobs = opts.jobs.unwrap_or(server.config.parallel_jobs).max(1) as usize;
         let n = copy_needed_wal(&archive, &plan, &spool, jobs)?;
         (format!("cp {WAL_SPOOL_DIR}/%f %p"), n)
     };
@@ -512,6 +470,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         wal_files_copied: copied,
         restore_command,
         settings,
+        restore,
     })
 }
 
@@ -546,6 +505,7 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
         ("exclusive", t.exclusive),
         ("standby_mode", opts.standby_mode),
         ("get_wal", opts.get_wal),
+        ("delta_restore", opts.delta_restore),
     ];
     for (k, v) in flags {
         if v {
@@ -582,12 +542,12 @@ pub(crate) fn extract_archive(
     key: &str,
     dest: &Path,
     opts: &ExtractOptions,
-) -> Result<()> {
+) -> Result<pgbak_copy::ExtractStats> {
     let what = format!("{}/{key}", store.describe());
     let source = std::io::BufReader::with_capacity(1 << 20, store.get(key)?);
     let read = ReadPipeline::builder().encryptor(encryptor.cloned());
-    pgbak_copy::extract_stored_tar(source, &what, read, dest, opts)?;
-    Ok(())
+    let (stats, _) = pgbak_copy::extract_stored_tar(source, &what, read, dest, opts)?;
+    Ok(stats)
 }
 
 /// Points `pg_tblspc/<oid>` at each tablespace's location, and rewrites `tablespace_map` (which

@@ -50,6 +50,11 @@ pub fn recover_remote(
     plan: RemotePlan<'_>,
 ) -> Result<RecoverySummary> {
     let cfg = &server.config;
+    if opts.delta_restore {
+        return Err(Error::Usage(
+            "--delta-restore cannot be used with --remote-ssh-command (use --force: rsync sends only the differences of files that are already there)".into(),
+        ));
+    }
     if opts.get_wal {
         return Err(Error::Usage(
             "--get-wal cannot be used with --remote-ssh-command: the target host cannot call pgbak on this host; the WAL is copied into the destination instead (use --no-get-wal)".into(),
@@ -221,6 +226,8 @@ pub fn recover_remote(
         wal_files_copied: copied,
         restore_command,
         settings,
+        // rsync reports no figures of what it wrote.
+        restore: Default::default(),
     })
 }
 
@@ -353,7 +360,7 @@ fn unpack_locally(
     let unpack = |stem: &str, to: &Path| -> Result<()> {
         staging::create_dir_all_private(to).map_err(|e| Error::io("create", to, e))?;
         let key = find_archive(store, id, stem)?;
-        extract_archive(store, encryptor, &key, to, &ExtractOptions::default())
+        extract_archive(store, encryptor, &key, to, &ExtractOptions::default()).map(drop)
     };
     unpack("base.tar", &t.path().join("data"))?;
     for oid in locations.keys() {
