@@ -91,10 +91,17 @@ impl CloudEnv {
     /// A started cluster archiving into the bucket with `pgbak archive-wal` (the server gets
     /// the store's environment), configured with `extra` server lines.
     pub fn cluster(&self, extra: &str) -> Cluster {
+        self.cluster_with(extra, ClusterOptions::default())
+    }
+
+    /// [`CloudEnv::cluster`] with `opts` (a major, settings) as well.
+    pub fn cluster_with(&self, extra: &str, opts: ClusterOptions) -> Cluster {
+        let mut env = self.env.clone();
+        env.extend(opts.env.iter().cloned());
         let opts = ClusterOptions {
             archive_command: Some(self.pgbak.archive_command()),
-            env: self.env.clone(),
-            ..Default::default()
+            env,
+            ..opts
         };
         let mut cluster = Cluster::init(opts);
         self.write_config(&cluster, extra);

@@ -160,7 +160,9 @@ fn inspection_commands_show_the_bucket(emu: &Emulator, env: &CloudEnv, plain: &s
     assert_eq!(show["files"][0]["name"], "base.tar.zst", "{show}");
     let console = env.run(&["show-backup", "main", plain]).ok();
     assert!(
-        console.stdout.contains("backup_format     : tar"),
+        console.stdout.lines().any(|l| l
+            .split_once(':')
+            .is_some_and(|(k, v)| k.trim() == "backup_format" && v.trim() == "tar")),
         "{}",
         console.stdout
     );

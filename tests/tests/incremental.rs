@@ -28,6 +28,61 @@ mod chain {
     }
 }
 
+pgbak_tests::on_every_cloud!(chain_in_the_cloud);
+
+/// A zstd chain full -> incremental in an object store (PostgreSQL 17), restored to a time after
+/// the incremental with WAL through get-wal: the combine reads every stream from the store.
+fn chain_in_the_cloud(kind: pgbak_tests::emulators::Kind) {
+    use pgbak_tests::cloud::CloudEnv;
+    use pgbak_tests::emulators::Emulator;
+    let env = CloudEnv::new(Emulator::shared(kind));
+    let cluster = env.cluster_with("backup_compression = zstd\n", options(17, true));
+    cluster.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+    cluster.psql("INSERT INTO t (id, v) SELECT g, md5(g::text) FROM generate_series(1, 20000) g");
+    cluster.psql("VACUUM FREEZE t");
+    let full = env.backup()["backup_id"].as_str().unwrap().to_string();
+    insert(&cluster, 20001, 21000);
+    cluster.psql("UPDATE t SET v = 'changed' WHERE id % 1000 = 0");
+    let incr = env
+        .run(&[
+            "-f",
+            "json",
+            "backup",
+            "main",
+            "--incremental",
+            &full,
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok()
+        .json();
+    assert_eq!(incr["status"], "DONE", "{incr}");
+    assert_eq!(incr["parent_backup_id"], full.as_str(), "{incr}");
+    let id = incr["backup_id"].as_str().unwrap().to_string();
+    insert(&cluster, 21001, 21100);
+    let target_time = time_between(&cluster);
+    let at_time = cluster.psql("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t");
+    insert(&cluster, 21101, 21200);
+    env.switch_wal_archived();
+    let r = env.recover_and_start(
+        &id,
+        "from_chain",
+        &[
+            "--target-time",
+            &target_time,
+            "--target-action",
+            "promote",
+            "--get-wal",
+        ],
+    );
+    assert_eq!(
+        r.psql("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t"),
+        at_time,
+        "{kind:?}: recovery to {target_time}"
+    );
+}
+
 mod refusals {
     #[test]
     fn pg17() {
