@@ -6,7 +6,8 @@
 //!   relocate; the chain's links in `show-backup` and `list-backups`; `verify-backup` accepts
 //!   the incrementals; the newest restores (two archives at a time) to a time after it, the
 //!   middle one to a time between the two incrementals, row for row, and the restored servers
-//!   start.
+//!   start; the newest is also restored through `--remote-ssh-command` (combined here, shipped
+//!   with rsync) on 17.
 //! - `refusals`: an incremental relative to a backup that does not exist, to one taken while
 //!   `summarize_wal` was off, or while `summarize_wal` is off, is refused before anything is
 //!   written; a restore of an incremental whose parent is gone from the catalogue is refused
@@ -180,25 +181,49 @@ fn verified(env: &PgbakEnv, id: &str) {
     );
 }
 
-/// Restores `id` to `target_time` with `ts` relocated and two archives at a time, starts it and
-/// returns its rows.
-fn restored_rows(env: &PgbakEnv, id: &str, folder: &str, target_time: &str) -> String {
+/// Restores `id` to `target_time` with `ts` relocated and two archives at a time (on this host,
+/// or through `ssh` as a remote recovery), starts it and returns its rows.
+fn restored_rows(
+    env: &PgbakEnv,
+    id: &str,
+    folder: &str,
+    target_time: &str,
+    ssh: Option<&str>,
+) -> String {
     let moved = format!("ts:{}", env.restore_dir(&format!("{folder}-ts")).display());
-    let r = recover_backup_and_start(
-        env,
+    let dest = env.restore_dir(folder);
+    let dest_s = dest.display().to_string();
+    let mut args = vec![
+        "-f",
+        "json",
+        "recover",
+        "main",
         id,
-        folder,
-        &[
-            "--target-time",
-            target_time,
-            "--target-action",
-            "promote",
-            "--tablespace",
-            &moved,
-            "--jobs",
-            "2",
-        ],
-    );
+        &dest_s,
+        "--target-time",
+        target_time,
+        "--target-action",
+        "promote",
+        "--tablespace",
+        &moved,
+        "--jobs",
+        "2",
+    ];
+    if let Some(ssh) = ssh {
+        args.extend(["--remote-ssh-command", ssh]);
+    }
+    let report = env.run(&args).ok().json();
+    if ssh.is_none() {
+        // The combined files are counted at their full length.
+        let restore = &report["restore"];
+        assert!(
+            restore["files_written"].as_u64().unwrap() > 500
+                && restore["bytes_written"].as_u64().unwrap() > 20 << 20,
+            "{folder}: {report}"
+        );
+    }
+    let r = Cluster::start_existing(&dest, &["archive_mode=off"]);
+    r.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
     assert_eq!(
         r.psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts'"),
         moved["ts:".len()..],
@@ -281,8 +306,20 @@ fn chain(major: u32) {
     verified(&env, &incr1);
     verified(&env, &incr2);
 
-    assert_eq!(restored_rows(&env, &incr2, "after", &after), at_after);
-    assert_eq!(restored_rows(&env, &incr1, "between", &between), at_between);
+    assert_eq!(restored_rows(&env, &incr2, "after", &after, None), at_after);
+    assert_eq!(
+        restored_rows(&env, &incr1, "between", &between, None),
+        at_between
+    );
+    // The same chain shipped to another host: combined on this one, sent with rsync.
+    if major == 17 {
+        let sshd = pgbak_tests::Sshd::start();
+        let ssh = sshd.ssh_command();
+        assert_eq!(
+            restored_rows(&env, &incr2, "remote", &after, Some(&ssh)),
+            at_after
+        );
+    }
 }
 
 /// Entries of an uncompressed tar: (name, data offset, size).

@@ -451,21 +451,74 @@ fn server_compression(cfg: &crate::config::ServerConfig) -> Option<ServerCompres
 /// A failure is a warning: it only delays DONE.
 struct EndSegmentCloser {
     mode: CloseMode,
-    switches: u32,
-    next: Instant,
-    checkpoint_at: Option<Instant>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
 enum CloseMode {
     Nothing,
     SwitchOnce,
-    OnPrimary,
+    OnPrimary(PrimarySchedule),
 }
 
 /// Switches on the primary while a backup of a standby waits, and the pause between them.
 const PRIMARY_SWITCHES: u32 = 10;
 const PRIMARY_SWITCH_EVERY: Duration = Duration::from_secs(10);
+
+/// What to do on the primary, and when, while a backup of a standby waits for its last segment.
+#[derive(Debug)]
+struct PrimarySchedule {
+    switches: u32,
+    next: Instant,
+    /// `primary_checkpoint_timeout`: 0 never forces a checkpoint.
+    checkpoint_timeout: Duration,
+    checkpoint_at: Option<Instant>,
+    checkpoint_done: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PrimaryAction {
+    Switch,
+    /// The last of the switches: a checkpoint will follow at the instant given (none if the
+    /// timeout is 0).
+    LastSwitch(Option<Instant>),
+    CheckpointAndSwitch,
+}
+
+impl PrimarySchedule {
+    fn new(start: Instant, checkpoint_timeout: Duration) -> PrimarySchedule {
+        PrimarySchedule {
+            switches: 0,
+            next: start,
+            checkpoint_timeout,
+            checkpoint_at: None,
+            checkpoint_done: false,
+        }
+    }
+
+    /// What is due at `now`, if anything.
+    fn due(&mut self, now: Instant) -> Option<PrimaryAction> {
+        if self.switches < PRIMARY_SWITCHES {
+            if now < self.next {
+                return None;
+            }
+            self.switches += 1;
+            self.next = now + PRIMARY_SWITCH_EVERY;
+            if self.switches < PRIMARY_SWITCHES {
+                return Some(PrimaryAction::Switch);
+            }
+            if !self.checkpoint_timeout.is_zero() {
+                self.checkpoint_at = Some(now + self.checkpoint_timeout);
+            }
+            return Some(PrimaryAction::LastSwitch(self.checkpoint_at));
+        }
+        match self.checkpoint_at {
+            Some(at) if now >= at && !self.checkpoint_done => {
+                self.checkpoint_done = true;
+                Some(PrimaryAction::CheckpointAndSwitch)
+            }
+            _ => None,
+        }
+    }
+}
 
 impl EndSegmentCloser {
     fn new(server: &Server) -> EndSegmentCloser {
@@ -473,7 +526,12 @@ impl EndSegmentCloser {
         let standby = server.connect().and_then(|c| c.is_in_recovery());
         let mode = match standby {
             Ok(false) if cfg.streaming_archiver => CloseMode::SwitchOnce,
-            Ok(true) if cfg.primary_conninfo.is_some() => CloseMode::OnPrimary,
+            Ok(true) if cfg.primary_conninfo.is_some() => {
+                CloseMode::OnPrimary(PrimarySchedule::new(
+                    Instant::now(),
+                    Duration::from_secs(cfg.primary_checkpoint_timeout),
+                ))
+            }
             Ok(_) => CloseMode::Nothing,
             Err(e) => {
                 tracing::warn!(
@@ -483,46 +541,30 @@ impl EndSegmentCloser {
                 CloseMode::Nothing
             }
         };
-        EndSegmentCloser {
-            mode,
-            switches: 0,
-            next: Instant::now(),
-            checkpoint_at: None,
-        }
+        EndSegmentCloser { mode }
     }
 
     fn tick(&mut self, server: &Server) {
-        let now = Instant::now();
-        let result = match self.mode {
+        let result = match &mut self.mode {
             CloseMode::Nothing => return,
             CloseMode::SwitchOnce => {
                 self.mode = CloseMode::Nothing;
                 server.connect().and_then(|c| c.switch_wal().map(|_| ()))
             }
-            CloseMode::OnPrimary if self.switches < PRIMARY_SWITCHES => {
-                if now < self.next {
-                    return;
-                }
-                self.switches += 1;
-                self.next = now + PRIMARY_SWITCH_EVERY;
-                if self.switches == PRIMARY_SWITCHES {
-                    let timeout = server.config.primary_checkpoint_timeout;
-                    if timeout > 0 {
+            CloseMode::OnPrimary(schedule) => match schedule.due(Instant::now()) {
+                None => return,
+                Some(PrimaryAction::Switch) => Self::switch_on_primary(server, false),
+                Some(PrimaryAction::LastSwitch(checkpoint_at)) => {
+                    if checkpoint_at.is_some() {
                         tracing::warn!(
                             server = server.name(),
-                            "WAL switched {PRIMARY_SWITCHES} times on the primary and the backup's last segment is not archived yet: a checkpoint will be forced on the primary in {timeout} seconds"
+                            "WAL switched {PRIMARY_SWITCHES} times on the primary and the backup's last segment is not archived yet: a checkpoint will be forced on the primary in {} seconds",
+                            server.config.primary_checkpoint_timeout
                         );
-                        self.checkpoint_at = Some(now + Duration::from_secs(timeout));
                     }
+                    Self::switch_on_primary(server, false)
                 }
-                Self::switch_on_primary(server, false)
-            }
-            CloseMode::OnPrimary => match self.checkpoint_at {
-                Some(at) if now >= at => {
-                    self.checkpoint_at = None;
-                    Self::switch_on_primary(server, true)
-                }
-                _ => return,
+                Some(PrimaryAction::CheckpointAndSwitch) => Self::switch_on_primary(server, true),
             },
         };
         if let Err(e) = result {
@@ -579,6 +621,36 @@ pub fn complete_if_wal_archived(server: &Server, info: &mut BackupInfo) -> Resul
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_standby_backup_switches_on_the_primary_then_forces_a_checkpoint_after_the_timeout() {
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        let mut s = PrimarySchedule::new(t0, Duration::from_secs(30));
+        // At once, then every 10 seconds, 10 switches in all.
+        assert_eq!(s.due(t0), Some(PrimaryAction::Switch));
+        assert_eq!(s.due(secs(5)), None);
+        for n in 1..9 {
+            assert_eq!(s.due(secs(10 * n)), Some(PrimaryAction::Switch), "{n}");
+            assert_eq!(s.due(secs(10 * n + 9)), None, "{n}");
+        }
+        assert_eq!(
+            s.due(secs(90)),
+            Some(PrimaryAction::LastSwitch(Some(secs(120))))
+        );
+        // Then nothing until the timeout, one checkpoint, and nothing more.
+        assert_eq!(s.due(secs(100)), None);
+        assert_eq!(s.due(secs(119)), None);
+        assert_eq!(s.due(secs(120)), Some(PrimaryAction::CheckpointAndSwitch));
+        assert_eq!(s.due(secs(121)), None);
+        assert_eq!(s.due(secs(10_000)), None);
+
+        // A timeout of 0 never forces a checkpoint.
+        let mut s = PrimarySchedule::new(t0, Duration::ZERO);
+        let actions: Vec<_> = (0..200).filter_map(|n| s.due(secs(n))).collect();
+        assert_eq!(actions.len(), 10);
+        assert_eq!(actions[9], PrimaryAction::LastSwitch(None));
+    }
+
     use super::*;
     use crate::config::Config;
     use std::path::Path;

@@ -347,11 +347,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     // it while it is copied; read it again under the lock in case a delete finished meanwhile.
     let _in_use = crate::backup_lock::lock_backup_shared(server, &backup.backup_id)?;
     let backup = server.catalogue().resolve(&backup.backup_id)?;
-    let chain = crate::incremental::RestoreChain::prepare(
-        server,
-        &backup,
-        opts.remote_ssh_command.is_some(),
-    )?;
+    let chain = crate::incremental::RestoreChain::prepare(server, &backup)?;
     let mut settings = recovery_settings(&opts.target, &backup)?;
     let get_wal_command = match opts.get_wal && opts.remote_ssh_command.is_none() {
         true => Some(get_wal_restore_command(opts, server.name())?),
@@ -411,6 +407,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     if let Some(ssh) = &opts.remote_ssh_command {
         let remote = crate::remote_recover::RemotePlan {
             backup: &backup,
+            chain: &chain,
             locations: &locations,
             archive: &archive,
             wal: &plan,

@@ -32,6 +32,8 @@ use std::time::Duration;
 pub struct RemotePlan<'a> {
     /// The backup to restore.
     pub backup: &'a BackupInfo,
+    /// Its chain: an incremental backup is combined here before it is sent.
+    pub chain: &'a crate::incremental::RestoreChain,
     /// Where each tablespace goes on the target, by oid.
     pub locations: &'a BTreeMap<u32, PathBuf>,
     /// The WAL archive.
@@ -117,22 +119,25 @@ pub fn recover_remote(
     };
     let id = &plan.backup.backup_id;
     let staging_root = staging_parent(server);
-    // A tar-format backup is unpacked here first; a plain one (on local disk) is sent as it is.
+    // A tar-format backup is unpacked here first (an incremental one combined with its
+    // ancestors); a plain one (on local disk) is sent as it is.
     let plain_dir = match plan.backup.backup_format.as_str() {
-        "plain" => Some(server.local_backup_dir(id).ok_or_else(|| Error::Corrupt {
-            what: format!("backup {id} of server '{}'", server.name()),
-            detail: "a plain backup in an object store".into(),
-        })?),
+        "plain" if !plan.chain.is_incremental() => {
+            Some(server.local_backup_dir(id).ok_or_else(|| Error::Corrupt {
+                what: format!("backup {id} of server '{}'", server.name()),
+                detail: "a plain backup in an object store".into(),
+            })?)
+        }
         _ => None,
     };
     let unpacked = match &plain_dir {
         Some(_) => None,
         None => Some(unpack_locally(
-            server.stores().backups.as_ref(),
-            server.encryptor(),
-            id,
+            server,
+            plan.chain,
             plan.locations,
             &staging_root,
+            jobs,
         )?),
     };
     let (data_src, ts_src) = match (&plain_dir, &unpacked) {
@@ -346,23 +351,43 @@ fn send_tree(
 }
 
 /// Unpacks a tar-format backup into a staging folder: `data/` and one folder per tablespace oid.
+/// An incremental backup is combined with its ancestors on the way, `jobs` archives at a time.
 fn unpack_locally(
-    store: &dyn pgbak_storage::StorageBackend,
-    encryptor: Option<&Arc<dyn pgbak_compress::Encryptor>>,
-    id: &str,
+    server: &Server,
+    chain: &crate::incremental::RestoreChain,
     locations: &BTreeMap<u32, PathBuf>,
     staging_root: &Path,
+    jobs: usize,
 ) -> Result<tempfile::TempDir> {
     let t = tempfile::Builder::new()
         .prefix("pgbak-unpack-")
         .tempdir_in(staging_root)
         .map_err(|e| Error::io("create", staging_root, e))?;
+    let data = t.path().join("data");
+    staging::create_dir_all_private(&data).map_err(|e| Error::io("create", &data, e))?;
+    if chain.is_incremental() {
+        let staged: BTreeMap<u32, PathBuf> = locations
+            .keys()
+            .map(|oid| (*oid, t.path().join(oid.to_string())))
+            .collect();
+        chain.restore(server, &data, &staged, &ExtractOptions::default(), jobs)?;
+        return Ok(t);
+    }
+    let store = server.stores().backups.as_ref();
+    let id = &chain.chain[0].backup_id;
     let unpack = |stem: &str, to: &Path| -> Result<()> {
         staging::create_dir_all_private(to).map_err(|e| Error::io("create", to, e))?;
         let key = find_archive(store, id, stem)?;
-        extract_archive(store, encryptor, &key, to, &ExtractOptions::default()).map(drop)
+        extract_archive(
+            store,
+            server.encryptor(),
+            &key,
+            to,
+            &ExtractOptions::default(),
+        )
+        .map(drop)
     };
-    unpack("base.tar", &t.path().join("data"))?;
+    unpack("base.tar", &data)?;
     for oid in locations.keys() {
         unpack(&format!("{oid}.tar"), &t.path().join(oid.to_string()))?;
     }

@@ -189,7 +189,10 @@ pub(crate) fn restore_data(
         };
         chain
             .restore(server, &opts.dest, locations, &xopts, jobs)
-            .map(|_| ())
+            .map(|s| {
+                report.files_written = s.files_written;
+                report.bytes_written = s.bytes_written;
+            })
     } else if backup.backup_format == "plain" {
         restore_plain(server, backup, opts, locations, jobs, &mut report)
     } else {

@@ -55,6 +55,10 @@ pub struct CombineStats {
     pub newest_blocks: u64,
     /// Blocks written from the ancestors.
     pub ancestor_blocks: u64,
+    /// Regular files the restore wrote, combined ones included.
+    pub files_written: u64,
+    /// Bytes of those files (a combined file counted at its full length).
+    pub bytes_written: u64,
 }
 
 impl CombineStats {
@@ -62,6 +66,8 @@ impl CombineStats {
         self.combined_files += o.combined_files;
         self.newest_blocks += o.newest_blocks;
         self.ancestor_blocks += o.ancestor_blocks;
+        self.files_written += o.files_written;
+        self.bytes_written += o.bytes_written;
     }
 }
 
@@ -130,7 +136,10 @@ fn combine_archive(
         stats: &mut stats,
     };
     stream_tar(store, encryptor, &key, &mut visitor)?;
-    visitor.extractor.finish()?;
+    // Combined files were created empty by the extractor and are counted at their full length.
+    let extracted = visitor.extractor.finish()?;
+    stats.files_written += extracted.files;
+    stats.bytes_written += extracted.bytes;
     for (i, ancestor) in chain.iter().enumerate().skip(1) {
         if pending.is_empty() {
             break;
@@ -531,12 +540,13 @@ impl TarVisitor for NewestVisitor<'_> {
             return self.extractor.entry_end();
         };
         let (h, rel, abs, file) = cur.finish()?;
-        file.set_len(h.reconstructed_blocks() as u64 * BLCKSZ)
-            .map_err(|e| pgbak_copy::Error::Io {
-                op: "truncate",
-                path: abs.clone(),
-                source: e,
-            })?;
+        let len = h.reconstructed_blocks() as u64 * BLCKSZ;
+        self.stats.bytes_written += len;
+        file.set_len(len).map_err(|e| pgbak_copy::Error::Io {
+            op: "truncate",
+            path: abs.clone(),
+            source: e,
+        })?;
         let mut needed = NeededBlocks::new(h.truncation_block_length);
         for b in &h.blocks {
             needed.fill(*b);

@@ -22,18 +22,12 @@ impl RestoreChain {
     /// Resolves and checks the chain of `backup` and locks its ancestors. An incremental backup
     /// whose chain is broken (an ancestor deleted, unusable or not in tar format) is refused here,
     /// naming the ancestor, before the caller writes anything.
-    pub fn prepare(server: &Server, backup: &BackupInfo, remote: bool) -> Result<Self> {
+    pub fn prepare(server: &Server, backup: &BackupInfo) -> Result<Self> {
         if !backup.is_incremental() {
             return Ok(RestoreChain {
                 chain: vec![backup.clone()],
                 _locks: Vec::new(),
             });
-        }
-        if remote {
-            return Err(Error::Usage(format!(
-                "backup {} is incremental: restore it on this host (without --remote-ssh-command), then copy the directory",
-                backup.backup_id
-            )));
         }
         if backup.backup_format != "tar" {
             return Err(Error::Usage(format!(
