@@ -222,18 +222,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 }
             }
             if cli.format == Format::Json {
-                print_json(&serde_json::Value::Array(
-                    reports
-                        .iter()
-                        .map(|r| {
-                            serde_json::json!({"server": r.server, "skipped": r.skipped, "disabled": r.disabled, "archived": r.archived,
-                                "completed_backups": r.completed_backups, "failed_backups": r.failed_backups, "errors": r.errors,
-                                "deleted_backups": r.deleted_backups, "removed_wal": r.removed_wal, "retention_notes": r.retention_notes,
-                                "receive_wal": r.receive_wal.map(|a| a.to_string()),
-                                "removed_temp_files": r.removed_temp_files, "aborted_uploads": r.aborted_uploads})
-                        })
-                        .collect(),
-                ));
+                print_json(&reports);
             }
             Ok(if failed { 1 } else { 0 })
         }
@@ -247,24 +236,14 @@ fn run(cli: &Cli) -> Result<u8> {
                 })?;
                 tablespaces.push((name.to_string(), PathBuf::from(loc)));
             }
-            // A remote target cannot call pgbak on this host: recovery_options' get-wal
-            // does not apply there (an explicit --get-wal is refused).
-            let get_wal = a.get_wal
-                || (!a.no_get_wal
-                    && a.remote_ssh_command.is_none()
-                    && server
-                        .config
-                        .recovery_options
-                        .iter()
-                        .any(|o| o == "get-wal"));
-            let delta_restore = a.delta_restore
-                || (!a.no_delta_restore
-                    && a.remote_ssh_command.is_none()
-                    && server
-                        .config
-                        .recovery_options
-                        .iter()
-                        .any(|o| o == "delta-restore"));
+            // Neither flag: as the server's recovery_options say.
+            let flag = |on: bool, off: bool| match (on, off) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let get_wal = flag(a.get_wal, a.no_get_wal);
+            let delta_restore = flag(a.delta_restore, a.no_delta_restore);
             let dest = if a.remote_ssh_command.is_some() {
                 // A path on the target host: this host's working directory means nothing there.
                 if !a.destination_directory.is_absolute() {
@@ -303,11 +282,7 @@ fn run(cli: &Cli) -> Result<u8> {
             };
             let s = recover(&server, &opts)?;
             match cli.format {
-                Format::Json => print_json(&serde_json::json!({
-                    "backup_id": s.backup.backup_id, "destination": s.dest, "wal_files_copied": s.wal_files_copied,
-                    "restore_command": s.restore_command, "settings": s.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(),
-                    "restore": s.restore,
-                })),
+                Format::Json => print_json(&s),
                 Format::Console => {
                     if !cli.quiet {
                         println!(
@@ -343,22 +318,7 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::ListServers => {
             let config = load(cli)?;
             match cli.format {
-                Format::Json => {
-                    let mut all = serde_json::Map::new();
-                    for (n, s) in &config.servers {
-                        all.insert(
-                            n.clone(),
-                            serde_json::json!({"description": s.description, "active": s.active, "disabled": false}),
-                        );
-                    }
-                    for (n, d) in &config.disabled {
-                        all.insert(
-                            n.clone(),
-                            serde_json::json!({"description": d.description, "active": d.active, "disabled": true, "reason": d.reason.to_string()}),
-                        );
-                    }
-                    print_json(&serde_json::Value::Object(all));
-                }
+                Format::Json => print_json(&pgbak_core::reports::list_servers(&config)),
                 Format::Console => {
                     for n in config.server_names() {
                         // Barman's line: `name - description (flags)`.
@@ -385,32 +345,15 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::ListBackups { server } => {
             let config = load(cli)?;
             let server = Server::new(&config, server)?;
-            let mut backups = server.backups()?;
-            backups.reverse();
-            let retention = pgbak_core::retention::retention_status(&server)?;
-            let retention_of = |id: &str| retention.get(id).map_or("-", |s| s.as_str());
+            let backups = pgbak_core::reports::list_backups(&server)?;
             match cli.format {
-                Format::Json => print_json(
-                    &backups
-                        .iter()
-                        .map(|b| {
-                            let mut v = serde_json::to_value(b).unwrap_or_default();
-                            if let Some(m) = v.as_object_mut() {
-                                m.insert(
-                                    "retention_status".into(),
-                                    retention_of(&b.backup_id).into(),
-                                );
-                            }
-                            commands::show_backup::add_chain(&mut v, b);
-                            v
-                        })
-                        .collect::<Vec<_>>(),
-                ),
+                Format::Json => print_json(&backups),
                 Format::Console => {
-                    for b in &backups {
-                        let mut r = match retention_of(&b.backup_id) {
-                            "-" => String::new(),
-                            s => format!(" - {s}"),
+                    for d in &backups {
+                        let b = &d.info;
+                        let mut r = match d.retention_status.map(|s| s.as_str()) {
+                            None | Some("-") => String::new(),
+                            Some(s) => format!(" - {s}"),
                         };
                         if let Some(parent) = &b.parent_backup_id {
                             r.push_str(&format!(" - incremental of {parent}"));
@@ -468,9 +411,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 Duration::from_secs(a.archive_timeout),
             )?;
             match cli.format {
-                Format::Json => print_json(
-                    &serde_json::json!({"switch_lsn": r.switch_lsn, "segment": r.segment, "archived": r.archived}),
-                ),
+                Format::Json => print_json(&r),
                 Format::Console => {
                     if !cli.quiet {
                         println!(

@@ -29,6 +29,10 @@ pub trait CopyProgress {
     fn set_total(&mut self, bytes: Option<u64>);
     /// Bytes done so far.
     fn set_done(&mut self, bytes: u64);
+    /// Whether the caller asked the copy to stop; checked as the copy goes, which then fails.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// A [`CopyProgress`] that ignores everything.

@@ -416,6 +416,12 @@ impl BaseBackupSink for Sink<'_> {
 
     fn progress(&mut self, bytes_done: u64) -> io::Result<()> {
         self.progress.set_done(bytes_done);
+        if self.progress.cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the copy was cancelled by its caller",
+            ));
+        }
         Ok(())
     }
 }

@@ -226,14 +226,24 @@ pub fn backup(
             parent_manifest: parent.as_ref().map(|p| p.manifest.clone()),
         };
         let started = Instant::now();
-        let outcome = match rsync.as_mut() {
+        let copied = match rsync.as_mut() {
             Some(r) => {
                 let dir = server.local_backup_dir(&id).ok_or_else(|| {
                     Error::Usage("the rsync methods need a local backups folder".into())
                 })?;
-                r.copy(&info, &dir, &strategy.options.label, progress)?
+                r.copy(&info, &dir, &strategy.options.label, progress)
             }
-            None => strategy.copy(&dest, progress)?,
+            None => strategy.copy(&dest, progress).map_err(Error::from),
+        };
+        let outcome = match copied {
+            Ok(o) => o,
+            Err(_) if progress.cancelled() => {
+                return Err(Error::Cancelled(format!(
+                    "backup {id} of server '{}' was stopped by its caller",
+                    cfg.name
+                )))
+            }
+            Err(e) => return Err(e),
         };
         info.copy_seconds = Some(started.elapsed().as_secs_f64());
         info.end_time = Some(crate::clock::now());

@@ -18,6 +18,7 @@ fn name(server: &Server, id: &str) -> LockName {
 fn in_use(server: &Server, id: &str) -> Error {
     Error::Backup {
         server: server.name().to_string(),
+        problem: crate::BackupProblem::InUse,
         message: format!(
             "backup {id} is in use by another pgbak process (being restored, kept or deleted); try again later"
         ),

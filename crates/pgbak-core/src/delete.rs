@@ -58,6 +58,7 @@ pub fn delete_backup(server: &Server, id: &str) -> Result<DeleteReport> {
     if let Some(why) = refusal(server, &info)? {
         return Err(Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::Refused,
             message: why,
         });
     }
@@ -74,6 +75,7 @@ fn lock_server(server: &Server) -> Result<crate::locks::LockGuard> {
         Ok(g) => Ok(g),
         Err(LockError::Busy { .. }) => Err(Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::InUse,
             message: busy.into(),
         }),
         Err(e) => Err(e.into()),
@@ -148,6 +150,7 @@ fn start_delete(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
         if keep_target(&server.catalogue(), &child.backup_id)?.is_some() {
             return Err(Error::Backup {
                 server: server.name().to_string(),
+                problem: crate::BackupProblem::Refused,
                 message: format!(
                     "not deleting backup {}: its incremental descendant {} is kept",
                     info.backup_id, child.backup_id

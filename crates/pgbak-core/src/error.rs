@@ -37,9 +37,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The requested backup does not exist (or is not usable).
+    /// The requested backup does not exist, is in use, cannot serve the request, or the request
+    /// is refused by a rule; `problem` says which.
     #[error("server '{server}': {message}")]
-    Backup { server: String, message: String },
+    Backup {
+        server: String,
+        problem: crate::BackupProblem,
+        message: String,
+    },
     /// A WAL file is not in the archive.
     #[error("WAL file {name} not found in the archive of server '{server}'")]
     WalNotFound { server: String, name: String },
@@ -57,9 +62,69 @@ pub enum Error {
         hook: String,
         script: String,
     },
+    /// The caller asked for the operation to stop (a library caller's cancellation); what it
+    /// had written is cleaned up as for any failure.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
+}
+
+/// What kind of failure an [`Error`] is, for callers that act on it (the C ABI's status codes
+/// and the Python exceptions are these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration is missing or invalid.
+    Configuration,
+    /// The request is impossible or contradictory as asked (bad option, bad name).
+    Usage,
+    /// No such backup, WAL file or server.
+    NotFound,
+    /// Another pgbak process holds what this one needs (a lock); try again later.
+    Busy,
+    /// The backup is in use: being taken, deleted, restored or kept.
+    InUse,
+    /// Refused by a rule: retention, `keep`, `minimum_redundancy`, a hook's ABORT_STOP, the
+    /// incremental chain.
+    Refused,
+    /// Stored data failed a check, or the same WAL name came with different content.
+    Corrupt,
+    /// PostgreSQL could not be reached or a query or the replication protocol failed.
+    Connection,
+    /// The object store could not be reached.
+    StorageUnreachable,
+    /// The object store refused access, or its bucket or container does not exist.
+    StorageDenied,
+    /// A local file operation failed.
+    Io,
+    /// The caller cancelled the operation.
+    Cancelled,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// A stable lower-case name (`not_found`, `busy`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::Usage => "usage",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Busy => "busy",
+            ErrorKind::InUse => "in_use",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Connection => "connection",
+            ErrorKind::StorageUnreachable => "storage_unreachable",
+            ErrorKind::StorageDenied => "storage_denied",
+            ErrorKind::Io => "io",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Other => "other",
+        }
+    }
 }
 
 impl From<pgbak_repo::Error> for Error {
@@ -68,7 +133,15 @@ impl From<pgbak_repo::Error> for Error {
         match e {
             R::Storage(e) => Error::Storage(e),
             R::Wal(e) => Error::Wal(e),
-            R::Backup { server, message } => Error::Backup { server, message },
+            R::Backup {
+                server,
+                problem,
+                message,
+            } => Error::Backup {
+                server,
+                problem,
+                message,
+            },
             R::WalNotFound { server, name } => Error::WalNotFound { server, name },
             R::WalConflict { name, kept } => Error::WalConflict { name, kept },
             R::Corrupt { what, detail } => Error::Corrupt { what, detail },
@@ -89,6 +162,58 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use crate::BackupProblem as P;
+        use pgbak_storage::ErrorKind as K;
+        match self {
+            Error::Config(_) => ErrorKind::Configuration,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Lock(_) => ErrorKind::Busy,
+            Error::Sql { .. } => ErrorKind::Connection,
+            Error::Backup { problem, .. } => match problem {
+                P::NotFound => ErrorKind::NotFound,
+                P::InUse => ErrorKind::InUse,
+                P::Refused => ErrorKind::Refused,
+                _ => ErrorKind::Other,
+            },
+            Error::WalNotFound { .. } => ErrorKind::NotFound,
+            Error::WalConflict { .. } | Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::HookAborted { .. } => ErrorKind::Refused,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::Copy(pgbak_copy::Error::HostileTar { .. }) => ErrorKind::Corrupt,
+            Error::Wal(e) | Error::Copy(pgbak_copy::Error::Wal(e)) => {
+                use pgbak_wal::Error as W;
+                match e {
+                    W::Io { .. }
+                    | W::Server { .. }
+                    | W::Protocol { .. }
+                    | W::Authentication { .. }
+                    | W::PasswordRequired { .. }
+                    | W::UnsupportedAuthentication { .. }
+                    | W::Tls { .. }
+                    | W::TlsRequired { .. }
+                    | W::UnsupportedServerVersion { .. } => ErrorKind::Connection,
+                    W::InvalidConninfo { .. } | W::InvalidOption { .. } => ErrorKind::Configuration,
+                    _ => ErrorKind::Corrupt,
+                }
+            }
+            Error::Io { .. } => ErrorKind::Io,
+            _ => match self.storage_cause() {
+                Some(pgbak_storage::Error::Io { .. }) => ErrorKind::Io,
+                Some(e) => match e.kind() {
+                    K::NotFound => ErrorKind::NotFound,
+                    K::Corrupt => ErrorKind::Corrupt,
+                    K::Unreachable => ErrorKind::StorageUnreachable,
+                    K::PermissionDenied | K::NoSuchBucket => ErrorKind::StorageDenied,
+                    K::Config | K::InvalidKey => ErrorKind::Configuration,
+                    _ => ErrorKind::Other,
+                },
+                None => ErrorKind::Other,
+            },
         }
     }
 

@@ -49,6 +49,7 @@ pub fn generate_manifest(
     })?;
     let refuse = |message: String| Error::Backup {
         server: server.name().to_string(),
+        problem: crate::BackupProblem::Unusable,
         message,
     };
     if matches!(info.status, BackupStatus::Started | BackupStatus::Failed) {
@@ -81,6 +82,7 @@ pub(crate) fn write_manifest(
 ) -> Result<GeneratedManifest> {
     let refuse = |message: String| Error::Backup {
         server: server.name().to_string(),
+        problem: crate::BackupProblem::Unusable,
         message,
     };
     let key = manifest_key(&info.backup_id);

@@ -55,6 +55,7 @@ pub fn keep(server: &Server, id: &str, target: KeepTarget) -> Result<BackupInfo>
     if info.status != BackupStatus::Done {
         return Err(Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::Unusable,
             message: format!(
                 "cannot keep backup {} because it is {}; only DONE backups can be kept",
                 info.backup_id,
@@ -65,6 +66,7 @@ pub fn keep(server: &Server, id: &str, target: KeepTarget) -> Result<BackupInfo>
     if info.is_incremental() {
         return Err(Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::Refused,
             message: format!(
                 "cannot keep backup {}: it is incremental; keep its full backup {} instead",
                 info.backup_id,

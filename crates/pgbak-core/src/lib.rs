@@ -29,6 +29,7 @@ pub mod put_wal;
 pub mod receive_wal;
 pub mod recover;
 pub mod remote_recover;
+pub mod reports;
 pub mod restore_tree;
 pub mod retention;
 pub mod rsync_backup;
@@ -44,4 +45,5 @@ pub mod wal_client;
 pub mod wal_status;
 pub mod wal_tar;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
+pub use pgbak_repo::BackupProblem;

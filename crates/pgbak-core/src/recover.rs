@@ -49,8 +49,9 @@ pub struct RecoverOptions {
     /// Tablespace relocations: name -> new location.
     pub tablespaces: Vec<(String, PathBuf)>,
     pub standby_mode: bool,
-    /// Use `pgbak get-wal` as restore_command instead of copying the WAL.
-    pub get_wal: bool,
+    /// Use `pgbak get-wal` as restore_command instead of copying the WAL. `None`: as the
+    /// server's `recovery_options` say (`get-wal`), never for a remote recovery.
+    pub get_wal: Option<bool>,
     /// Restore into a destination that is not empty.
     pub force: bool,
     /// The pgbak binary and configuration file that restore_command should call.
@@ -66,7 +67,48 @@ pub struct RecoverOptions {
     pub bwlimit: Option<u64>,
     /// Restore onto an older copy of the same cluster in `dest`, writing only the files that
     /// differ and removing what the backup does not have (Barman's `--delta-restore`).
-    pub delta_restore: bool,
+    /// `None`: as the server's `recovery_options` say (`delta-restore`), never for a remote
+    /// recovery.
+    pub delta_restore: Option<bool>,
+}
+
+impl RecoverOptions {
+    /// Options to restore `backup_id` (an id, `latest`, `oldest`, ...) into `dest`, everything
+    /// else as the server's configuration says; restore_command calls the `pgbak` found on PATH.
+    pub fn new(backup_id: impl Into<String>, dest: impl Into<PathBuf>) -> Self {
+        RecoverOptions {
+            backup_id: backup_id.into(),
+            dest: dest.into(),
+            pgbak_exe: PathBuf::from("pgbak"),
+            ..Default::default()
+        }
+    }
+
+    /// Whether restore_command is `pgbak get-wal` (once resolved by `recover`).
+    pub(crate) fn get_wal_on(&self) -> bool {
+        self.get_wal == Some(true)
+    }
+
+    /// Whether this is a delta restore (once resolved by `recover`).
+    pub(crate) fn delta_on(&self) -> bool {
+        self.delta_restore == Some(true)
+    }
+
+    /// The options with the server's defaults filled in.
+    fn resolved(&self, server: &Server) -> RecoverOptions {
+        let by_config = |name: &str| {
+            self.remote_ssh_command.is_none()
+                && server.config.recovery_options.iter().any(|o| o == name)
+        };
+        RecoverOptions {
+            get_wal: Some(self.get_wal.unwrap_or_else(|| by_config("get-wal"))),
+            delta_restore: Some(
+                self.delta_restore
+                    .unwrap_or_else(|| by_config("delta-restore")),
+            ),
+            ..self.clone()
+        }
+    }
 }
 
 /// What was done.
@@ -342,6 +384,7 @@ pub(crate) fn write_recovery_file(dir: &Path, name: &str, bytes: &[u8]) -> Resul
 
 /// Restores a backup and writes the recovery configuration.
 pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary> {
+    let opts = &opts.resolved(server);
     let backup = server.catalogue().resolve(&opts.backup_id)?;
     // Hold the backup's lock (shared: restores may run side by side) so that no delete removes
     // it while it is copied; read it again under the lock in case a delete finished meanwhile.
@@ -349,7 +392,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     let backup = server.catalogue().resolve(&backup.backup_id)?;
     let chain = crate::incremental::RestoreChain::prepare(server, &backup)?;
     let mut settings = recovery_settings(&opts.target, &backup)?;
-    let get_wal_command = match opts.get_wal && opts.remote_ssh_command.is_none() {
+    let get_wal_command = match opts.get_wal_on() && opts.remote_ssh_command.is_none() {
         true => Some(get_wal_restore_command(opts, server.name())?),
         false => None,
     };
@@ -417,7 +460,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         hooks.run_post(&hook_env);
         return Ok(summary);
     }
-    if opts.delta_restore && chain.is_incremental() {
+    if opts.delta_on() && chain.is_incremental() {
         return Err(Error::Usage(format!(
             "--delta-restore does not apply to backup {}, an incremental backup: restore it into an empty destination",
             backup.backup_id
@@ -427,7 +470,7 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     let needed = chain.needed_bytes();
     let avail = available_space(&opts.dest)?;
     // A delta restore replaces files of the older copy: the space they hold comes back.
-    if avail < needed && !opts.delta_restore {
+    if avail < needed && !opts.delta_on() {
         return Err(Error::Other(format!(
             "not enough free space in {}: the backup needs {needed} bytes, {avail} are available",
             opts.dest.display()
@@ -501,8 +544,8 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
         ("target_immediate", t.immediate),
         ("exclusive", t.exclusive),
         ("standby_mode", opts.standby_mode),
-        ("get_wal", opts.get_wal),
-        ("delta_restore", opts.delta_restore),
+        ("get_wal", opts.get_wal_on()),
+        ("delta_restore", opts.delta_on()),
     ];
     for (k, v) in flags {
         if v {

@@ -52,12 +52,12 @@ pub fn recover_remote(
     plan: RemotePlan<'_>,
 ) -> Result<RecoverySummary> {
     let cfg = &server.config;
-    if opts.delta_restore {
+    if opts.delta_on() {
         return Err(Error::Usage(
             "--delta-restore cannot be used with --remote-ssh-command (use --force: rsync sends only the differences of files that are already there)".into(),
         ));
     }
-    if opts.get_wal {
+    if opts.get_wal_on() {
         return Err(Error::Usage(
             "--get-wal cannot be used with --remote-ssh-command: the target host cannot call pgbak on this host; the WAL is copied into the destination instead (use --no-get-wal)".into(),
         ));

@@ -57,7 +57,7 @@ pub(crate) fn check_destinations(
     opts: &RecoverOptions,
     locations: &BTreeMap<u32, PathBuf>,
 ) -> Result<()> {
-    if !opts.delta_restore || is_empty_or_missing(&opts.dest)? {
+    if !opts.delta_on() || is_empty_or_missing(&opts.dest)? {
         crate::recover::ensure_empty_or_missing(&opts.dest, opts.force, "destination")?;
         for loc in locations.values() {
             crate::recover::ensure_empty_or_missing(loc, opts.force, "tablespace location")?;
@@ -176,7 +176,7 @@ pub(crate) fn restore_data(
 ) -> Result<RestoreReport> {
     let mut report = RestoreReport {
         jobs,
-        delta: opts.delta_restore,
+        delta: opts.delta_on(),
         ..Default::default()
     };
     let result = if chain.is_incremental() {
@@ -226,7 +226,7 @@ fn restore_plain(
             ..Default::default()
         },
         jobs,
-        delta: opts.delta_restore,
+        delta: opts.delta_on(),
     };
     let mut trees = vec![(bdir.join("data"), opts.dest.clone())];
     for (oid, loc) in locations {
@@ -286,7 +286,7 @@ fn restore_tar(
                 let Some((key, dest, xopts)) = streams.get(i) else {
                     return;
                 };
-                match extract_one(server, key, dest, xopts, opts.delta_restore) {
+                match extract_one(server, key, dest, xopts, opts.delta_on()) {
                     Ok(s) => total.lock().unwrap_or_else(|p| p.into_inner()).add(&s),
                     Err(e) => {
                         let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());

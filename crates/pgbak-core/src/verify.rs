@@ -176,6 +176,7 @@ pub fn verify_backup(
     if info.status == BackupStatus::Started {
         return Err(Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::InUse,
             message: format!("backup {} is still being taken (STARTED)", info.backup_id),
         });
     }
@@ -192,6 +193,7 @@ pub fn verify_backup(
         Err(pgbak_storage::Error::NotFound(_)) => {
             return Err(Error::Backup {
                 server: server.name().to_string(),
+                problem: crate::BackupProblem::Unusable,
                 message: format!(
                 "backup {} has no manifest ({manifest_path}); create one with 'pgbak generate-manifest {} {}'",
                 info.backup_id,
@@ -394,6 +396,7 @@ pub fn check_backup(server: &Server, backup_id: &str) -> Result<WalCheckReport> 
     if matches!(info.status, BackupStatus::Started | BackupStatus::Failed) {
         return Err(Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::Unusable,
             message: format!(
                 "backup {} is {}: it has no complete WAL range to check",
                 info.backup_id,

@@ -12,9 +12,14 @@ pub enum Error {
     /// A WAL name, timeline history or segment header.
     #[error(transparent)]
     Wal(#[from] pgbak_wal::Error),
-    /// A backup that does not exist or cannot be used, or a refusal about one.
+    /// A backup that does not exist or cannot be used, or a refusal about one; `problem` says
+    /// which, for callers that act on it.
     #[error("server '{server}': {message}")]
-    Backup { server: String, message: String },
+    Backup {
+        server: String,
+        problem: BackupProblem,
+        message: String,
+    },
     /// A WAL file is not in the archive.
     #[error("WAL file {name} not found in the archive of server '{server}'")]
     WalNotFound { server: String, name: String },
@@ -35,6 +40,21 @@ pub enum Error {
     /// A request that cannot be served as asked.
     #[error("{0}")]
     Usage(String),
+}
+
+/// What is wrong with a backup a request named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BackupProblem {
+    /// No such backup (or no backup matches `latest`, `oldest`, ...), or not a backup id.
+    NotFound,
+    /// Another process is using it: being taken, deleted, restored or kept.
+    InUse,
+    /// The request is refused by a rule: retention, `keep`, `minimum_redundancy`, a chain.
+    Refused,
+    /// It exists but cannot serve the request (failed, incomplete, missing a part).
+    Unusable,
 }
 
 impl Error {

@@ -9,4 +9,4 @@ mod error;
 pub mod fault_points;
 pub mod wal;
 
-pub use error::{Error, Result};
+pub use error::{BackupProblem, Error, Result};

@@ -190,6 +190,9 @@ impl Controller {
                         stats.retried_runs += u64::from(retried);
                         done += bytes;
                         progress.set_done(done);
+                        if progress.cancelled() {
+                            abort.store(true, Ordering::SeqCst);
+                        }
                     }
                     Ok((_, Err(e))) => {
                         abort.store(true, Ordering::SeqCst);

@@ -201,6 +201,7 @@ pub fn restore_chain(server: &Server, newest: &BackupInfo) -> Result<Vec<BackupI
         let child = &chain[chain.len() - 1].backup_id;
         let broken = |why: String| Error::Backup {
             server: server.name().to_string(),
+            problem: crate::BackupProblem::Unusable,
             message: format!(
                 "cannot restore incremental backup {}: its parent {parent} (of {child}) {why}",
                 newest.backup_id

@@ -78,6 +78,7 @@ impl Catalogue {
     fn not_an_id(&self, id: &str) -> Error {
         Error::Backup {
             server: self.server.clone(),
+            problem: crate::BackupProblem::NotFound,
             message: format!("'{id}' is not a backup id (expected YYYYMMDDTHHMMSS)"),
         }
     }
@@ -148,6 +149,7 @@ impl Catalogue {
         if self.is_being_deleted(id)? {
             return Err(Error::Backup {
                 server: self.server.clone(),
+                problem: crate::BackupProblem::InUse,
                 message: format!("backup {id} is being deleted"),
             });
         }
@@ -156,6 +158,7 @@ impl Catalogue {
             Some(text) => self.parse_record(&text, &key, id, "backup metadata"),
             None => Err(Error::Backup {
                 server: self.server.clone(),
+                problem: crate::BackupProblem::NotFound,
                 message: format!("backup {id} does not exist"),
             }),
         }
@@ -209,6 +212,7 @@ impl Catalogue {
                 if info.status != BackupStatus::Done {
                     return Err(Error::Backup {
                         server: self.server.clone(),
+                        problem: crate::BackupProblem::Unusable,
                         message: format!(
                             "backup {id} is {} and cannot be used",
                             info.status.as_str()
@@ -220,6 +224,7 @@ impl Catalogue {
         };
         found.ok_or_else(|| Error::Backup {
             server: self.server.clone(),
+            problem: crate::BackupProblem::NotFound,
             message: "no usable (DONE) backup available".into(),
         })
     }
@@ -316,6 +321,7 @@ impl Catalogue {
         let key = Self::key(id, DELETE_MARKER);
         let text = self.read_object(&key)?.ok_or_else(|| Error::Backup {
             server: self.server.clone(),
+            problem: crate::BackupProblem::Unusable,
             message: format!("backup {id} has no delete marker"),
         })?;
         self.parse_record(&text, &key, id, "delete marker")

@@ -287,6 +287,7 @@ impl WalArchive {
 fn backup_start(backup: &BackupInfo) -> Result<(u32, Lsn, u64)> {
     let missing = |what: &str| Error::Backup {
         server: backup.server_name.clone(),
+        problem: crate::BackupProblem::Unusable,
         message: format!("backup {} has no {what}", backup.backup_id),
     };
     let tli = backup.timeline.ok_or_else(|| missing("timeline"))?;

@@ -1,0 +1,261 @@
+//! The reports pgbak's commands print, as `Serialize` types: the JSON output of the CLI, the C
+//! ABI and the Python package is these, and has no other home.
+
+use crate::catalogue::{is_backup_id, BackupInfo};
+use crate::config::Config;
+use crate::keep::{keep_target, KeepTarget};
+use crate::maintenance::{CronReport, SwitchReport};
+use crate::recover::RecoverySummary;
+use crate::retention::{retention_status, RetentionStatus};
+use crate::server::Server;
+use crate::{Error, Result};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// One backup as `show-backup` and `list-backups` show it: the catalogue's record, what the
+/// retention policy says of it, whether `keep` keeps it, and its place in an incremental chain.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BackupDetails {
+    /// The catalogue's record.
+    pub info: BackupInfo,
+    /// The retention policy's label; `None` when the policy cannot be applied.
+    pub retention_status: Option<RetentionStatus>,
+    /// What `keep` keeps it as; `None` when it is not kept.
+    pub keep_target: Option<KeepTarget>,
+}
+
+impl Serialize for BackupDetails {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut v = match serde_json::to_value(&self.info) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => Map::new(),
+            Err(e) => return Err(serde::ser::Error::custom(e)),
+        };
+        v.insert(
+            "retention_status".into(),
+            self.retention_status
+                .map_or(Value::Null, |r| Value::String(r.as_str().into())),
+        );
+        v.insert(
+            "keep_target".into(),
+            self.keep_target
+                .map_or(Value::Null, |k| Value::String(k.as_str().into())),
+        );
+        // Barman's `backup_type` (`full`, `incremental` or `rsync`); the chain fields always.
+        v.insert("backup_type".into(), self.info.backup_type().into());
+        v.insert(
+            "parent_backup_id".into(),
+            self.info
+                .parent_backup_id
+                .clone()
+                .map_or(Value::Null, Value::String),
+        );
+        v.insert(
+            "children_backup_ids".into(),
+            self.info.children_backup_ids.clone().into(),
+        );
+        Value::Object(v).serialize(s)
+    }
+}
+
+/// Retention labels of every backup; a policy that cannot be applied (a bad
+/// `retention_policy`) must not hide the backups: their label is then unknown.
+fn retention_labels(server: &Server) -> BTreeMap<String, RetentionStatus> {
+    match retention_status(server) {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!("server '{}': retention status unknown: {e}", server.name());
+            BTreeMap::new()
+        }
+    }
+}
+
+/// One backup (an id, or `latest`, `oldest`, ...), with its retention and keep status.
+pub fn backup_details(server: &Server, backup_id: &str) -> Result<BackupDetails> {
+    let cat = server.catalogue();
+    let id = if is_backup_id(backup_id) {
+        backup_id.to_string()
+    } else {
+        cat.resolve(backup_id)?.backup_id
+    };
+    let info = server
+        .backups()?
+        .into_iter()
+        .find(|b| b.backup_id == id)
+        .map(Ok)
+        .unwrap_or_else(|| cat.read(&id))?;
+    let retention_status = retention_labels(server).get(&id).copied();
+    let keep_target = keep_target(&cat, &id)?;
+    Ok(BackupDetails {
+        info,
+        retention_status,
+        keep_target,
+    })
+}
+
+/// Every backup of the server, newest first.
+pub fn list_backups(server: &Server) -> Result<Vec<BackupDetails>> {
+    let mut backups = server.backups()?;
+    backups.reverse();
+    let labels = retention_labels(server);
+    let cat = server.catalogue();
+    backups
+        .into_iter()
+        .map(|info| {
+            Ok(BackupDetails {
+                retention_status: labels.get(&info.backup_id).copied(),
+                keep_target: keep_target(&cat, &info.backup_id)?,
+                info,
+            })
+        })
+        .collect()
+}
+
+impl Serialize for RecoverySummary {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let settings: BTreeMap<&str, &str> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("backup_id", &self.backup.backup_id)?;
+        m.serialize_entry("destination", &self.dest)?;
+        m.serialize_entry("wal_files_copied", &self.wal_files_copied)?;
+        m.serialize_entry("restore_command", &self.restore_command)?;
+        m.serialize_entry("settings", &settings)?;
+        m.serialize_entry("restore", &self.restore)?;
+        m.end()
+    }
+}
+
+impl Serialize for CronReport {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(13))?;
+        m.serialize_entry("server", &self.server)?;
+        m.serialize_entry("skipped", &self.skipped)?;
+        m.serialize_entry("disabled", &self.disabled)?;
+        m.serialize_entry("archived", &self.archived)?;
+        m.serialize_entry("completed_backups", &self.completed_backups)?;
+        m.serialize_entry("failed_backups", &self.failed_backups)?;
+        m.serialize_entry("errors", &self.errors)?;
+        m.serialize_entry("deleted_backups", &self.deleted_backups)?;
+        m.serialize_entry("removed_wal", &self.removed_wal)?;
+        m.serialize_entry("retention_notes", &self.retention_notes)?;
+        m.serialize_entry(
+            "receive_wal",
+            &self.receive_wal.as_ref().map(|a| a.to_string()),
+        )?;
+        m.serialize_entry("removed_temp_files", &self.removed_temp_files)?;
+        m.serialize_entry("aborted_uploads", &self.aborted_uploads)?;
+        m.end()
+    }
+}
+
+impl Serialize for SwitchReport {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("switch_lsn", &self.switch_lsn)?;
+        m.serialize_entry("segment", &self.segment)?;
+        m.serialize_entry("archived", &self.archived)?;
+        m.end()
+    }
+}
+
+/// One server of the configuration as `list-servers` shows it.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ServerListing {
+    pub description: Option<String>,
+    pub active: bool,
+    /// Disabled by its configuration: `reason` says why.
+    pub disabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Every server of the configuration, usable or not, by name.
+pub fn list_servers(config: &Config) -> BTreeMap<String, ServerListing> {
+    let mut all = BTreeMap::new();
+    for (n, s) in &config.servers {
+        all.insert(
+            n.clone(),
+            ServerListing {
+                description: s.description.clone(),
+                active: s.active,
+                disabled: false,
+                reason: None,
+            },
+        );
+    }
+    for (n, d) in &config.disabled {
+        all.insert(
+            n.clone(),
+            ServerListing {
+                description: d.description.clone(),
+                active: d.active,
+                disabled: true,
+                reason: Some(d.reason.to_string()),
+            },
+        );
+    }
+    all
+}
+
+/// A report as pretty JSON text.
+pub fn to_json<T: Serialize + ?Sized>(report: &T) -> Result<String> {
+    serde_json::to_string_pretty(report).map_err(|e| Error::Other(format!("JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(
+        retention_status: Option<RetentionStatus>,
+        keep_target: Option<KeepTarget>,
+        parent: Option<&str>,
+    ) -> Value {
+        let mut info = BackupInfo::new(
+            "main",
+            "20240101T000000",
+            "postgres",
+            "tar",
+            "zstd",
+            chrono::Utc::now(),
+        );
+        info.parent_backup_id = parent.map(str::to_string);
+        serde_json::to_value(BackupDetails {
+            info,
+            retention_status,
+            keep_target,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn backup_details_add_retention_keep_and_the_chain() {
+        let v = details(
+            Some(RetentionStatus::KeepStandalone),
+            Some(KeepTarget::Standalone),
+            None,
+        );
+        assert_eq!(v["backup_id"], "20240101T000000");
+        assert_eq!(v["retention_status"], "KEEP:STANDALONE");
+        assert_eq!(v["keep_target"], "standalone");
+        assert_eq!(v["backup_type"], "full");
+        assert!(v["parent_backup_id"].is_null());
+        assert_eq!(v["children_backup_ids"], serde_json::json!([]));
+
+        let v = details(None, None, Some("20231231T000000"));
+        assert!(v["retention_status"].is_null());
+        assert!(v["keep_target"].is_null());
+        assert_eq!(v["backup_type"], "incremental");
+        assert_eq!(v["parent_backup_id"], "20231231T000000");
+        let v = details(Some(RetentionStatus::Obsolete), None, None);
+        assert_eq!(v["retention_status"], "OBSOLETE");
+    }
+}
