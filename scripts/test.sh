@@ -11,4 +11,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # `pgbak` binary never honours those settings).
 cargo build --locked -p pgbak-cli
 cargo build --locked -p pgbak-cli --features test-hooks --bin pgbak-test-hooks
+# The C ABI's shared library, which the C example and the Python package load.
+cargo build --locked -p pgbak-ffi
 cargo test --locked --workspace --no-fail-fast -- --test-threads=2

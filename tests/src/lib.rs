@@ -191,6 +191,14 @@ pub fn pgbak_test_hooks_bin() -> PathBuf {
     .clone()
 }
 
+/// The shared library of the C ABI (`libpgbak.so`), copied like [`pgbak_bin`]: from
+/// `$PGBAK_LIBRARY`, else the target directory of the test executable.
+pub fn pgbak_library() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| installed_bin("libpgbak.so", "PGBAK_LIBRARY", "cargo build -p pgbak-ffi"))
+        .clone()
+}
+
 /// Copies binary `name` (from `$env_var`, else the target directory of the test executable) into
 /// a folder of its own that the cluster owner may read and execute, and returns the copy.
 fn installed_bin(name: &str, env_var: &str, build: &str) -> PathBuf {

@@ -3,6 +3,7 @@
 
 use crate::catalogue::{is_backup_id, BackupInfo};
 use crate::config::Config;
+use crate::delete::DeleteReport;
 use crate::keep::{keep_target, KeepTarget};
 use crate::maintenance::{CronReport, SwitchReport};
 use crate::recover::RecoverySummary;
@@ -161,6 +162,17 @@ impl Serialize for SwitchReport {
         m.serialize_entry("switch_lsn", &self.switch_lsn)?;
         m.serialize_entry("segment", &self.segment)?;
         m.serialize_entry("archived", &self.archived)?;
+        m.end()
+    }
+}
+
+impl Serialize for DeleteReport {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("server", &self.backup.server_name)?;
+        m.serialize_entry("backup_id", &self.backup.backup_id)?;
+        m.serialize_entry("resumed", &self.resumed)?;
+        m.serialize_entry("wal_removed", &self.wal_removed)?;
         m.end()
     }
 }

@@ -13,12 +13,7 @@ pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {
     let server = Server::new(&config, server)?;
     let r = delete_backup(&server, backup_id)?;
     match cli.format {
-        Format::Json => print_json(&serde_json::json!({
-            "server": server.name(),
-            "backup_id": r.backup.backup_id,
-            "resumed": r.resumed,
-            "wal_removed": r.wal_removed,
-        })),
+        Format::Json => print_json(&r),
         Format::Console => {
             if !cli.quiet {
                 let how = if r.resumed {

@@ -24,7 +24,8 @@ use std::sync::Arc;
 const CHUNK: usize = 1 << 20;
 
 /// What archiving a file did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ArchiveOutcome {
     /// Stored now.
     Stored {
