@@ -12,6 +12,7 @@ packages=(
   strace                          # tests that check what recovery makes durable
   gnupg libgpgme-dev              # encryption (gpgme) and the gpg command for keys and cross-checks
   curl ca-certificates            # fetches the server binaries of the other PostgreSQL majors
+  python3 python3-pip python3-setuptools python3-pytest   # the Python package and its tests
 )
 
 missing=()
