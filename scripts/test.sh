@@ -13,4 +13,6 @@ cargo build --locked -p pgbak-cli
 cargo build --locked -p pgbak-cli --features test-hooks --bin pgbak-test-hooks
 # The C ABI's shared library, which the C example and the Python package load.
 cargo build --locked -p pgbak-ffi
+# The library's example programs, which the embedding tests run.
+cargo build --locked -p pgbak-core --examples
 cargo test --locked --workspace --no-fail-fast -- --test-threads=2

@@ -199,6 +199,26 @@ pub fn pgbak_library() -> PathBuf {
         .clone()
 }
 
+/// Example program `name` of a library crate (`target/<profile>/examples/<name>`, which `cargo
+/// test --workspace` builds), copied like [`pgbak_bin`].
+pub fn pgbak_example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let src = profile_dir.join("examples").join(name);
+    assert!(
+        src.is_file(),
+        "example {name} not found at {} (run `cargo build --examples` first)",
+        src.display()
+    );
+    let dir = std::env::temp_dir().join(format!("{name}-test-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bin dir");
+    remove_at_exit(dir.clone());
+    let dest = dir.join(name);
+    std::fs::copy(&src, &dest).expect("copy the example");
+    run_ok(Command::new("chmod").arg("-R").arg("a+rX").arg(&dir));
+    dest
+}
+
 /// Copies binary `name` (from `$env_var`, else the target directory of the test executable) into
 /// a folder of its own that the cluster owner may read and execute, and returns the copy.
 fn installed_bin(name: &str, env_var: &str, build: &str) -> PathBuf {

@@ -6,6 +6,9 @@
 //!   and holds exactly the rows of that time. The failures it provokes come back as status
 //!   codes with messages (a backup that does not exist: PGBAK_NOT_FOUND; an unknown option:
 //!   PGBAK_USAGE).
+//! - `rust_example_backs_up_and_restores_to_a_time`: `pgbak-core`'s example
+//!   `backup_and_restore`, a program that links the library and nothing else, does the same
+//!   round trip.
 //! - `python_package_passes_its_tests`: the package in `python/`, installed with pip (which
 //!   bundles the library), passes its pytest tests against a real cluster: a backup with a
 //!   progress callback, list/show/verify/check, a point-in-time restore whose server starts
@@ -13,7 +16,8 @@
 //!   cancelling its backup.
 
 use pgbak_tests::{
-    command_as_owner, pgbak_library, postgres_tempdir, Cluster, ClusterOptions, PgbakEnv,
+    command_as_owner, pgbak_example, pgbak_library, postgres_tempdir, Cluster, ClusterOptions,
+    PgbakEnv,
 };
 use std::path::Path;
 use std::process::Command;
@@ -189,5 +193,82 @@ fn python_package_passes_its_tests() {
     assert!(
         text.contains("5 passed") && !text.contains("skipped"),
         "{text}"
+    );
+}
+
+/// Runs `program` as the cluster owner; its standard output.
+fn run_program(program: &Path, args: &[&str]) -> String {
+    let out = command_as_owner(program)
+        .args(args)
+        .output()
+        .expect("run the program");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The JSON report after `prefix` on its line of `out`.
+fn report_line(out: &str, prefix: &str) -> serde_json::Value {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{out}"));
+    serde_json::from_str(&line[prefix.len()..]).unwrap()
+}
+
+#[test]
+fn rust_example_backs_up_and_restores_to_a_time() {
+    let env = PgbakEnv::new();
+    let cluster = env.cluster("backup_compression = gzip\n", ClusterOptions::default());
+    cluster.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+    insert(&cluster, 1, 4000);
+    let program = pgbak_example("backup_and_restore");
+    let config = env.config.to_str().unwrap();
+
+    let out = run_program(&program, &["backup", config, "main"]);
+    let report = report_line(&out, "backup: ");
+    assert_eq!(report["status"], "DONE", "{report}");
+    assert_eq!(report["compression"], "gzip", "{report}");
+    let progress: Vec<u64> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("progress: "))
+        .unwrap()
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(progress[0] > 0 && progress[1] > 0, "{out}");
+
+    insert(&cluster, 4001, 4500);
+    let (target, at_target) = moment(&cluster);
+    insert(&cluster, 4501, 5000);
+    env.switch_wal_archived();
+    let dest = env.restore_dir("from_rust");
+    let out = run_program(
+        &program,
+        &["recover", config, "main", dest.to_str().unwrap(), &target],
+    );
+    let report = report_line(&out, "recover: ");
+    assert_eq!(
+        report["settings"]["recovery_target_action"], "promote",
+        "{report}"
+    );
+    let restored = Cluster::start_existing(&dest, &["archive_mode=off"]);
+    restored.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
+    assert_eq!(rows(&restored), at_target, "recovery to {target}");
+
+    // A failure is the error and its kind.
+    let out = command_as_owner(&program)
+        .args(["recover", config, "nosuch", "/tmp/x", &target])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error (configuration): unknown server 'nosuch'"),
+        "{err}"
     );
 }

@@ -98,23 +98,21 @@ fn run(cli: &Cli) -> Result<u8> {
         Command::Backup(a) => {
             let config = load(cli)?;
             let server = Server::new(&config, &a.server)?;
-            let opts = BackupOptions {
-                immediate_checkpoint: if a.immediate_checkpoint {
-                    Some(true)
-                } else if a.no_immediate_checkpoint {
-                    Some(false)
-                } else {
-                    None
-                },
-                wait: a.wait,
-                wait_timeout: (a.wait_timeout > 0).then(|| Duration::from_secs(a.wait_timeout)),
-                label: None,
-                jobs: a.jobs,
-                reuse_backup: a.reuse_backup.clone(),
-                retry_times: if a.no_retry { Some(0) } else { a.retry_times },
-                retry_sleep: a.retry_sleep,
-                incremental: a.incremental.clone(),
+            let mut opts = BackupOptions::default();
+            opts.immediate_checkpoint = if a.immediate_checkpoint {
+                Some(true)
+            } else if a.no_immediate_checkpoint {
+                Some(false)
+            } else {
+                None
             };
+            opts.wait = a.wait;
+            opts.wait_timeout = (a.wait_timeout > 0).then(|| Duration::from_secs(a.wait_timeout));
+            opts.jobs = a.jobs;
+            opts.reuse_backup = a.reuse_backup.clone();
+            opts.retry_times = if a.no_retry { Some(0) } else { a.retry_times };
+            opts.retry_sleep = a.retry_sleep;
+            opts.incremental = a.incremental.clone();
             if !cli.quiet && cli.format == Format::Console {
                 eprintln!("Starting backup of server '{}'", server.name());
             }
@@ -256,30 +254,29 @@ fn run(cli: &Cli) -> Result<u8> {
             } else {
                 absolute(&a.destination_directory)?
             };
-            let opts = RecoverOptions {
-                backup_id: a.backup_id.clone(),
-                dest,
-                target: RecoveryTarget {
-                    time: a.target_time.clone(),
-                    xid: a.target_xid.clone(),
-                    lsn: a.target_lsn.clone(),
-                    name: a.target_name.clone(),
-                    immediate: a.target_immediate,
-                    tli: a.target_tli.clone(),
-                    exclusive: a.exclusive,
-                    action: a.target_action.clone(),
-                },
-                tablespaces,
-                standby_mode: a.standby_mode,
-                get_wal,
-                force: a.force,
-                pgbak_exe: std::env::current_exe().map_err(|e| Error::io("locate", "pgbak", e))?,
-                config_file: config.source.first().map(|p| absolute(p)).transpose()?,
-                remote_ssh_command: a.remote_ssh_command.clone(),
-                jobs: a.jobs,
-                bwlimit: a.bwlimit,
-                delta_restore,
-            };
+            let mut target = RecoveryTarget::default();
+            target.time = a.target_time.clone();
+            target.xid = a.target_xid.clone();
+            target.lsn = a.target_lsn.clone();
+            target.name = a.target_name.clone();
+            target.immediate = a.target_immediate;
+            target.tli = a.target_tli.clone();
+            target.exclusive = a.exclusive;
+            target.action = a.target_action.as_deref().map(str::parse).transpose()?;
+            let mut opts = RecoverOptions::new(a.backup_id.clone(), dest);
+            opts.target = target;
+            opts.tablespaces = tablespaces;
+            opts.standby_mode = a.standby_mode;
+            opts.get_wal = get_wal;
+            opts.force = a.force;
+            // restore_command calls this very program.
+            opts.pgbak_exe =
+                std::env::current_exe().map_err(|e| Error::io("locate", "pgbak", e))?;
+            opts.config_file = config.source.first().map(|p| absolute(p)).transpose()?;
+            opts.remote_ssh_command = a.remote_ssh_command.clone();
+            opts.jobs = a.jobs;
+            opts.bwlimit = a.bwlimit;
+            opts.delta_restore = delta_restore;
             let s = recover(&server, &opts)?;
             match cli.format {
                 Format::Json => print_json(&s),

@@ -18,8 +18,17 @@ use pgbak_wal::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Options of one backup run.
+/// Options of one backup run; the default takes a backup as the server's configuration says
+/// and returns without waiting for its WAL.
+///
+/// ```
+/// use pgbak_core::BackupOptions;
+/// use std::time::Duration;
+/// let opts = BackupOptions::default().wait(Some(Duration::from_secs(120)));
+/// assert!(opts.wait);
+/// ```
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct BackupOptions {
     /// Ask for an immediate checkpoint (overrides `immediate_checkpoint`).
     pub immediate_checkpoint: Option<bool>,
@@ -39,6 +48,22 @@ pub struct BackupOptions {
     /// Take a block-level incremental backup relative to this backup (an id, `latest` or
     /// `latest-full`); PostgreSQL 17 and later, `postgres` method.
     pub incremental: Option<String>,
+}
+
+impl BackupOptions {
+    /// Wait until the WAL the backup needs is archived (status DONE), at most `timeout`.
+    pub fn wait(mut self, timeout: Option<Duration>) -> Self {
+        self.wait = true;
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// A block-level incremental backup relative to `parent` (an id, `latest` or
+    /// `latest-full`).
+    pub fn incremental(mut self, parent: impl Into<String>) -> Self {
+        self.incremental = Some(parent.into());
+        self
+    }
 }
 
 /// Runs a backup of `server`. Returns the final metadata (DONE or WAITING_FOR_WALS); a failure

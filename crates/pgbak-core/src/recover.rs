@@ -23,8 +23,54 @@ use std::sync::Arc;
 /// Folder inside the destination that holds copied WAL when `--get-wal` is not used.
 pub const WAL_SPOOL_DIR: &str = "pgbak_wal";
 
-/// Where recovery should stop.
+/// What the server does when recovery reaches its target (`recovery_target_action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TargetAction {
+    /// Pause, waiting for `pg_wal_replay_resume()` (PostgreSQL's default).
+    Pause,
+    /// End recovery and accept writes.
+    Promote,
+    /// Stop the server.
+    Shutdown,
+}
+
+impl TargetAction {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetAction::Pause => "pause",
+            TargetAction::Promote => "promote",
+            TargetAction::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl std::str::FromStr for TargetAction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pause" => Ok(TargetAction::Pause),
+            "promote" => Ok(TargetAction::Promote),
+            "shutdown" => Ok(TargetAction::Shutdown),
+            _ => Err(Error::Usage(format!(
+                "invalid target action '{s}' (pause, promote or shutdown)"
+            ))),
+        }
+    }
+}
+
+/// Where recovery should stop. At most one of `time`, `xid`, `lsn`, `name` and `immediate`;
+/// none replays all the WAL there is.
+///
+/// ```
+/// use pgbak_core::{RecoveryTarget, TargetAction};
+/// let target = RecoveryTarget::time("2026-12-05 10:00:00+00").then(TargetAction::Promote);
+/// assert_eq!(target.action, Some(TargetAction::Promote));
+/// ```
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct RecoveryTarget {
     pub time: Option<String>,
     pub xid: Option<String>,
@@ -35,12 +81,62 @@ pub struct RecoveryTarget {
     pub tli: Option<String>,
     /// Stop just before the target instead of just after.
     pub exclusive: bool,
-    /// `pause`, `promote` or `shutdown`.
-    pub action: Option<String>,
+    /// What the server does at the target.
+    pub action: Option<TargetAction>,
 }
 
-/// Everything `recover` needs to know.
+impl RecoveryTarget {
+    /// Stop at a time (with a zone; without one, this host's local time).
+    pub fn time(t: impl Into<String>) -> Self {
+        RecoveryTarget {
+            time: Some(t.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Stop at a transaction id.
+    pub fn xid(x: impl Into<String>) -> Self {
+        RecoveryTarget {
+            xid: Some(x.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Stop at an LSN (`X/Y`).
+    pub fn lsn(l: impl Into<String>) -> Self {
+        RecoveryTarget {
+            lsn: Some(l.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Stop at a restore point (such as `pgbak_<backup id>`).
+    pub fn name(n: impl Into<String>) -> Self {
+        RecoveryTarget {
+            name: Some(n.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Stop as soon as the backup is consistent.
+    pub fn immediate() -> Self {
+        RecoveryTarget {
+            immediate: true,
+            ..Default::default()
+        }
+    }
+
+    /// The same target with `action` at the end.
+    pub fn then(mut self, action: TargetAction) -> Self {
+        self.action = Some(action);
+        self
+    }
+}
+
+/// Everything `recover` needs to know; [`RecoverOptions::new`] sets what is required and leaves
+/// the rest to the server's configuration.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct RecoverOptions {
     /// A backup id or `latest`/`last`/`oldest`/`first`.
     pub backup_id: String,
@@ -244,7 +340,6 @@ pub fn recovery_settings(
         ("--target-lsn", &target.lsn),
         ("--target-name", &target.name),
         ("--target-tli", &target.tli),
-        ("--target-action", &target.action),
     ] {
         if let Some(v) = v {
             check_setting_text(what, v)?;
@@ -312,18 +407,13 @@ pub fn recovery_settings(
         }
         s.push(("recovery_target_timeline".into(), tli.clone()));
     }
-    if let Some(a) = &target.action {
-        if !["pause", "promote", "shutdown"].contains(&a.as_str()) {
-            return Err(Error::Usage(format!(
-                "invalid target action '{a}' (pause, promote or shutdown)"
-            )));
-        }
+    if let Some(a) = target.action {
         if given == 0 {
             return Err(Error::Usage(
                 "--target-action needs a recovery target".into(),
             ));
         }
-        s.push(("recovery_target_action".into(), a.clone()));
+        s.push(("recovery_target_action".into(), a.as_str().into()));
     }
     Ok(s)
 }
@@ -533,7 +623,7 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
         ("target_lsn", &t.lsn),
         ("target_name", &t.name),
         ("target_tli", &t.tli),
-        ("target_action", &t.action),
+        ("target_action", &t.action.map(|a| a.as_str().to_string())),
     ];
     for (k, v) in texts {
         if let Some(v) = v {
@@ -734,7 +824,7 @@ mod tests {
         let b = backup();
         let t = RecoveryTarget {
             time: Some("2024-01-01 00:00:20+00".into()),
-            action: Some("promote".into()),
+            action: Some(TargetAction::Promote),
             exclusive: true,
             ..Default::default()
         };
@@ -766,7 +856,7 @@ mod tests {
         };
         assert!(recovery_settings(&two, &b).is_err());
         let action_alone = RecoveryTarget {
-            action: Some("promote".into()),
+            action: Some(TargetAction::Promote),
             ..Default::default()
         };
         assert!(recovery_settings(&action_alone, &b).is_err());

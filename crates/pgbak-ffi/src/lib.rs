@@ -340,17 +340,12 @@ pub unsafe extern "C" fn pgbak_backup(
 ) -> c_int {
     on_server(h, |h| {
         let r: BackupRequest = options(options_json)?;
-        let opts = BackupOptions {
-            immediate_checkpoint: r.immediate_checkpoint,
-            wait: r.wait,
-            wait_timeout: (r.wait_timeout > 0).then(|| Duration::from_secs(r.wait_timeout)),
-            label: None,
-            jobs: r.jobs,
-            reuse_backup: None,
-            retry_times: None,
-            retry_sleep: None,
-            incremental: r.incremental,
-        };
+        let mut opts = BackupOptions::default();
+        opts.immediate_checkpoint = r.immediate_checkpoint;
+        opts.wait = r.wait;
+        opts.wait_timeout = (r.wait_timeout > 0).then(|| Duration::from_secs(r.wait_timeout));
+        opts.jobs = r.jobs;
+        opts.incremental = r.incremental;
         let mut progress = Progress {
             callback: *h.progress.lock().unwrap_or_else(|p| p.into_inner()),
             cancel: h.cancel.clone(),
@@ -373,7 +368,7 @@ struct RecoverRequest {
     target_tli: Option<String>,
     exclusive: bool,
     /// `pause`, `promote` or `shutdown`.
-    target_action: Option<String>,
+    target_action: Option<pgbak_core::TargetAction>,
     /// Tablespace name -> new location.
     tablespaces: std::collections::BTreeMap<String, PathBuf>,
     standby_mode: bool,
@@ -416,16 +411,16 @@ pub unsafe extern "C" fn pgbak_recover(
         }
         let r: RecoverRequest = options(options_json)?;
         let mut opts = RecoverOptions::new(id, dest);
-        opts.target = RecoveryTarget {
-            time: r.target_time,
-            xid: r.target_xid,
-            lsn: r.target_lsn,
-            name: r.target_name,
-            immediate: r.target_immediate,
-            tli: r.target_tli,
-            exclusive: r.exclusive,
-            action: r.target_action,
-        };
+        let mut target = RecoveryTarget::default();
+        target.time = r.target_time;
+        target.xid = r.target_xid;
+        target.lsn = r.target_lsn;
+        target.name = r.target_name;
+        target.immediate = r.target_immediate;
+        target.tli = r.target_tli;
+        target.exclusive = r.exclusive;
+        target.action = r.target_action;
+        opts.target = target;
         opts.tablespaces = r.tablespaces.into_iter().collect();
         opts.standby_mode = r.standby_mode;
         opts.get_wal = r.get_wal;
