@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 /// Backup and recovery manager for PostgreSQL.
 #[derive(Parser, Debug)]
-#[command(name = "pgbak", version, about, long_about = None)]
+#[command(
+    name = "pgbak",
+    version,
+    about = "Backup and recovery manager for PostgreSQL",
+    long_about = None
+)]
 pub struct Cli {
     /// Configuration file (else $PGBAK_CONFIG, ~/.pgbak.conf, /etc/pgbak.conf, /etc/pgbak/pgbak.conf).
     #[arg(short = 'c', long = "config", global = true, env = "PGBAK_CONFIG")]
@@ -40,6 +45,14 @@ pub enum Format {
 pub enum Command {
     /// Take a base backup of a server.
     Backup(BackupArgs),
+    /// Print the shell completion script for bash, zsh or fish (e.g.
+    /// `pgbak completion bash > /etc/bash_completion.d/pgbak`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print pgbak's manual page (roff), e.g. `pgbak manpage > /usr/local/share/man/man1/pgbak.1`.
+    Manpage,
     /// Archive one WAL file (use as archive_command: `pgbak -c CONF archive-wal SERVER %p`).
     ArchiveWal { server: String, path: PathBuf },
     /// Write an archived WAL file to DEST or standard output (use as restore_command:

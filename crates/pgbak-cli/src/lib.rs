@@ -63,6 +63,22 @@ fn load(cli: &Cli) -> Result<Config> {
 
 fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "pgbak", &mut script);
+            output::write_stdout(&script)?;
+            Ok(0)
+        }
+        Command::Manpage => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(|e| Error::io("render", "the manual page", e))?;
+            output::write_stdout(&page)?;
+            Ok(0)
+        }
         Command::ArchiveWal { server, path } => {
             // The hot path of archive_command: read the configuration, store the file, nothing else.
             let config = load(cli)?;

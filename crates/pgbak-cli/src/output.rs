@@ -24,6 +24,19 @@ pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
     }
 }
 
+/// Writes generated text (a completion script, the manual page) to standard output; a reader
+/// that went away (`| head`) ends the output quietly.
+pub fn write_stdout(bytes: &[u8]) -> pgbak_core::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(pgbak_core::Error::io("write", "standard output", e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Prints `line` on stderr, secrets masked.
 pub fn eprint_line(line: impl std::fmt::Display) {
     eprintln!("{}", redact(&line.to_string()));
