@@ -177,6 +177,49 @@ impl Serialize for DeleteReport {
     }
 }
 
+/// What `rebuild-xlogdb` did to a server's WAL index.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct IndexRebuild {
+    pub server: String,
+    #[serde(flatten)]
+    pub report: pgbak_repo::wal::RebuildReport,
+}
+
+/// Recreates the WAL index of `server` from the files of its archive, each read back and
+/// checksummed, under the index's lock (waiting for an archiver holding it).
+pub fn rebuild_xlogdb(server: &Server) -> Result<IndexRebuild> {
+    let _index = server
+        .locks()
+        .lock_blocking(&crate::locks::LockName::ServerXlogDb(
+            server.name().to_string(),
+        ))?;
+    Ok(IndexRebuild {
+        server: server.name().to_string(),
+        report: server.wal_archive()?.rebuild_index()?,
+    })
+}
+
+/// Whether `keep` keeps a backup, as `keep --status` shows it.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct KeepStatus {
+    pub server: String,
+    pub backup_id: String,
+    /// `full`, `standalone`, or `nokeep`.
+    pub keep: &'static str,
+}
+
+/// The keep status of one backup (an id, `latest`, ...).
+pub fn keep_status(server: &Server, backup_id: &str) -> Result<KeepStatus> {
+    let (info, target) = crate::keep::keep_status(server, backup_id)?;
+    Ok(KeepStatus {
+        server: server.name().to_string(),
+        backup_id: info.backup_id,
+        keep: target.map_or("nokeep", KeepTarget::as_str),
+    })
+}
+
 /// One server of the configuration as `list-servers` shows it.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]

@@ -5,7 +5,7 @@ use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use clap::{ArgGroup, Args, ValueEnum};
 use pgbak_core::config::Config;
-use pgbak_core::keep::{keep, keep_status, release_keep, KeepTarget};
+use pgbak_core::keep::{keep, release_keep, KeepTarget};
 use pgbak_core::server::Server;
 use pgbak_core::Result;
 
@@ -41,13 +41,10 @@ pub fn run(cli: &Cli, a: &KeepArgs) -> Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     let server = Server::new(&config, &a.server)?;
     if a.status {
-        let (info, target) = keep_status(&server, &a.backup_id)?;
-        let text = target.map_or("nokeep", KeepTarget::as_str);
+        let status = pgbak_core::reports::keep_status(&server, &a.backup_id)?;
         match cli.format {
-            Format::Json => print_json(&serde_json::json!({
-                "server": server.name(), "backup_id": info.backup_id, "keep": text
-            })),
-            Format::Console => println!("Keep: {text}"),
+            Format::Json => print_json(&status),
+            Format::Console => println!("Keep: {}", status.keep),
         }
     } else if a.release {
         let info = release_keep(&server, &a.backup_id)?;

@@ -229,17 +229,10 @@ pub fn wal_restore(cli: &Cli, a: &WalRestoreArgs) -> Result<u8> {
 /// `rebuild-xlogdb`.
 pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
     let server = server(cli, name)?;
-    let r = {
-        let _index = server
-            .locks()
-            .lock_blocking(&pgbak_core::locks::LockName::ServerXlogDb(name.to_string()))?;
-        server.wal_archive()?.rebuild_index()?
-    };
+    let rebuilt = pgbak_core::reports::rebuild_xlogdb(&server)?;
+    let r = &rebuilt.report;
     match cli.format {
-        Format::Json => print_json(&serde_json::json!({
-            "server": name, "entries": r.entries, "checksummed": r.checksummed,
-            "dropped": r.dropped, "unknown": r.unknown, "unreadable": r.unreadable,
-        })),
+        Format::Json => print_json(&rebuilt),
         Format::Console => {
             if !cli.quiet {
                 println!(

@@ -7,7 +7,7 @@ use crate::Result;
 use std::collections::BTreeMap;
 
 /// What `rebuild-xlogdb` did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RebuildReport {
     /// Lines in the new index.
     pub entries: usize,
