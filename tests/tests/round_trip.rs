@@ -105,3 +105,63 @@ fn point_in_time_recovery_to_time_lsn_and_name() {
     r.psql("INSERT INTO t (id, v) VALUES (-1, 'after recovery')");
     assert_eq!(r.psql("SELECT v FROM t WHERE id = -1"), "after recovery");
 }
+
+/// `--target-immediate` stops where the backup is consistent: recover copies the segments from
+/// the backup's first to its last, not the WAL archived after it, and the restored server holds
+/// exactly the rows committed before the backup.
+#[test]
+fn an_immediate_target_copies_only_the_wal_the_backup_needs() {
+    let env = PgbakEnv::new();
+    let c = env.cluster("", ClusterOptions::default());
+    c.psql("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+    for id in 1..=20 {
+        insert(&c, id);
+    }
+    let before = c.psql("SELECT id FROM t ORDER BY id");
+    let info = env.backup_wait().json();
+    let id = info["backup_id"].as_str().unwrap().to_string();
+    // More WAL after the backup: five more archived segments.
+    for round in 0..5 {
+        insert(&c, 1000 + round);
+        c.psql("SELECT pg_switch_wal()");
+    }
+    env.switch_wal_archived();
+
+    let segno = |name: &str| u64::from_str_radix(&name[8..], 16).unwrap();
+    let (begin, end) = (
+        info["begin_wal"].as_str().unwrap(),
+        info["end_wal"].as_str().unwrap(),
+    );
+    let needed = segno(end) - segno(begin) + 1;
+    let dest = env.restore_dir("immediate");
+    let report = env
+        .run(&[
+            "-f",
+            "json",
+            "recover",
+            "main",
+            &id,
+            dest.to_str().unwrap(),
+            "--target-immediate",
+            "--target-action",
+            "promote",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report["wal_files_copied"], needed, "{report}");
+    let mut copied: Vec<String> = std::fs::read_dir(dest.join("pgbak_wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24)
+        .collect();
+    copied.sort();
+    assert_eq!(
+        copied.first().map(String::as_str),
+        Some(begin),
+        "{copied:?}"
+    );
+    assert_eq!(copied.last().map(String::as_str), Some(end), "{copied:?}");
+    let r = pgbak_tests::Cluster::start_existing(&dest, &["archive_mode=off"]);
+    r.wait_for("SELECT pg_is_in_recovery()", "f", Duration::from_secs(180));
+    assert_eq!(r.psql("SELECT id FROM t ORDER BY id"), before);
+}

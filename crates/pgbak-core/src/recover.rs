@@ -536,7 +536,13 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
         .as_deref()
         .map(str::parse::<crate::timelines::TargetTimeline>)
         .transpose()?;
-    let plan = archive.backup_recovery_plan(&backup, target_tli)?;
+    let mut plan = archive.backup_recovery_plan(&backup, target_tli)?;
+    // An immediate target stops where the backup is consistent: only the WAL the backup itself
+    // needs is copied, not everything archived after it.
+    if opts.target.immediate {
+        let needed = archive.backup_required_segments(&backup)?;
+        plan.segments.retain(|s| needed.contains(s));
+    }
     if let Some(ssh) = &opts.remote_ssh_command {
         let remote = crate::remote_recover::RemotePlan {
             backup: &backup,
