@@ -1,5 +1,6 @@
 //! The habits of the command line that are not workflows: shell completion and the manual page
-//! generated from the command definitions, and the systemd units shipped in `contrib/systemd`.
+//! generated from the command definitions, the systemd units shipped in `contrib/systemd`, and
+//! progress bars drawn only on a terminal.
 
 use pgbak_tests::{pgbak_bin, run_ok};
 use std::path::Path;
@@ -117,4 +118,56 @@ fn systemd_units_run_existing_commands_as_the_postgres_user() {
         pgbak(&args);
     }
     assert_eq!(services, 2);
+}
+
+/// Runs `pgbak -c CONFIG args` as the cluster owner on a pseudo-terminal (`script`); everything
+/// the terminal showed.
+fn on_a_terminal(env: &pgbak_tests::PgbakEnv, args: &[&str]) -> String {
+    let mut line = format!("{} -c {}", pgbak_bin().display(), env.config.display());
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let out = pgbak_tests::command_as_owner("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{line}: {text}");
+    text
+}
+
+#[test]
+fn recover_and_verify_draw_a_bar_on_a_terminal_only() {
+    let env = pgbak_tests::PgbakEnv::new();
+    let cluster = env.cluster("backup_compression = gzip\n", Default::default());
+    cluster.psql(
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g",
+    );
+    let id = env.backup_wait().json()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let shown = on_a_terminal(&env, &["verify-backup", "main", &id]);
+    assert!(
+        shown.contains("verify [") && shown.contains("eta"),
+        "{shown}"
+    );
+    let dest = env.restore_dir("bar");
+    let shown = on_a_terminal(&env, &["recover", "main", &id, dest.to_str().unwrap()]);
+    assert!(
+        shown.contains("recover [") && shown.contains("eta"),
+        "{shown}"
+    );
+    assert!(shown.contains("Restored backup"), "{shown}");
+
+    // Not a terminal, or -q: no bar.
+    let plain = env.run(&["verify-backup", "main", &id]).ok();
+    assert!(
+        !plain.stderr.contains("eta") && !plain.stdout.contains("eta"),
+        "{plain:?}"
+    );
+    let quiet = on_a_terminal(&env, &["-q", "verify-backup", "main", &id]);
+    assert!(!quiet.contains("eta"), "{quiet}");
 }

@@ -293,7 +293,11 @@ fn run(cli: &Cli) -> Result<u8> {
             opts.jobs = a.jobs;
             opts.bwlimit = a.bwlimit;
             opts.delta_restore = delta_restore;
-            let s = recover(&server, &opts)?;
+            let bar = progress::MeterBar::start(cli.quiet, "recover");
+            opts.progress = bar.meter();
+            let result = recover(&server, &opts);
+            bar.finish();
+            let s = result?;
             match cli.format {
                 Format::Json => print_json(&s),
                 Format::Console => {

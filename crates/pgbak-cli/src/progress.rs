@@ -1,7 +1,10 @@
-//! Backup progress: a bar on a terminal, a log line every few seconds otherwise.
+//! Progress: a bar with rate and ETA on a terminal (backup, recover, verify-backup); a backup
+//! also logs a line every few seconds when stderr is not a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Reports copy progress to the user.
@@ -63,6 +66,75 @@ impl pgbak_copy::CopyProgress for Progress {
                 ),
                 _ => eprintln!("progress: {mb:.0} MB, {:.0} MB/s", mb / secs),
             }
+        }
+    }
+}
+
+/// A bar drawn from a [`pgbak_core::Meter`] that a workflow's threads add to: redrawn ten times a
+/// second by a thread of its own while the command runs. Nothing at all when stderr is not a
+/// terminal or with `-q`.
+pub struct MeterBar {
+    meter: Option<pgbak_core::Meter>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MeterBar {
+    pub fn start(quiet: bool, what: &'static str) -> MeterBar {
+        let stop = Arc::new(AtomicBool::new(false));
+        if quiet || !std::io::stderr().is_terminal() {
+            return MeterBar {
+                meter: None,
+                stop,
+                thread: None,
+            };
+        }
+        let meter = pgbak_core::Meter::new();
+        let (m, halt) = (meter.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(what);
+            while !halt.load(Ordering::Relaxed) {
+                if let Some(t) = m.total() {
+                    bar.set_length(t.max(m.done()));
+                }
+                bar.set_position(m.done());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        MeterBar {
+            meter: Some(meter),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The meter for the workflow's options (none when nothing is shown).
+    pub fn meter(&self) -> Option<pgbak_core::Meter> {
+        self.meter.clone()
+    }
+
+    /// Removes the bar.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MeterBar {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

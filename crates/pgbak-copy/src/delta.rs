@@ -296,6 +296,7 @@ pub struct DeltaExtractor {
     seen: HashSet<PathBuf>,
     current: Option<DeltaFile>,
     stats: RestoreStats,
+    progress: Option<crate::Meter>,
 }
 
 impl DeltaExtractor {
@@ -303,11 +304,14 @@ impl DeltaExtractor {
     /// always replaced, whatever `opts.replace_existing` says.
     pub fn new(dest: &Path, mut opts: ExtractOptions) -> Result<Self> {
         opts.replace_existing = true;
+        // Files are compared here, and counted here: the inner extractor makes the rest.
+        let progress = opts.progress.take();
         Ok(DeltaExtractor {
             inner: TarExtractor::new(dest, opts)?,
             seen: HashSet::new(),
             current: None,
             stats: RestoreStats::default(),
+            progress,
         })
     }
 
@@ -377,7 +381,10 @@ impl TarVisitor for DeltaExtractor {
 
     fn entry_data(&mut self, data: &[u8]) -> Result<()> {
         match self.current.as_mut() {
-            Some(f) => f.write(data),
+            Some(f) => {
+                crate::meter::tick(&self.progress, data.len());
+                f.write(data)
+            }
             None => self.inner.entry_data(data),
         }
     }

@@ -43,6 +43,8 @@ pub struct ExtractOptions {
     pub replace_existing: bool,
     /// How the tree is made durable by `finish`.
     pub sync: SyncMethod,
+    /// Counts the bytes of file data written (or compared, in a delta restore) as they go.
+    pub progress: Option<crate::Meter>,
 }
 
 /// What an extraction or a tree copy created.
@@ -373,6 +375,7 @@ impl TarVisitor for TarExtractor {
                 .write_all(data)
                 .map_err(|e| Error::io("write", &open.path, e))?;
             open.written += data.len() as u64;
+            crate::meter::tick(&self.opts.progress, data.len());
         }
         Ok(())
     }

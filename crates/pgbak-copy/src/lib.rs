@@ -39,6 +39,7 @@ pub mod delta;
 mod durable;
 mod error;
 pub mod extract;
+mod meter;
 pub mod rsync;
 mod server_decode;
 mod strategy;
@@ -54,6 +55,7 @@ pub use extract::{
     copy_tree, copy_tree_with, extract_stored_tar, extract_tar, ExtractOptions, ExtractStats,
     TarExtractor,
 };
+pub use meter::Meter;
 pub use rsync::RsyncCopy;
 pub use strategy::{
     BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, NoProgress, OutputFile,

@@ -137,6 +137,11 @@ pub fn restore_tree(src: &Path, dest: &Path, opts: &TreeRestoreOptions) -> Resul
                             &mut tracker,
                             &mut buf,
                         );
+                        if let Ok(Outcome::Written(n) | Outcome::Unchanged(n)) = &r {
+                            if let Some(m) = &xopts.progress {
+                                m.add(*n);
+                            }
+                        }
                         match r {
                             Ok(Outcome::Written(n)) => {
                                 mine.files_written += 1;

@@ -320,6 +320,7 @@ impl Writer {
                     },
                     replace_existing: false,
                     sync: *sync,
+                    progress: None,
                 };
                 let mut extractor = TarExtractor::new(&root, opts)?;
                 let mut visitor = Observer {

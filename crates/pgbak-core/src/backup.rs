@@ -339,7 +339,7 @@ pub fn backup(
                 crate::generate_manifest::write_manifest(
                     server,
                     &mut info,
-                    &crate::verify::VerifyOptions { jobs },
+                    &crate::verify::VerifyOptions::jobs(jobs),
                 )?;
             }
         }

@@ -81,7 +81,7 @@ pub use check::{check_server, CheckOptions, ServerChecks};
 pub use config::Config;
 pub use delete::{delete_backup, DeleteReport};
 pub use keep::{keep, release_keep, KeepTarget};
-pub use pgbak_copy::{CopyProgress, NoProgress};
+pub use pgbak_copy::{CopyProgress, Meter, NoProgress};
 pub use pgbak_repo::BackupProblem;
 pub use recover::{recover, RecoverOptions, RecoverySummary, RecoveryTarget, TargetAction};
 pub use reports::{backup_details, list_backups, BackupDetails};

@@ -166,6 +166,9 @@ pub struct RecoverOptions {
     /// `None`: as the server's `recovery_options` say (`delta-restore`), never for a remote
     /// recovery.
     pub delta_restore: Option<bool>,
+    /// Counts the bytes of the data restored (written or, in a delta restore, compared) as they
+    /// go, against the data's size as total: for a front end's progress bar.
+    pub progress: Option<pgbak_copy::Meter>,
 }
 
 impl RecoverOptions {

@@ -179,12 +179,16 @@ pub(crate) fn restore_data(
         delta: opts.delta_on(),
         ..Default::default()
     };
+    if let Some(m) = &opts.progress {
+        m.set_total(chain.needed_bytes());
+    }
     let result = if chain.is_incremental() {
         // The chain combined into full files, its archives (data directory, tablespaces) side
         // by side.
         let xopts = ExtractOptions {
             tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
             replace_existing: opts.force,
+            progress: opts.progress.clone(),
             ..Default::default()
         };
         chain
@@ -223,6 +227,7 @@ fn restore_plain(
     let topts = TreeRestoreOptions {
         extract: ExtractOptions {
             replace_existing: opts.force,
+            progress: opts.progress.clone(),
             ..Default::default()
         },
         jobs,
@@ -256,6 +261,7 @@ fn restore_tar(
         ExtractOptions {
             tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
             replace_existing: opts.force,
+            progress: opts.progress.clone(),
             ..Default::default()
         },
     )];
@@ -265,6 +271,7 @@ fn restore_tar(
             loc.clone(),
             ExtractOptions {
                 replace_existing: opts.force,
+                progress: opts.progress.clone(),
                 ..Default::default()
             },
         ));

@@ -20,15 +20,32 @@ use std::io::Read;
 use std::time::Instant;
 
 /// Options of a verification.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     /// Threads reading files (plain) or streams (tar).
     pub jobs: usize,
+    /// Counts the bytes of the files read back, against the manifest's total: for a front
+    /// end's progress bar.
+    pub progress: Option<pgbak_copy::Meter>,
+}
+
+impl VerifyOptions {
+    /// `jobs` readers at once.
+    pub fn jobs(jobs: usize) -> Self {
+        VerifyOptions {
+            jobs,
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { jobs: 1 }
+        VerifyOptions {
+            jobs: 1,
+            progress: None,
+        }
     }
 }
 
@@ -229,7 +246,11 @@ pub fn verify_backup(
         }
     }
     let layout = BackupLayout::of_backup(server, &info)?;
-    let (stats, mut found) = compare_with_manifest(&layout, &manifest, opts.jobs);
+    if let Some(m) = &opts.progress {
+        m.set_total(manifest.files.iter().map(|f| f.size).sum());
+    }
+    let (stats, mut found) =
+        compare_with_manifest(&layout, &manifest, opts.jobs, opts.progress.as_ref());
     problems.append(&mut found);
     let report = VerifyReport {
         server: server.name().to_string(),
@@ -257,6 +278,7 @@ pub fn compare_with_manifest(
     layout: &BackupLayout,
     manifest: &BackupManifest,
     jobs: usize,
+    progress: Option<&pgbak_copy::Meter>,
 ) -> (ScanStats, Vec<VerifyProblem>) {
     let expected: HashMap<&[u8], &ManifestFile> = manifest
         .files
@@ -268,55 +290,65 @@ pub fn compare_with_manifest(
     let mut problems = Vec::new();
     let mut unreadable = Vec::new();
     let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-    let result = scan_backup(layout, jobs, &plan, &mut |ev| match ev {
-        ScanEvent::File(f) => match expected.get_key_value(f.path.as_slice()) {
-            None => {
-                if !outside_manifest(&f.path) {
-                    problems.push(VerifyProblem::Extra {
-                        path: show(&f.path),
-                        source: f.source,
-                    });
-                }
-            }
-            Some((key, m)) => {
-                seen.insert(key);
-                if f.size != m.size {
-                    problems.push(VerifyProblem::SizeMismatch {
-                        path: show(&f.path),
-                        source: f.source,
-                        expected: m.size,
-                        actual: f.size,
-                    });
-                } else if let Some((algorithm, sum)) = f.checksum {
-                    if !m.algorithm.is_empty() && sum != m.checksum {
-                        problems.push(VerifyProblem::ChecksumMismatch {
+    let counted = |size: u64| {
+        if let Some(m) = progress {
+            m.add(size);
+        }
+    };
+    let result = scan_backup(layout, jobs, &plan, &mut |ev| {
+        if let ScanEvent::File(f) = &ev {
+            counted(f.size);
+        }
+        match ev {
+            ScanEvent::File(f) => match expected.get_key_value(f.path.as_slice()) {
+                None => {
+                    if !outside_manifest(&f.path) {
+                        problems.push(VerifyProblem::Extra {
                             path: show(&f.path),
                             source: f.source,
-                            algorithm: algorithm.name().to_string(),
-                            expected: hex_encode(&m.checksum),
-                            actual: hex_encode(&sum),
                         });
                     }
                 }
-            }
-        },
-        ScanEvent::Unreadable {
-            path,
-            source,
-            error,
-        } => {
-            if let Some(key) = path
-                .as_deref()
-                .and_then(|p| expected.get_key_value(p).map(|(k, _)| *k))
-            {
-                // Reported as unreadable, not also as missing.
-                seen.insert(key);
-            }
-            unreadable.push(VerifyProblem::Unreadable {
-                path: path.as_deref().map(show),
+                Some((key, m)) => {
+                    seen.insert(key);
+                    if f.size != m.size {
+                        problems.push(VerifyProblem::SizeMismatch {
+                            path: show(&f.path),
+                            source: f.source,
+                            expected: m.size,
+                            actual: f.size,
+                        });
+                    } else if let Some((algorithm, sum)) = f.checksum {
+                        if !m.algorithm.is_empty() && sum != m.checksum {
+                            problems.push(VerifyProblem::ChecksumMismatch {
+                                path: show(&f.path),
+                                source: f.source,
+                                algorithm: algorithm.name().to_string(),
+                                expected: hex_encode(&m.checksum),
+                                actual: hex_encode(&sum),
+                            });
+                        }
+                    }
+                }
+            },
+            ScanEvent::Unreadable {
+                path,
                 source,
                 error,
-            });
+            } => {
+                if let Some(key) = path
+                    .as_deref()
+                    .and_then(|p| expected.get_key_value(p).map(|(k, _)| *k))
+                {
+                    // Reported as unreadable, not also as missing.
+                    seen.insert(key);
+                }
+                unreadable.push(VerifyProblem::Unreadable {
+                    path: path.as_deref().map(show),
+                    source,
+                    error,
+                });
+            }
         }
     });
     let stats = match result {
@@ -488,7 +520,7 @@ mod tests {
             manifest_checksum: String::new(),
         };
         let layout = BackupLayout::discover(dir.path(), "plain").unwrap();
-        let (stats, problems) = compare_with_manifest(&layout, &manifest, 3);
+        let (stats, problems) = compare_with_manifest(&layout, &manifest, 3, None);
         let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 4, "{shown:#?}");
         assert!(
@@ -517,7 +549,7 @@ mod tests {
             manifest_checksum: String::new(),
         };
         let layout = BackupLayout::discover(dir.path(), "plain").unwrap();
-        let (stats, problems) = compare_with_manifest(&layout, &manifest, 1);
+        let (stats, problems) = compare_with_manifest(&layout, &manifest, 1, None);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(stats.bytes_checksummed, 3 << 20);
     }

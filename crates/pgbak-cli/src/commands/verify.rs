@@ -30,16 +30,19 @@ pub struct CheckBackupArgs {
 }
 
 fn options(server: &Server, jobs: Option<usize>) -> VerifyOptions {
-    VerifyOptions {
-        jobs: jobs.unwrap_or(server.config.parallel_jobs as usize).max(1),
-    }
+    VerifyOptions::jobs(jobs.unwrap_or(server.config.parallel_jobs as usize).max(1))
 }
 
 /// Runs `verify-backup`: exit 0 when every file matches the manifest, 1 otherwise.
 pub fn verify_backup_cmd(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     let server = Server::new(&config, &a.server)?;
-    let report = verify_backup(&server, &a.backup_id, &options(&server, a.jobs))?;
+    let mut opts = options(&server, a.jobs);
+    let bar = crate::progress::MeterBar::start(cli.quiet, "verify");
+    opts.progress = bar.meter();
+    let result = verify_backup(&server, &a.backup_id, &opts);
+    bar.finish();
+    let report = result?;
     match cli.format {
         Format::Json => print_json(&report),
         Format::Console => {

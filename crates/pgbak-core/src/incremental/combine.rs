@@ -129,6 +129,7 @@ fn combine_archive(
     let mut stats = CombineStats::default();
     let mut pending: BTreeMap<PathBuf, NeededBlocks> = BTreeMap::new();
     let mut visitor = NewestVisitor {
+        progress: target.extract.progress.clone(),
         extractor: TarExtractor::new(&target.root, target.extract.clone())?,
         root: target.root.clone(),
         pending: &mut pending,
@@ -145,6 +146,7 @@ fn combine_archive(
             break;
         }
         let mut visitor = AncestorVisitor {
+            progress: target.extract.progress.clone(),
             root: target.root.clone(),
             pending: &mut pending,
             seen: HashSet::new(),
@@ -388,6 +390,13 @@ fn open_for_blocks(path: &Path) -> pgbak_copy::Result<File> {
         })
 }
 
+/// Adds the bytes of blocks written to the restore's progress.
+fn tick(progress: &Option<pgbak_copy::Meter>, n: usize) {
+    if let Some(m) = progress {
+        m.add(n as u64);
+    }
+}
+
 fn write_at(file: &File, path: &Path, data: &[u8], offset: u64) -> pgbak_copy::Result<()> {
     file.write_all_at(data, offset)
         .map_err(|e| pgbak_copy::Error::Io {
@@ -490,6 +499,7 @@ impl IncrementalEntry {
 
 /// Extracts the newest backup of the chain, rebuilding its incremental entries' blocks.
 struct NewestVisitor<'a> {
+    progress: Option<pgbak_copy::Meter>,
     extractor: TarExtractor,
     root: PathBuf,
     pending: &'a mut BTreeMap<PathBuf, NeededBlocks>,
@@ -525,10 +535,12 @@ impl TarVisitor for NewestVisitor<'_> {
             None => self.extractor.entry_data(data),
             Some(cur) => {
                 let stats = &mut *self.stats;
+                let progress = &self.progress;
                 cur.feed(data, |file, path, b, within, bytes| {
                     if within == 0 {
                         stats.newest_blocks += 1;
                     }
+                    tick(progress, bytes.len());
                     write_at(file, path, bytes, b as u64 * BLCKSZ + within)
                 })
             }
@@ -580,6 +592,7 @@ enum AncestorEntry {
 
 /// Reads an ancestor's stream for the blocks the files under reconstruction still need.
 struct AncestorVisitor<'a> {
+    progress: Option<pgbak_copy::Meter>,
     root: PathBuf,
     pending: &'a mut BTreeMap<PathBuf, NeededBlocks>,
     /// The files under reconstruction this ancestor holds (in either form).
@@ -626,6 +639,7 @@ impl TarVisitor for AncestorVisitor<'_> {
             return Ok(());
         };
         let stats = &mut *self.stats;
+        let progress = &self.progress;
         match cur {
             AncestorEntry::Full {
                 rel,
@@ -644,6 +658,7 @@ impl TarVisitor for AncestorVisitor<'_> {
                     let within = *offset % BLCKSZ;
                     let take = ((BLCKSZ - within) as usize).min(data.len());
                     if b < *blocks as u64 && needed.is_needed(b as u32) {
+                        tick(progress, take);
                         write_at(file, abs, &data[..take], *offset)?;
                         if within + take as u64 == BLCKSZ {
                             stats.ancestor_blocks += 1;
@@ -666,6 +681,7 @@ impl TarVisitor for AncestorVisitor<'_> {
                     if within == 0 {
                         stats.ancestor_blocks += 1;
                     }
+                    tick(progress, bytes.len());
                     write_at(file, path, bytes, b as u64 * BLCKSZ + within)
                 })
             }

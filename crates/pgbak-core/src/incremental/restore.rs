@@ -84,6 +84,7 @@ impl RestoreChain {
                 root: loc.clone(),
                 extract: ExtractOptions {
                     replace_existing: base.replace_existing,
+                    progress: base.progress.clone(),
                     ..Default::default()
                 },
             });
