@@ -138,7 +138,7 @@ fn on_a_terminal(env: &pgbak_tests::PgbakEnv, args: &[&str]) -> String {
 }
 
 #[test]
-fn recover_and_verify_draw_a_bar_on_a_terminal_only() {
+fn long_commands_draw_a_bar_on_a_terminal_only() {
     let env = pgbak_tests::PgbakEnv::new();
     let cluster = env.cluster("backup_compression = gzip\n", Default::default());
     cluster.psql(
@@ -162,12 +162,40 @@ fn recover_and_verify_draw_a_bar_on_a_terminal_only() {
     );
     assert!(shown.contains("Restored backup"), "{shown}");
 
+    // Files: rebuild-xlogdb reads every archived file back; delete removes the WAL only the
+    // deleted backup needed.
+    for _ in 0..3 {
+        cluster.psql("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 1000) g");
+        cluster.psql("SELECT pg_switch_wal()");
+    }
+    let second = env.backup_wait().json()["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = on_a_terminal(&env, &["rebuild-xlogdb", "main"]);
+    assert!(
+        shown.contains("rebuild-xlogdb [") && shown.contains("files"),
+        "{shown}"
+    );
+    let shown = on_a_terminal(&env, &["delete", "main", &id]);
+    assert!(
+        shown.contains("delete [") && shown.contains("files"),
+        "{shown}"
+    );
+    assert!(shown.contains("WAL file(s) removed"), "{shown}");
+    assert_ne!(id, second);
+    let listed = env.run(&["list-backups", "main"]).ok().stdout;
+    assert!(
+        listed.contains(&second) && !listed.contains(&id),
+        "{id} {second}: {listed}"
+    );
+
     // Not a terminal, or -q: no bar.
-    let plain = env.run(&["verify-backup", "main", &id]).ok();
+    let plain = env.run(&["verify-backup", "main", &second]).ok();
     assert!(
         !plain.stderr.contains("eta") && !plain.stdout.contains("eta"),
         "{plain:?}"
     );
-    let quiet = on_a_terminal(&env, &["-q", "verify-backup", "main", &id]);
+    let quiet = on_a_terminal(&env, &["-q", "verify-backup", "main", &second]);
     assert!(!quiet.contains("eta"), "{quiet}");
 }

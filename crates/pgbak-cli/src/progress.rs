@@ -80,7 +80,25 @@ pub struct MeterBar {
 }
 
 impl MeterBar {
+    /// A bar in bytes, with rate and ETA.
     pub fn start(quiet: bool, what: &'static str) -> MeterBar {
+        Self::with_template(
+            quiet,
+            what,
+            "{prefix} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+    }
+
+    /// A bar in files, with rate and ETA.
+    pub fn start_files(quiet: bool, what: &'static str) -> MeterBar {
+        Self::with_template(
+            quiet,
+            what,
+            "{prefix} [{elapsed_precise}] {bar:40} {pos}/{len} files {per_sec} eta {eta}",
+        )
+    }
+
+    fn with_template(quiet: bool, what: &'static str, template: &'static str) -> MeterBar {
         let stop = Arc::new(AtomicBool::new(false));
         if quiet || !std::io::stderr().is_terminal() {
             return MeterBar {
@@ -94,10 +112,8 @@ impl MeterBar {
         let thread = std::thread::spawn(move || {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_prefix(what);
             while !halt.load(Ordering::Relaxed) {

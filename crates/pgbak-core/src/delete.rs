@@ -44,12 +44,21 @@ pub struct DeleteReport {
 /// backups exist, while a backup or another delete of the server runs, and while the backup is
 /// in use (being restored). A backup whose delete was interrupted is finished.
 pub fn delete_backup(server: &Server, id: &str) -> Result<DeleteReport> {
+    delete_backup_with(server, id, None)
+}
+
+/// [`delete_backup`], counting the WAL files removed on `progress` (their number as total).
+pub fn delete_backup_with(
+    server: &Server,
+    id: &str,
+    progress: Option<&pgbak_copy::Meter>,
+) -> Result<DeleteReport> {
     let _server_lock = lock_server(server)?;
     let cat = server.catalogue();
     if cat.is_being_deleted(id)? {
         let _lock = lock_backup(server, id)?;
         let info = cat.read_delete_marker(id)?;
-        return finish_delete(server, &info, true);
+        return finish_delete(server, &info, true, progress);
     }
     let info = find_backup(server, id)?;
     let _lock = lock_backup(server, &info.backup_id)?;
@@ -62,7 +71,7 @@ pub fn delete_backup(server: &Server, id: &str) -> Result<DeleteReport> {
             message: why,
         });
     }
-    start_delete(server, &info)
+    start_delete(server, &info, progress)
 }
 
 /// Takes the server's backup lock, or says why not.
@@ -96,7 +105,7 @@ pub(crate) fn delete_obsolete(
     if let Some(why) = refusal(server, &info)? {
         return Ok(Err(why));
     }
-    start_delete(server, &info).map(Ok)
+    start_delete(server, &info, None).map(Ok)
 }
 
 /// Why `info` must not be deleted now, if it must not (Barman's rules).
@@ -129,7 +138,11 @@ fn refusal(server: &Server, info: &BackupInfo) -> Result<Option<String>> {
 /// Deletes the incremental backups taken relative to `info` (its descendants, newest first), then
 /// `info` itself: an incremental backup cannot be restored without its parent (Barman deletes the
 /// whole tree). A descendant that is kept or in use stops the delete before `info` goes.
-fn start_delete(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
+fn start_delete(
+    server: &Server,
+    info: &BackupInfo,
+    progress: Option<&pgbak_copy::Meter>,
+) -> Result<DeleteReport> {
     let all = server.backups()?;
     let mut descendants: Vec<&BackupInfo> = Vec::new();
     let mut frontier = vec![info.backup_id.clone()];
@@ -157,9 +170,9 @@ fn start_delete(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
                 ),
             });
         }
-        delete_one(server, child)?;
+        delete_one(server, child, progress)?;
     }
-    let report = delete_one(server, info)?;
+    let report = delete_one(server, info, progress)?;
     if let Some(parent) = &info.parent_backup_id {
         let cat = server.catalogue();
         if cat.exists(parent)? {
@@ -172,16 +185,25 @@ fn start_delete(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
 }
 
 /// Steps 1 and 2, then the rest.
-fn delete_one(server: &Server, info: &BackupInfo) -> Result<DeleteReport> {
+fn delete_one(
+    server: &Server,
+    info: &BackupInfo,
+    progress: Option<&pgbak_copy::Meter>,
+) -> Result<DeleteReport> {
     let hooks = Hooks::new(server, HookEvent::Delete);
     hooks.run_pre(&HookEnv::for_backup(server, info))?;
     server.catalogue().write_delete_marker(info)?;
     pause_point("delete:after-marker");
-    finish_delete(server, info, false)
+    finish_delete(server, info, false, progress)
 }
 
 /// Steps 3 to 7; each one can be repeated, so this also finishes an interrupted delete.
-fn finish_delete(server: &Server, info: &BackupInfo, resumed: bool) -> Result<DeleteReport> {
+fn finish_delete(
+    server: &Server,
+    info: &BackupInfo,
+    resumed: bool,
+    progress: Option<&pgbak_copy::Meter>,
+) -> Result<DeleteReport> {
     let cat = server.catalogue();
     let id = &info.backup_id;
     cat.remove_metadata(id)?;
@@ -190,7 +212,7 @@ fn finish_delete(server: &Server, info: &BackupInfo, resumed: bool) -> Result<De
     cat.remove_data(id)?;
     pause_point("delete:after-data");
 
-    let wal_removed = remove_unneeded_wal(server, info)?;
+    let wal_removed = remove_unneeded_wal(server, info, progress)?;
     pause_point("delete:after-wal");
 
     cat.remove_folder(id)?;
@@ -203,7 +225,11 @@ fn finish_delete(server: &Server, info: &BackupInfo, resumed: bool) -> Result<De
 }
 
 /// Removes the WAL that deleting `info` leaves without a backup, with the WAL-delete hooks.
-fn remove_unneeded_wal(server: &Server, info: &BackupInfo) -> Result<Vec<String>> {
+fn remove_unneeded_wal(
+    server: &Server,
+    info: &BackupInfo,
+    progress: Option<&pgbak_copy::Meter>,
+) -> Result<Vec<String>> {
     let remaining = server.backups()?;
     let keeps = keep_targets(&server.catalogue(), &remaining)?;
     let Some(rule) = removal_rule(info, &remaining, &keeps) else {
@@ -215,9 +241,17 @@ fn remove_unneeded_wal(server: &Server, info: &BackupInfo) -> Result<Vec<String>
         .locks()
         .lock_blocking(&LockName::ServerXlogDb(server.name().to_string()))?;
     let files = archive.removable_wal(&rule)?;
+    let count = || {
+        if let Some(m) = progress {
+            m.add(1);
+        }
+    };
+    if let Some(m) = progress {
+        m.set_total(files.len() as u64);
+    }
     let hooks = Hooks::new(server, HookEvent::WalDelete);
     if !hooks.any_configured() {
-        return Ok(archive.remove_wal_files(&files, |_| Ok(()), |_, _| {})?);
+        return Ok(archive.remove_wal_files(&files, |_| Ok(()), |_, _| count())?);
     }
     let env = |f: &crate::wal_cleanup::RemovableWal| {
         let (size, time, compression) = match &f.entry {
@@ -238,6 +272,7 @@ fn remove_unneeded_wal(server: &Server, info: &BackupInfo) -> Result<Vec<String>
             })
         },
         |f, err| {
+            count();
             let e = env(f);
             hooks.run_post(&match err {
                 Some(err) => e.error(err),
@@ -277,7 +312,7 @@ pub fn resume_interrupted_deletes(server: &Server) -> Result<Vec<Result<DeleteRe
         .map(|id| {
             let _lock = lock_backup(server, &id)?;
             let info = cat.read_delete_marker(&id)?;
-            finish_delete(server, &info, true)
+            finish_delete(server, &info, true, None)
         })
         .collect())
 }

@@ -189,6 +189,14 @@ pub struct IndexRebuild {
 /// Recreates the WAL index of `server` from the files of its archive, each read back and
 /// checksummed, under the index's lock (waiting for an archiver holding it).
 pub fn rebuild_xlogdb(server: &Server) -> Result<IndexRebuild> {
+    rebuild_xlogdb_with(server, None)
+}
+
+/// [`rebuild_xlogdb`], counting the files read back on `progress` (their number as total).
+pub fn rebuild_xlogdb_with(
+    server: &Server,
+    progress: Option<&pgbak_copy::Meter>,
+) -> Result<IndexRebuild> {
     let _index = server
         .locks()
         .lock_blocking(&crate::locks::LockName::ServerXlogDb(
@@ -196,7 +204,16 @@ pub fn rebuild_xlogdb(server: &Server) -> Result<IndexRebuild> {
         ))?;
     Ok(IndexRebuild {
         server: server.name().to_string(),
-        report: server.wal_archive()?.rebuild_index()?,
+        report: server
+            .wal_archive()?
+            .rebuild_index_with(&mut |done, total| {
+                if let Some(m) = progress {
+                    m.set_total(total as u64);
+                    if done > 0 {
+                        m.add(1);
+                    }
+                }
+            })?,
     })
 }
 

@@ -3,7 +3,7 @@
 use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use pgbak_core::config::Config;
-use pgbak_core::delete::delete_backup;
+use pgbak_core::delete::delete_backup_with;
 use pgbak_core::server::Server;
 use pgbak_core::Result;
 
@@ -11,7 +11,11 @@ use pgbak_core::Result;
 pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     let server = Server::new(&config, server)?;
-    let r = delete_backup(&server, backup_id)?;
+    let bar = crate::progress::MeterBar::start_files(cli.quiet, "delete");
+    let meter = bar.meter();
+    let result = delete_backup_with(&server, backup_id, meter.as_ref());
+    bar.finish();
+    let r = result?;
     match cli.format {
         Format::Json => print_json(&r),
         Format::Console => {

@@ -229,7 +229,11 @@ pub fn wal_restore(cli: &Cli, a: &WalRestoreArgs) -> Result<u8> {
 /// `rebuild-xlogdb`.
 pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
     let server = server(cli, name)?;
-    let rebuilt = pgbak_core::reports::rebuild_xlogdb(&server)?;
+    let bar = crate::progress::MeterBar::start_files(cli.quiet, "rebuild-xlogdb");
+    let meter = bar.meter();
+    let result = pgbak_core::reports::rebuild_xlogdb_with(&server, meter.as_ref());
+    bar.finish();
+    let rebuilt = result?;
     let r = &rebuilt.report;
     match cli.format {
         Format::Json => print_json(&rebuilt),

@@ -27,11 +27,20 @@ impl WalArchive {
     /// read back and checksummed. Objects that are not WAL files, and unreadable files, are
     /// reported, not indexed. The caller holds the server's xlog.db lock.
     pub fn rebuild_index(&self) -> Result<RebuildReport> {
+        self.rebuild_index_with(&mut |_, _| {})
+    }
+
+    /// [`WalArchive::rebuild_index`], calling `progress(done, total)` as files are read back.
+    pub fn rebuild_index_with(
+        &self,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<RebuildReport> {
         let old = self.indexed()?.unwrap_or_default();
         let mut report = RebuildReport::default();
         let mut new: BTreeMap<String, IndexEntry> = BTreeMap::new();
         let stored = self.stored_keys()?;
-        for (name, key, stored_size) in &stored {
+        for (i, (name, key, stored_size)) in stored.iter().enumerate() {
+            progress(i, stored.len());
             let stored = match self.read_back(key) {
                 Ok(v) => v,
                 Err(e) => {
