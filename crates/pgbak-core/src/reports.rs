@@ -237,6 +237,172 @@ pub fn keep_status(server: &Server, backup_id: &str) -> Result<KeepStatus> {
     })
 }
 
+impl Serialize for crate::receive_wal::ReceiveWalReport {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let a = &self.archive;
+        let mut m = s.serialize_map(Some(10))?;
+        m.serialize_entry("server", &self.server)?;
+        m.serialize_entry("start", &self.start)?;
+        m.serialize_entry("bytes_received", &self.bytes_received)?;
+        m.serialize_entry("flushed", &self.flushed)?;
+        m.serialize_entry("timeline", &self.timeline)?;
+        m.serialize_entry("reconnects", &self.reconnects)?;
+        m.serialize_entry("archived", &a.stored)?;
+        m.serialize_entry("already_archived", &a.already_archived)?;
+        m.serialize_entry("conflicts", &a.conflicts)?;
+        m.serialize_entry("errors", &a.errors)?;
+        m.end()
+    }
+}
+
+/// What `receive-wal --reset` did to a server's streaming folder.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StreamingReset {
+    pub server: String,
+    pub reset: crate::receive_wal::ResetReport,
+}
+
+impl Serialize for StreamingReset {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let r = &self.reset;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("server", &self.server)?;
+        m.serialize_entry("removed", &r.removed)?;
+        m.serialize_entry("marker", &r.marker)?;
+        m.serialize_entry("source", &r.source)?;
+        m.serialize_entry("archived", &r.archived.stored)?;
+        m.serialize_entry("already_archived", &r.archived.already_archived)?;
+        m.serialize_entry("errors", &r.archived.errors)?;
+        m.end()
+    }
+}
+
+/// What `receive-wal --create-slot` or `--drop-slot` did.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct SlotChange {
+    pub server: String,
+    pub slot: String,
+    /// `--create-slot`: whether it was created now (false: it existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// `--drop-slot`: always true once dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<bool>,
+}
+
+impl SlotChange {
+    /// `--create-slot`: `created` false when the slot existed.
+    pub fn create(server: &str, slot: &str, created: bool) -> Self {
+        SlotChange {
+            server: server.into(),
+            slot: slot.into(),
+            created: Some(created),
+            dropped: None,
+        }
+    }
+
+    /// `--drop-slot`.
+    pub fn drop(server: &str, slot: &str) -> Self {
+        SlotChange {
+            server: server.into(),
+            slot: slot.into(),
+            created: None,
+            dropped: Some(true),
+        }
+    }
+}
+
+impl StreamingReset {
+    /// `receive-wal --reset` of `server`.
+    pub fn of(server: &Server) -> Result<Self> {
+        Ok(StreamingReset {
+            server: server.name().to_string(),
+            reset: crate::receive_wal::reset(server)?,
+        })
+    }
+}
+
+impl ReceiverStop {
+    pub fn new(server: &str, result: String) -> Self {
+        ReceiverStop {
+            server: server.into(),
+            result,
+        }
+    }
+}
+
+/// What `receive-wal --stop` found, in words.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ReceiverStop {
+    pub server: String,
+    pub result: String,
+}
+
+/// One server as `show-servers` shows it: its effective settings (secrets masked), or why its
+/// section cannot be used.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum ShownServer {
+    Settings(BTreeMap<String, String>),
+    Disabled {
+        name: String,
+        disabled: String,
+        description: Option<String>,
+    },
+}
+
+/// `show-servers NAME...` (or `all`): each server's effective configuration, by name.
+pub fn show_servers(config: &Config, names: &[String]) -> Result<BTreeMap<String, ShownServer>> {
+    let names = if names.iter().any(|n| n == "all") {
+        config.server_names()
+    } else {
+        names.to_vec()
+    };
+    let mut all = BTreeMap::new();
+    for name in names {
+        let shown = match config.disabled.get(&name) {
+            Some(d) => ShownServer::Disabled {
+                name: name.clone(),
+                disabled: d.reason.to_string(),
+                description: d.description.clone(),
+            },
+            None => {
+                ShownServer::Settings(crate::diagnose::show_server(&Server::new(config, &name)?))
+            }
+        };
+        all.insert(name, shown);
+    }
+    Ok(all)
+}
+
+/// `diagnose`: the configuration without secrets, versions, catalogue and the state of every
+/// lock file, as one JSON document.
+pub fn diagnose(config: &Config, pgbak_version: &str, connect: bool) -> Value {
+    let mut doc = crate::diagnose::diagnose(config, pgbak_version, connect);
+    let locks = match crate::lock_cleanup::lock_files(&config.global.lock_directory) {
+        Ok(states) => Value::Array(
+            states
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name, "held": s.held, "holder_pid": s.holder_pid,
+                        "pid_running": s.pid_running, "state": s.describe(),
+                    })
+                })
+                .collect(),
+        ),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("locks".into(), locks);
+    }
+    doc
+}
+
 /// One server of the configuration as `list-servers` shows it.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]

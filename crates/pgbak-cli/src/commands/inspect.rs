@@ -2,13 +2,10 @@
 //! support: configuration without secrets, versions, catalogue and lock state).
 
 use crate::cli::{Cli, Format};
-use crate::commands::check::server_names;
 use crate::output::print_json;
 use clap::Args;
 use pgbak_core::config::Config;
-use pgbak_core::diagnose::{diagnose, show_server};
-use pgbak_core::lock_cleanup::lock_files;
-use pgbak_core::server::Server;
+use pgbak_core::reports::ShownServer;
 use pgbak_core::Result;
 
 /// Arguments of `show-servers`.
@@ -22,45 +19,30 @@ pub struct ShowServersArgs {
 /// Runs `show-servers`.
 pub fn show_servers(cli: &Cli, a: &ShowServersArgs) -> Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
-    let mut all = serde_json::Map::new();
-    for name in server_names(&config, &a.servers) {
-        if let Some(disabled) = config.disabled.get(&name) {
-            let reason = disabled.reason.to_string();
-            match cli.format {
-                Format::Json => {
-                    all.insert(
-                        name.clone(),
-                        serde_json::json!({"name": name, "disabled": reason, "description": disabled.description}),
-                    );
-                }
-                Format::Console => {
-                    println!("Server {name} (WARNING: disabled):");
-                    println!("\tdisabled: {reason}");
-                }
+    let shown = pgbak_core::reports::show_servers(&config, &a.servers)?;
+    if cli.format == Format::Json {
+        print_json(&shown);
+        return Ok(0);
+    }
+    for (name, s) in &shown {
+        match s {
+            ShownServer::Disabled { disabled, .. } => {
+                println!("Server {name} (WARNING: disabled):");
+                println!("\tdisabled: {disabled}");
             }
-            continue;
-        }
-        let server = Server::new(&config, &name)?;
-        let values = show_server(&server);
-        match cli.format {
-            Format::Json => {
-                all.insert(name.clone(), serde_json::json!(values));
-            }
-            Format::Console => {
-                let title = if server.config.active {
-                    format!("Server {name}:")
+            ShownServer::Settings(values) => {
+                let active = config.servers.get(name).is_none_or(|c| c.active);
+                if active {
+                    println!("Server {name}:");
                 } else {
-                    format!("Server {name} (inactive):")
-                };
-                println!("{title}");
-                for (k, v) in &values {
+                    println!("Server {name} (inactive):");
+                }
+                for (k, v) in values {
                     println!("\t{k}: {v}");
                 }
             }
+            _ => {}
         }
-    }
-    if cli.format == Format::Json {
-        print_json(&serde_json::Value::Object(all));
     }
     Ok(0)
 }
@@ -76,20 +58,7 @@ pub struct DiagnoseArgs {
 /// Runs `diagnose`: always JSON, as Barman prints it.
 pub fn run_diagnose(cli: &Cli, a: &DiagnoseArgs) -> Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
-    let mut doc = diagnose(&config, env!("CARGO_PKG_VERSION"), !a.no_connect);
-    let locks = match lock_files(&config.global.lock_directory) {
-        Ok(states) => serde_json::json!(states
-            .iter()
-            .map(|s| serde_json::json!({
-                "name": s.name, "held": s.held, "holder_pid": s.holder_pid,
-                "pid_running": s.pid_running, "state": s.describe(),
-            }))
-            .collect::<Vec<_>>()),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
-    };
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert("locks".into(), locks);
-    }
+    let doc = pgbak_core::reports::diagnose(&config, env!("CARGO_PKG_VERSION"), !a.no_connect);
     print_json(&doc);
     Ok(0)
 }

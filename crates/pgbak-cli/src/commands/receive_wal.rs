@@ -7,8 +7,9 @@ use crate::output::{human_size, print_json};
 use clap::{ArgGroup, Args};
 use pgbak_core::config::Config;
 use pgbak_core::receive_wal::{
-    create_slot, drop_slot, receive_wal, reset, stop, ReceiveWalOptions, SlotCreation, StopOutcome,
+    create_slot, drop_slot, receive_wal, stop, ReceiveWalOptions, SlotCreation, StopOutcome,
 };
+use pgbak_core::reports::{ReceiverStop, SlotChange, StreamingReset};
 use pgbak_core::server::Server;
 use pgbak_core::Result;
 use std::time::Duration;
@@ -55,7 +56,7 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
         let slot = server.config.slot_name.clone().unwrap_or_default();
         let created = outcome == SlotCreation::Created;
         if cli.format == Format::Json {
-            print_json(&serde_json::json!({"server": name, "slot": slot, "created": created}));
+            print_json(&SlotChange::create(&name, &slot, created));
         }
         say(if created {
             format!("Created replication slot '{slot}' on server '{name}'")
@@ -68,7 +69,7 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
         drop_slot(&server)?;
         let slot = server.config.slot_name.clone().unwrap_or_default();
         if cli.format == Format::Json {
-            print_json(&serde_json::json!({"server": name, "slot": slot, "dropped": true}));
+            print_json(&SlotChange::drop(&name, &slot));
         }
         say(format!(
             "Dropped replication slot '{slot}' of server '{name}'"
@@ -76,13 +77,10 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
         return Ok(0);
     }
     if a.reset {
-        let r = reset(&server)?;
+        let done = StreamingReset::of(&server)?;
+        let r = &done.reset;
         if cli.format == Format::Json {
-            print_json(&serde_json::json!({
-                "server": name, "removed": r.removed, "marker": r.marker, "source": r.source,
-                "archived": r.archived.stored, "already_archived": r.archived.already_archived,
-                "errors": r.archived.errors,
-            }));
+            print_json(&done);
         }
         for f in &r.removed {
             say(format!("Removed {f}"));
@@ -108,7 +106,7 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
             ),
         };
         if cli.format == Format::Json {
-            print_json(&serde_json::json!({"server": name, "result": text}));
+            print_json(&ReceiverStop::new(&name, text));
         } else if code != 0 {
             crate::output::eprint_line(format_args!("ERROR: {text}"));
         } else {
@@ -120,12 +118,7 @@ pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
     let report = receive_wal(&server, &ReceiveWalOptions::default())?;
     let a = &report.archive;
     match cli.format {
-        Format::Json => print_json(&serde_json::json!({
-            "server": report.server, "start": report.start, "bytes_received": report.bytes_received,
-            "flushed": report.flushed, "timeline": report.timeline, "reconnects": report.reconnects,
-            "archived": a.stored, "already_archived": a.already_archived, "conflicts": a.conflicts,
-            "errors": a.errors,
-        })),
+        Format::Json => print_json(&report),
         Format::Console => {
             say(format!(
                 "receive-wal of server '{}' stopped: {} received (from {}), durable up to {} on timeline {}; {} file(s) archived, {} already archived by archive_command",
