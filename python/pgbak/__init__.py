@@ -250,6 +250,17 @@ class Server:
         with self._lock:
             return self._call(_lib.pgbak_delete_backup, backup_id.encode())
 
+    def keep(self, backup_id: str, target: str = "full") -> Report:
+        """Keeps a DONE backup whatever the retention policy says (``full`` or
+        ``standalone``); returns its keep status."""
+        with self._lock:
+            return self._call(_lib.pgbak_keep, backup_id.encode(), target.encode())
+
+    def release_keep(self, backup_id: str) -> Report:
+        """Releases the keep: the backup follows the retention policy again."""
+        with self._lock:
+            return self._call(_lib.pgbak_release_keep, backup_id.encode())
+
     def check(self) -> Report:
         """Runs the server's checks; raises :class:`PgbakError` (with the report) if one fails."""
         with self._lock:

@@ -49,6 +49,8 @@ def load() -> ctypes.CDLL:
         "pgbak_delete_backup": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_check": ([handle, out_str], ctypes.c_int),
         "pgbak_verify_backup": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
+        "pgbak_keep": ([handle, ctypes.c_char_p, ctypes.c_char_p, out_str], ctypes.c_int),
+        "pgbak_release_keep": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_archive_wal": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_get_wal": ([handle, ctypes.c_char_p, ctypes.c_char_p], ctypes.c_int),
     }

@@ -138,6 +138,20 @@ def test_backup_and_point_in_time_recovery():
 
 
 @needs_cluster
+def test_a_kept_backup_is_not_deleted():
+    with pgbak.Server("main", config=CONFIG) as server:
+        backup_id = server.show_backup("latest")["backup_id"]
+        assert server.keep(backup_id, "standalone")["keep"] == "standalone"
+        assert server.show_backup(backup_id)["keep_target"] == "standalone"
+        with pytest.raises(pgbak.RefusedError, match="kept"):
+            server.delete_backup(backup_id)
+        with pytest.raises(pgbak.UsageError, match="not full or standalone"):
+            server.keep(backup_id, "forever")
+        assert server.release_keep(backup_id)["keep"] == "nokeep"
+        assert server.show_backup(backup_id)["status"] == "DONE"
+
+
+@needs_cluster
 def test_a_progress_callback_that_raises_cancels_the_backup():
     class Stop(Exception):
         pass

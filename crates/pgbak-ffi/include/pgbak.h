@@ -125,6 +125,13 @@ int pgbak_check(pgbak_server *h, char **report);
 // differs; the report is written all the same).
 int pgbak_verify_backup(pgbak_server *h, const char *backup_id, char **report);
 
+// Keeps a DONE backup whatever the retention policy says: `target` is `full` or `standalone`
+// (with only the WAL that makes it consistent). `*report`: its keep status.
+int pgbak_keep(pgbak_server *h, const char *backup_id, const char *target, char **report);
+
+// Releases the keep of a backup: it follows the retention policy again.
+int pgbak_release_keep(pgbak_server *h, const char *backup_id, char **report);
+
 // Archives the WAL file at `path` (what `archive_command` does), with the archive hooks.
 int pgbak_archive_wal(pgbak_server *h, const char *path, char **report);
 

@@ -527,6 +527,51 @@ pub unsafe extern "C" fn pgbak_verify_backup(
     })
 }
 
+/// Keeps a DONE backup whatever the retention policy says: `target` is `full` or `standalone`
+/// (with only the WAL that makes it consistent). `*report`: its keep status.
+#[no_mangle]
+pub unsafe extern "C" fn pgbak_keep(
+    h: *mut PgbakServer,
+    backup_id: *const c_char,
+    target: *const c_char,
+    report: *mut *mut c_char,
+) -> c_int {
+    on_server(h, |h| {
+        let id = text(backup_id, "backup_id")?;
+        let target = match text(target, "target")? {
+            "full" => pgbak_core::KeepTarget::Full,
+            "standalone" => pgbak_core::KeepTarget::Standalone,
+            other => {
+                return Err(usage(format!(
+                    "keep target '{other}' is not full or standalone"
+                )))
+            }
+        };
+        let info = pgbak_core::keep(&h.server, id, target)?;
+        put_report(
+            report,
+            &pgbak_core::reports::keep_status(&h.server, &info.backup_id)?,
+        )
+    })
+}
+
+/// Releases the keep of a backup: it follows the retention policy again.
+#[no_mangle]
+pub unsafe extern "C" fn pgbak_release_keep(
+    h: *mut PgbakServer,
+    backup_id: *const c_char,
+    report: *mut *mut c_char,
+) -> c_int {
+    on_server(h, |h| {
+        let id = text(backup_id, "backup_id")?;
+        let info = pgbak_core::release_keep(&h.server, id)?;
+        put_report(
+            report,
+            &pgbak_core::reports::keep_status(&h.server, &info.backup_id)?,
+        )
+    })
+}
+
 /// Archives the WAL file at `path` (what `archive_command` does), with the archive hooks.
 #[no_mangle]
 pub unsafe extern "C" fn pgbak_archive_wal(
