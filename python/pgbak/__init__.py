@@ -162,6 +162,12 @@ class Server:
                 "incremental": incremental,
             }
         )
+        with self._lock:
+            return self._with_progress(progress, _lib.pgbak_backup, options)
+
+    def _with_progress(self, progress: Optional[Progress], fn: Any, *args: Any) -> Any:
+        """Runs a call with ``progress`` as its callback; a callback that raises cancels the
+        call, and its exception is raised instead of the cancellation."""
         raised: List[BaseException] = []
 
         def on_progress(_user: Any, done: int, total: int) -> None:
@@ -174,16 +180,19 @@ class Server:
                 _lib.pgbak_cancel(self._h())
 
         callback = _library.PROGRESS(on_progress) if progress else _library.PROGRESS()
-        with self._lock:
-            _check(_lib.pgbak_set_progress(self._h(), callback, None))
-            try:
-                return self._call(_lib.pgbak_backup, options)
-            except CancelledError:
-                if raised:
-                    raise raised[0]
-                raise
-            finally:
-                _lib.pgbak_set_progress(self._h(), _library.PROGRESS(), None)
+        _check(_lib.pgbak_set_progress(self._h(), callback, None))
+        try:
+            result = self._call(fn, *args)
+        except CancelledError:
+            if raised:
+                raise raised[0]
+            raise
+        finally:
+            _lib.pgbak_set_progress(self._h(), _library.PROGRESS(), None)
+        # The call ended before it saw the cancellation: the callback's error still stands.
+        if raised:
+            raise raised[0]
+        return result
 
     def recover(
         self,
@@ -207,9 +216,12 @@ class Server:
         bwlimit: Optional[int] = None,
         delta_restore: Optional[bool] = None,
         pgbak_program: Optional[PathLike] = None,
+        progress: Optional[Progress] = None,
     ) -> Report:
         """Restores ``backup_id`` (an id, ``latest``, ``oldest``...) into ``destination`` and
-        writes the recovery settings for the target; returns what was restored."""
+        writes the recovery settings for the target; returns what was restored. ``progress`` is
+        called with the bytes restored; if it raises, the restore stops (the destination is left
+        incomplete, without ``backup_label``) and the exception is re-raised."""
         options = self._options(
             {
                 "target_time": target_time,
@@ -233,7 +245,9 @@ class Server:
         )
         dest = os.fsencode(os.path.abspath(destination))
         with self._lock:
-            return self._call(_lib.pgbak_recover, backup_id.encode(), dest, options)
+            return self._with_progress(
+                progress, _lib.pgbak_recover, backup_id.encode(), dest, options
+            )
 
     def list_backups(self) -> List[Report]:
         """Every backup, newest first."""

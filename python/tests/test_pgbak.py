@@ -152,6 +152,30 @@ def test_a_kept_backup_is_not_deleted():
 
 
 @needs_cluster
+def test_a_progress_callback_that_raises_stops_the_restore():
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop()
+
+    dest = WORK / "stopped"
+    with pgbak.Server("main", config=CONFIG) as server:
+        with pytest.raises(Stop):
+            server.recover("latest", dest, target_immediate=True, progress=stop)
+        # Incomplete, and marked so: PostgreSQL would not start it.
+        assert dest.is_dir()
+        assert not (dest / "backup_label").exists()
+        seen = []
+        report = server.recover(
+            "latest", WORK / "whole", target_immediate=True, progress=lambda d, t: seen.append((d, t))
+        )
+        assert report["restore"]["bytes_written"] > 0
+        assert seen[-1][0] >= report["restore"]["bytes_written"], seen[-1]
+        assert (WORK / "whole" / "backup_label").exists()
+
+
+@needs_cluster
 def test_a_progress_callback_that_raises_cancels_the_backup():
     class Stop(Exception):
         pass

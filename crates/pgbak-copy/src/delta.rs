@@ -382,7 +382,7 @@ impl TarVisitor for DeltaExtractor {
     fn entry_data(&mut self, data: &[u8]) -> Result<()> {
         match self.current.as_mut() {
             Some(f) => {
-                crate::meter::tick(&self.progress, data.len());
+                crate::meter::tick(&self.progress, data.len(), self.inner.root())?;
                 f.write(data)
             }
             None => self.inner.entry_data(data),

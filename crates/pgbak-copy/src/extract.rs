@@ -375,7 +375,7 @@ impl TarVisitor for TarExtractor {
                 .write_all(data)
                 .map_err(|e| Error::io("write", &open.path, e))?;
             open.written += data.len() as u64;
-            crate::meter::tick(&self.opts.progress, data.len());
+            crate::meter::tick(&self.opts.progress, data.len(), &open.path)?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ struct Counters {
     done: AtomicU64,
     /// The expected total plus one; 0 while it is not known.
     total: AtomicU64,
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 impl Meter {
@@ -40,6 +41,16 @@ impl Meter {
         self.inner.done.load(Ordering::Relaxed)
     }
 
+    /// Asks the work counted here to stop: its next count fails.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Meter::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
     /// The expected total, when known.
     pub fn total(&self) -> Option<u64> {
         match self.inner.total.load(Ordering::Relaxed) {
@@ -49,11 +60,25 @@ impl Meter {
     }
 }
 
-/// Adds to `meter`, if any.
-pub(crate) fn tick(meter: &Option<Meter>, n: usize) {
+/// Adds to `meter`, if any; fails once the meter is cancelled (naming `path`, the file being
+/// written).
+pub(crate) fn tick(meter: &Option<Meter>, n: usize, path: &std::path::Path) -> crate::Result<()> {
     if let Some(m) = meter {
         m.add(n as u64);
+        if m.is_cancelled() {
+            return Err(cancelled(path));
+        }
     }
+    Ok(())
+}
+
+/// The error of work stopped by [`Meter::cancel`].
+pub fn cancelled(path: &std::path::Path) -> crate::Error {
+    crate::Error::io(
+        "stop at",
+        path,
+        std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled by the caller"),
+    )
 }
 
 #[cfg(test)]
@@ -75,5 +100,10 @@ mod tests {
         });
         assert_eq!(m.done(), 4000);
         assert_eq!(m.total(), Some(4000));
+        let p = std::path::Path::new("f");
+        assert!(tick(&Some(m.clone()), 1, p).is_ok());
+        m.clone().cancel();
+        assert!(m.is_cancelled());
+        assert!(tick(&Some(m), 1, p).is_err());
     }
 }

@@ -137,11 +137,13 @@ pub fn restore_tree(src: &Path, dest: &Path, opts: &TreeRestoreOptions) -> Resul
                             &mut tracker,
                             &mut buf,
                         );
-                        if let Ok(Outcome::Written(n) | Outcome::Unchanged(n)) = &r {
-                            if let Some(m) = &xopts.progress {
-                                m.add(*n);
+                        let r = match r {
+                            Ok(Outcome::Written(n) | Outcome::Unchanged(n)) => {
+                                crate::meter::tick(&xopts.progress, n as usize, &dest.join(rel))
+                                    .and(r)
                             }
-                        }
+                            e => e,
+                        };
                         match r {
                             Ok(Outcome::Written(n)) => {
                                 mine.files_written += 1;

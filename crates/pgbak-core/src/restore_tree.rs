@@ -206,6 +206,13 @@ pub(crate) fn restore_data(
         for name in ["backup_label", "global/pg_control"] {
             let _ = fs::remove_file(opts.dest.join(name));
         }
+        if opts.progress.as_ref().is_some_and(|m| m.is_cancelled()) {
+            return Err(Error::Cancelled(format!(
+                "the restore of backup {} into {} was stopped by its caller; the destination is incomplete",
+                backup.backup_id,
+                opts.dest.display()
+            )));
+        }
         return Err(e);
     }
     Ok(report)

@@ -283,7 +283,7 @@ impl ConcurrentBackup {
         let conn = PgConnection::connect(server, conninfo)?;
         let version = conn.server_version_num()?;
         if version < 130000 {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "server '{server}': PostgreSQL {version} is not supported by the rsync method (13 or later is needed)"
             )));
         }

@@ -208,7 +208,7 @@ impl Server {
             return Ok(conn);
         }
         self.connect_primary()?.ok_or_else(|| {
-            Error::Other(format!(
+            Error::Usage(format!(
                 "server '{}' is a standby: set primary_conninfo so that pgbak switches WAL on its primary",
                 self.config.name
             ))

@@ -59,8 +59,8 @@
 // An opened server of a pgbak configuration: what every workflow call takes.
 typedef struct pgbak_server pgbak_server;
 
-// Progress of a long call (a backup's copy): bytes done and the expected total, or -1 when
-// the total is not known. Called on the thread running the call.
+// Progress of a long call (a backup's copy, a restore's data): bytes done and the expected
+// total, or -1 when the total is not known. Called on the thread that made the call.
 typedef void (*pgbak_progress_fn)(void *user, uint64_t done, int64_t total);
 
 #ifdef __cplusplus
@@ -88,8 +88,10 @@ void pgbak_close(pgbak_server *h);
 // passed back as is; it is used on the thread that runs the call.
 int pgbak_set_progress(pgbak_server *h, pgbak_progress_fn callback, void *user);
 
-// Asks the call running on the handle (or the next one) to stop: a backup stops copying,
-// is marked FAILED and its call returns `PGBAK_CANCELLED`. Safe from any thread.
+// Asks the call running on the handle (or the next one) to stop: a backup stops copying and
+// is marked FAILED; a restore stops writing and leaves an incomplete destination without
+// `backup_label` (PostgreSQL will not start it); the call returns `PGBAK_CANCELLED`. Other
+// calls run to their end. Safe from any thread.
 int pgbak_cancel(const pgbak_server *h);
 
 // Takes a backup. `options`: JSON object with `immediate_checkpoint`, `wait`, `wait_timeout`

@@ -69,8 +69,8 @@ pub const PGBAK_INTERNAL: c_int = 14;
 
 static VERSION: &[u8] = concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes();
 
-/// Progress of a long call (a backup's copy): bytes done and the expected total, or -1 when
-/// the total is not known. Called on the thread running the call.
+/// Progress of a long call (a backup's copy, a restore's data): bytes done and the expected
+/// total, or -1 when the total is not known. Called on the thread that made the call.
 pub type PgbakProgressFn = Option<unsafe extern "C" fn(user: *mut c_void, done: u64, total: i64)>;
 
 /// An opened server of a pgbak configuration: what every workflow call takes.
@@ -280,8 +280,10 @@ pub unsafe extern "C" fn pgbak_set_progress(
     })
 }
 
-/// Asks the call running on the handle (or the next one) to stop: a backup stops copying,
-/// is marked FAILED and its call returns `PGBAK_CANCELLED`. Safe from any thread.
+/// Asks the call running on the handle (or the next one) to stop: a backup stops copying and
+/// is marked FAILED; a restore stops writing and leaves an incomplete destination without
+/// `backup_label` (PostgreSQL will not start it); the call returns `PGBAK_CANCELLED`. Other
+/// calls run to their end. Safe from any thread.
 #[no_mangle]
 pub unsafe extern "C" fn pgbak_cancel(h: *const PgbakServer) -> c_int {
     guarded(|| {
@@ -441,7 +443,38 @@ pub unsafe extern "C" fn pgbak_recover(
                 .map(|f| std::path::absolute(f).map_err(|e| Error::io("resolve", f, e)))
                 .transpose()?,
         };
-        let summary = recover(&h.server, &opts)?;
+        // The restore runs on a worker while this thread, the caller's, reports its progress
+        // and passes a cancellation on.
+        let meter = pgbak_core::Meter::new();
+        opts.progress = Some(meter.clone());
+        let callback = *h.progress.lock().unwrap_or_else(|p| p.into_inner());
+        let report_progress = || {
+            if let Some(c) = callback {
+                let total = meter.total().map_or(-1, |t| t as i64);
+                // SAFETY: the caller registered this function for this purpose.
+                unsafe { (c.f)(c.user, meter.done(), total) };
+            }
+        };
+        // Once before the restore starts: a caller that stops at once writes nothing.
+        report_progress();
+        if h.cancel.load(Ordering::SeqCst) {
+            meter.cancel();
+        }
+        let summary = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| recover(&h.server, &opts));
+            while !worker.is_finished() {
+                if h.cancel.load(Ordering::SeqCst) {
+                    meter.cancel();
+                }
+                report_progress();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            match worker.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })?;
+        report_progress();
         put_report(report, &summary)
     })
 }
