@@ -168,6 +168,8 @@ fn long_commands_draw_a_bar_on_a_terminal_only() {
         cluster.psql("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 1000) g");
         cluster.psql("SELECT pg_switch_wal()");
     }
+    let shown = on_a_terminal(&env, &["backup", "main", "--wait"]);
+    assert!(shown.contains("eta") && shown.contains("DONE"), "{shown}");
     let second = env.backup_wait().json()["backup_id"]
         .as_str()
         .unwrap()

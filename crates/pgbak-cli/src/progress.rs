@@ -1,5 +1,6 @@
-//! Progress: a bar with rate and ETA on a terminal (backup, recover, verify-backup); a backup
-//! also logs a line every few seconds when stderr is not a terminal.
+//! Progress: a bar with rate and ETA on a terminal (backup, recover, verify-backup, delete,
+//! rebuild-xlogdb); nothing on stderr otherwise (a backup then logs its progress every few
+//! seconds in pgbak's log at level debug).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -57,15 +58,12 @@ impl pgbak_copy::CopyProgress for Progress {
             self.last_line = Instant::now();
             let secs = self.started.elapsed().as_secs_f64().max(0.001);
             let mb = bytes as f64 / 1e6;
-            match self.total {
-                Some(t) if t > 0 => eprintln!(
-                    "progress: {mb:.0} MB of {:.0} MB ({:.0}%), {:.0} MB/s",
-                    t as f64 / 1e6,
-                    bytes as f64 * 100.0 / t as f64,
-                    mb / secs
-                ),
-                _ => eprintln!("progress: {mb:.0} MB, {:.0} MB/s", mb / secs),
-            }
+            tracing::debug!(
+                megabytes = mb.round(),
+                total_megabytes = self.total.map(|t| (t as f64 / 1e6).round()),
+                megabytes_per_second = (mb / secs).round(),
+                "backup progress"
+            );
         }
     }
 }
