@@ -1,11 +1,17 @@
-//! Handlers of the commands that live outside `main.rs`, one module per group of commands.
+//! One module per command or group of commands: each parses nothing (clap did), builds the
+//! parts, calls the library and prints what it returns.
 
+pub mod backup;
 pub mod check;
+pub mod cron;
 pub mod delete;
+pub mod generated;
 pub mod inspect;
 pub mod keep;
+pub mod listing;
 pub mod lock_cleanup;
 pub mod receive_wal;
+pub mod recover;
 pub mod show_backup;
 pub mod verify;
 pub mod wal;

@@ -22,6 +22,21 @@ fn server(cli: &Cli, name: &str) -> Result<Server> {
     Server::new(&config, name)
 }
 
+/// `archive-wal SERVER PATH`, PostgreSQL's hot path: read the configuration, store the file,
+/// nothing else (hook scripts run only when some archive hook is configured).
+pub fn archive_wal(cli: &Cli, name: &str, path: &std::path::Path) -> Result<u8> {
+    let server = Server::new(&crate::load(cli)?, name)?;
+    match pgbak_core::hooks::archive_file(&server, &server.wal_archive()?, path)? {
+        pgbak_core::wal_archive::ArchiveOutcome::Stored { .. } => {}
+        pgbak_core::wal_archive::ArchiveOutcome::AlreadyArchived { name } => {
+            if !cli.quiet {
+                eprintln!("{name} was already archived with identical content");
+            }
+        }
+    }
+    Ok(0)
+}
+
 /// `get-wal`: one file to a path, a folder or standard output; `--peek` lists; `--bundle` sends
 /// a tar stream of following segments for `wal-restore`.
 pub fn get_wal(cli: &Cli, a: &GetWalArgs) -> Result<u8> {
