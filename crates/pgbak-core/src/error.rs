@@ -66,6 +66,11 @@ pub enum Error {
     /// had written is cleaned up as for any failure.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A failure of a known kind that is not about a backup, said plainly (a replication slot
+    /// that does not exist or is in use, another cluster behind the connection...). Its exit
+    /// code is 1 whatever the kind.
+    #[error("{message}")]
+    Kind { kind: ErrorKind, message: String },
     /// Anything else, said plainly.
     #[error("{0}")]
     Other(String),
@@ -156,6 +161,14 @@ impl From<pgbak_repo::Error> for Error {
 }
 
 impl Error {
+    /// A failure of kind `kind` with `message` (exit code 1).
+    pub fn kind_of(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Kind {
+            kind,
+            message: message.into(),
+        }
+    }
+
     /// Wraps an I/O error with what was being done and where.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -184,6 +197,7 @@ impl Error {
             Error::WalConflict { .. } | Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::HookAborted { .. } => ErrorKind::Refused,
             Error::Cancelled(_) => ErrorKind::Cancelled,
+            Error::Kind { kind, .. } => *kind,
             Error::Copy(pgbak_copy::Error::HostileTar { .. }) => ErrorKind::Corrupt,
             Error::Wal(e) | Error::Copy(pgbak_copy::Error::Wal(e)) => {
                 use pgbak_wal::Error as W;
@@ -262,6 +276,24 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_typed_message_keeps_its_kind_its_text_and_exit_code_1() {
+        let e = Error::kind_of(
+            ErrorKind::NotFound,
+            "server 'main': replication slot 'x' does not exist",
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            e.to_string(),
+            "server 'main': replication slot 'x' does not exist"
+        );
+        assert_eq!(Error::Usage("u".into()).exit_code(), 2);
+        assert_eq!(Error::Usage("u".into()).kind(), ErrorKind::Usage);
+        assert_eq!(Error::Other("o".into()).kind(), ErrorKind::Other);
+    }
+
     use super::*;
 
     fn missing_bucket() -> pgbak_storage::Error {

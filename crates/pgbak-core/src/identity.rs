@@ -3,6 +3,7 @@
 //! `pgbak check` compares the live server's system identifier with it, so that a catalogue is
 //! never fed by another cluster (a re-initialised or swapped server) without anyone noticing.
 
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_storage::{CommitMode, StorageBackend};
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ pub fn record_identity(
 ) -> Result<bool> {
     if let Some(existing) = read_identity(meta)? {
         if existing.systemid != systemid {
-            return Err(Error::Other(format!(
+            return Err(Error::kind_of(ErrorKind::Refused, format!(
                 "the system identifier of the PostgreSQL server ({systemid}) is not the one this catalogue belongs to ({}, recorded in {}): a different cluster is connected",
                 existing.systemid,
                 identity_location(meta)

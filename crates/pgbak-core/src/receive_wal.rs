@@ -22,6 +22,7 @@ pub use control::{
 
 use crate::locks::LockName;
 use crate::server::Server;
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_wal::receiver::{choose_start, StartPoint};
 use pgbak_wal::{
@@ -400,7 +401,7 @@ async fn session(
 fn check_system(server: &Server, systemid: &str, version: u32, seg_size: u64) -> Result<()> {
     let cfg = &server.config;
     let mismatch = |what: String, other: String| {
-        Error::Other(format!(
+        Error::kind_of(ErrorKind::Refused, format!(
             "server '{}': the PostgreSQL server has system identifier {systemid}, but {what} belongs to system {other}: conninfo/streaming_conninfo point at another cluster. Nothing was written",
             cfg.name
         ))
@@ -507,14 +508,14 @@ async fn ensure_slot(
             })?
         }
         None => {
-            return Err(Error::Other(format!(
+            return Err(Error::kind_of(ErrorKind::NotFound, format!(
                 "server '{}': replication slot '{name}' does not exist; create it with `pgbak receive-wal --create-slot {}` or set create_slot = auto",
                 cfg.name, cfg.name
             )))
         }
     };
     if !info.is_physical() {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(ErrorKind::Usage, format!(
             "server '{}': replication slot '{name}' is a {} slot; WAL can only be streamed from a physical slot. Choose another slot_name",
             cfg.name, info.slot_type
         )));

@@ -8,6 +8,7 @@ use super::archiver::{sweep_now, ArchiverStats};
 use super::{check_config, check_system, read_slot, segment_start, streaming_params};
 use crate::locks::{LockError, LockName};
 use crate::server::Server;
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_wal::{ReplicationClient, SegmentName, WalFileName};
 use std::fmt;
@@ -51,18 +52,21 @@ pub fn create_slot(server: &Server, if_not_exists: bool) -> Result<SlotCreation>
             Ok(()) => SlotCreation::Created,
             Err(e) if e.sqlstate() == Some("42710") => {
                 if !if_not_exists {
-                    return Err(Error::Other(format!(
+                    return Err(Error::kind_of(ErrorKind::Usage, format!(
                         "server '{}': replication slot '{name}' already exists (use --if-not-exists to accept an existing slot)",
                         server.name()
                     )));
                 }
                 match read_slot(server, &mut client, name).await? {
                     Some(info) if !info.is_physical() => {
-                        return Err(Error::Other(format!(
-                            "server '{}': replication slot '{name}' exists but is a {} slot",
-                            server.name(),
-                            info.slot_type
-                        )))
+                        return Err(Error::kind_of(
+                            ErrorKind::Usage,
+                            format!(
+                                "server '{}': replication slot '{name}' exists but is a {} slot",
+                                server.name(),
+                                info.slot_type
+                            ),
+                        ))
                     }
                     _ => SlotCreation::AlreadyExists,
                 }
@@ -84,13 +88,13 @@ pub fn drop_slot(server: &Server) -> Result<()> {
         match client.drop_slot(name, false).await {
             Ok(()) => {}
             Err(e) if e.sqlstate() == Some("42704") => {
-                return Err(Error::Other(format!(
+                return Err(Error::kind_of(ErrorKind::NotFound, format!(
                     "server '{}': replication slot '{name}' does not exist",
                     server.name()
                 )))
             }
             Err(e) if e.sqlstate() == Some("55006") => {
-                return Err(Error::Other(format!(
+                return Err(Error::kind_of(ErrorKind::InUse, format!(
                     "server '{}': replication slot '{name}' is in use; stop receive-wal first (`pgbak receive-wal --stop {}`): {e}",
                     server.name(),
                     server.name()
