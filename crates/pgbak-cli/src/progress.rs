@@ -135,13 +135,8 @@ impl MeterBar {
         self.meter.clone()
     }
 
-    /// Removes the bar.
-    pub fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    /// Removes the bar (before the command prints its result): what dropping it does.
+    pub fn finish(self) {}
 }
 
 impl Drop for MeterBar {

@@ -579,9 +579,13 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<ExtractStats> {
     copy_tree_with(src, dest, &ExtractOptions::default())
 }
 
-/// [`copy_tree`] with options: `tablespace_remap` relinks `pg_tblspc/<oid>` (relative to `src`),
-/// `replace_existing` and `sync` work as for extraction.
-pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<ExtractStats> {
+/// Checks that `src` is a folder and `dest` (created if missing) is not inside it, before a tree
+/// copy: returns the source's metadata and the destination's durability tracker.
+pub(crate) fn prepare_tree_copy(
+    src: &Path,
+    dest: &Path,
+    sync: SyncMethod,
+) -> Result<(fs::Metadata, SyncTracker)> {
     let src_meta = fs::metadata(src).map_err(|e| Error::io("stat", src, e))?;
     if !src_meta.is_dir() {
         return Err(Error::io(
@@ -590,7 +594,7 @@ pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<
             io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
         ));
     }
-    let mut sync = SyncTracker::new(opts.sync, dest);
+    let mut sync = SyncTracker::new(sync, dest);
     prepare_root(dest, &mut sync)?;
     // A destination inside the source would be copied into itself without end.
     let src_real = fs::canonicalize(src).map_err(|e| Error::io("resolve", src, e))?;
@@ -602,6 +606,13 @@ pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<
         );
         return Err(Error::io("copy", dest, nested));
     }
+    Ok((src_meta, sync))
+}
+
+/// [`copy_tree`] with options: `tablespace_remap` relinks `pg_tblspc/<oid>` (relative to `src`),
+/// `replace_existing` and `sync` work as for extraction.
+pub fn copy_tree_with(src: &Path, dest: &Path, opts: &ExtractOptions) -> Result<ExtractStats> {
+    let (src_meta, sync) = prepare_tree_copy(src, dest, opts.sync)?;
     let mut copier = TreeCopier {
         opts,
         sync,

@@ -55,7 +55,7 @@ pub use extract::{
     copy_tree, copy_tree_with, extract_stored_tar, extract_tar, ExtractOptions, ExtractStats,
     TarExtractor,
 };
-pub use meter::{cancelled, Meter};
+pub use meter::{tick as count_progress, Meter};
 pub use rsync::RsyncCopy;
 pub use strategy::{
     BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, NoProgress, OutputFile,

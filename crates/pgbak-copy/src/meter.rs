@@ -62,7 +62,7 @@ impl Meter {
 
 /// Adds to `meter`, if any; fails once the meter is cancelled (naming `path`, the file being
 /// written).
-pub(crate) fn tick(meter: &Option<Meter>, n: usize, path: &std::path::Path) -> crate::Result<()> {
+pub fn tick(meter: &Option<Meter>, n: usize, path: &std::path::Path) -> crate::Result<()> {
     if let Some(m) = meter {
         m.add(n as u64);
         if m.is_cancelled() {
@@ -73,7 +73,7 @@ pub(crate) fn tick(meter: &Option<Meter>, n: usize, path: &std::path::Path) -> c
 }
 
 /// The error of work stopped by [`Meter::cancel`].
-pub fn cancelled(path: &std::path::Path) -> crate::Error {
+fn cancelled(path: &std::path::Path) -> crate::Error {
     crate::Error::io(
         "stop at",
         path,

@@ -9,8 +9,8 @@
 use crate::delta::{self, DeltaFile, Outcome, RestoreStats};
 use crate::durable::SyncTracker;
 use crate::extract::{
-    apply_deferred_modes, copy_regular_file, prepare_root, set_dir_mode, tablespace_oid,
-    ExtractOptions, ExtractStats, TreeCopier, MODE_MASK,
+    apply_deferred_modes, copy_regular_file, set_dir_mode, tablespace_oid, ExtractOptions,
+    ExtractStats, TreeCopier, MODE_MASK,
 };
 use crate::{Error, Result};
 use std::collections::HashSet;
@@ -38,24 +38,9 @@ const COMPARE_BUFFER: usize = 1 << 20;
 
 /// Copies the plain tree `src` to `dest` (created if missing) with `opts.jobs` workers.
 pub fn restore_tree(src: &Path, dest: &Path, opts: &TreeRestoreOptions) -> Result<RestoreStats> {
-    let src_meta = fs::metadata(src).map_err(|e| Error::io("stat", src, e))?;
-    if !src_meta.is_dir() {
-        let e = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
-        return Err(Error::io("copy", src, e));
-    }
     let mut xopts = opts.extract.clone();
     xopts.replace_existing |= opts.delta;
-    let mut sync = SyncTracker::new(xopts.sync, dest);
-    prepare_root(dest, &mut sync)?;
-    let src_real = fs::canonicalize(src).map_err(|e| Error::io("resolve", src, e))?;
-    let dest_real = fs::canonicalize(dest).map_err(|e| Error::io("resolve", dest, e))?;
-    if dest_real.starts_with(&src_real) {
-        let nested = io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the destination is inside the source",
-        );
-        return Err(Error::io("copy", dest, nested));
-    }
+    let (src_meta, sync) = crate::extract::prepare_tree_copy(src, dest, xopts.sync)?;
     let mut copier = TreeCopier {
         opts: &xopts,
         sync,

@@ -7,7 +7,7 @@ use crate::delete::DeleteReport;
 use crate::keep::{keep_target, KeepTarget};
 use crate::maintenance::{CronReport, SwitchReport};
 use crate::recover::RecoverySummary;
-use crate::retention::{retention_status, RetentionStatus};
+use crate::retention::RetentionStatus;
 use crate::server::Server;
 use crate::{Error, Result};
 use serde::ser::{SerializeMap, Serializer};
@@ -62,16 +62,27 @@ impl Serialize for BackupDetails {
     }
 }
 
-/// Retention labels of every backup; a policy that cannot be applied (a bad
-/// `retention_policy`) must not hide the backups: their label is then unknown.
-fn retention_labels(server: &Server) -> BTreeMap<String, RetentionStatus> {
-    match retention_status(server) {
+/// Every backup of the server (oldest first) with its keep and its retention label, the
+/// catalogue read once. A policy that cannot be applied (a bad `retention_policy`) must not hide
+/// the backups: their label is then unknown.
+fn catalogue_details(server: &Server) -> Result<Vec<BackupDetails>> {
+    let backups = server.backups()?;
+    let mut keeps = crate::keep::keep_targets(&server.catalogue(), &backups)?;
+    let mut labels = match crate::retention::retention_status_of(server, &backups, &keeps) {
         Ok(all) => all,
         Err(e) => {
             tracing::warn!("server '{}': retention status unknown: {e}", server.name());
             BTreeMap::new()
         }
-    }
+    };
+    Ok(backups
+        .into_iter()
+        .map(|info| BackupDetails {
+            retention_status: labels.remove(&info.backup_id),
+            keep_target: keeps.remove(&info.backup_id),
+            info,
+        })
+        .collect())
 }
 
 /// One backup (an id, or `latest`, `oldest`, ...), with its retention and keep status.
@@ -82,37 +93,25 @@ pub fn backup_details(server: &Server, backup_id: &str) -> Result<BackupDetails>
     } else {
         cat.resolve(backup_id)?.backup_id
     };
-    let info = server
-        .backups()?
+    match catalogue_details(server)?
         .into_iter()
-        .find(|b| b.backup_id == id)
-        .map(Ok)
-        .unwrap_or_else(|| cat.read(&id))?;
-    let retention_status = retention_labels(server).get(&id).copied();
-    let keep_target = keep_target(&cat, &id)?;
-    Ok(BackupDetails {
-        info,
-        retention_status,
-        keep_target,
-    })
+        .find(|d| d.info.backup_id == id)
+    {
+        Some(d) => Ok(d),
+        // Not listed (its record alone may still be read): shown with what is known.
+        None => Ok(BackupDetails {
+            info: cat.read(&id)?,
+            retention_status: None,
+            keep_target: keep_target(&cat, &id)?,
+        }),
+    }
 }
 
 /// Every backup of the server, newest first.
 pub fn list_backups(server: &Server) -> Result<Vec<BackupDetails>> {
-    let mut backups = server.backups()?;
-    backups.reverse();
-    let labels = retention_labels(server);
-    let cat = server.catalogue();
-    backups
-        .into_iter()
-        .map(|info| {
-            Ok(BackupDetails {
-                retention_status: labels.get(&info.backup_id).copied(),
-                keep_target: keep_target(&cat, &info.backup_id)?,
-                info,
-            })
-        })
-        .collect()
+    let mut all = catalogue_details(server)?;
+    all.reverse();
+    Ok(all)
 }
 
 impl Serialize for RecoverySummary {
@@ -227,14 +226,21 @@ pub struct KeepStatus {
     pub keep: &'static str,
 }
 
+impl KeepStatus {
+    /// Backup `backup_id` of `server`, kept as `target` (or not kept).
+    pub fn new(server: &Server, backup_id: &str, target: Option<KeepTarget>) -> Self {
+        KeepStatus {
+            server: server.name().to_string(),
+            backup_id: backup_id.to_string(),
+            keep: target.map_or("nokeep", KeepTarget::as_str),
+        }
+    }
+}
+
 /// The keep status of one backup (an id, `latest`, ...).
 pub fn keep_status(server: &Server, backup_id: &str) -> Result<KeepStatus> {
     let (info, target) = crate::keep::keep_status(server, backup_id)?;
-    Ok(KeepStatus {
-        server: server.name().to_string(),
-        backup_id: info.backup_id,
-        keep: target.map_or("nokeep", KeepTarget::as_str),
-    })
+    Ok(KeepStatus::new(server, &info.backup_id, target))
 }
 
 impl Serialize for crate::receive_wal::ReceiveWalReport {

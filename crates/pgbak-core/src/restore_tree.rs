@@ -185,12 +185,7 @@ pub(crate) fn restore_data(
     let result = if chain.is_incremental() {
         // The chain combined into full files, its archives (data directory, tablespaces) side
         // by side.
-        let xopts = ExtractOptions {
-            tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
-            replace_existing: opts.force,
-            progress: opts.progress.clone(),
-            ..Default::default()
-        };
+        let xopts = base_extract_options(opts, locations);
         chain
             .restore(server, &opts.dest, locations, &xopts, jobs)
             .map(|s| {
@@ -218,6 +213,26 @@ pub(crate) fn restore_data(
     Ok(report)
 }
 
+/// How a restore writes a tree: replacing only with `--force`, counted on its progress meter.
+fn extract_options(opts: &RecoverOptions) -> ExtractOptions {
+    ExtractOptions {
+        replace_existing: opts.force,
+        progress: opts.progress.clone(),
+        ..Default::default()
+    }
+}
+
+/// [`extract_options`] for the data directory, whose `pg_tblspc` links point at `locations`.
+fn base_extract_options(
+    opts: &RecoverOptions,
+    locations: &BTreeMap<u32, PathBuf>,
+) -> ExtractOptions {
+    ExtractOptions {
+        tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        ..extract_options(opts)
+    }
+}
+
 fn restore_plain(
     server: &Server,
     backup: &BackupInfo,
@@ -232,11 +247,7 @@ fn restore_plain(
         detail: "a plain backup in an object store".into(),
     })?;
     let topts = TreeRestoreOptions {
-        extract: ExtractOptions {
-            replace_existing: opts.force,
-            progress: opts.progress.clone(),
-            ..Default::default()
-        },
+        extract: extract_options(opts),
         jobs,
         delta: opts.delta_on(),
     };
@@ -265,22 +276,13 @@ fn restore_tar(
     let mut streams = vec![(
         find_archive(store, id, "base.tar")?,
         opts.dest.clone(),
-        ExtractOptions {
-            tablespace_remap: locations.iter().map(|(k, v)| (*k, v.clone())).collect(),
-            replace_existing: opts.force,
-            progress: opts.progress.clone(),
-            ..Default::default()
-        },
+        base_extract_options(opts, locations),
     )];
     for (oid, loc) in locations {
         streams.push((
             find_archive(store, id, &format!("{oid}.tar"))?,
             loc.clone(),
-            ExtractOptions {
-                replace_existing: opts.force,
-                progress: opts.progress.clone(),
-                ..Default::default()
-            },
+            extract_options(opts),
         ));
     }
     for (_, dest, _) in &streams {

@@ -284,12 +284,21 @@ fn chain_root(b: &BackupInfo, backups: &[BackupInfo]) -> Option<String> {
 pub fn retention_status(server: &Server) -> Result<BTreeMap<String, RetentionStatus>> {
     let backups = server.backups()?;
     let keeps = keep_targets(&server.catalogue(), &backups)?;
+    retention_status_of(server, &backups, &keeps)
+}
+
+/// The retention status of `backups` (all of `server`'s) with their `keeps`, already read, now.
+pub fn retention_status_of(
+    server: &Server,
+    backups: &[BackupInfo],
+    keeps: &BTreeMap<String, KeepTarget>,
+) -> Result<BTreeMap<String, RetentionStatus>> {
     let policy = RetentionPolicy::of(&server.config)?;
     Ok(classify(
         policy.as_ref(),
         server.config.minimum_redundancy,
-        &backups,
-        &keeps,
+        backups,
+        keeps,
         crate::clock::now(),
     ))
 }

@@ -581,10 +581,8 @@ pub unsafe extern "C" fn pgbak_keep(
             }
         };
         let info = pgbak_core::keep(&h.server, id, target)?;
-        put_report(
-            report,
-            &pgbak_core::reports::keep_status(&h.server, &info.backup_id)?,
-        )
+        let status = pgbak_core::reports::KeepStatus::new(&h.server, &info.backup_id, Some(target));
+        put_report(report, &status)
     })
 }
 
@@ -598,10 +596,8 @@ pub unsafe extern "C" fn pgbak_release_keep(
     on_server(h, |h| {
         let id = text(backup_id, "backup_id")?;
         let info = pgbak_core::release_keep(&h.server, id)?;
-        put_report(
-            report,
-            &pgbak_core::reports::keep_status(&h.server, &info.backup_id)?,
-        )
+        let status = pgbak_core::reports::KeepStatus::new(&h.server, &info.backup_id, None);
+        put_report(report, &status)
     })
 }
 

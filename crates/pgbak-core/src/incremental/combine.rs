@@ -390,17 +390,6 @@ fn open_for_blocks(path: &Path) -> pgbak_copy::Result<File> {
         })
 }
 
-/// Adds the bytes of blocks written to the restore's progress; fails once it is cancelled.
-fn tick(progress: &Option<pgbak_copy::Meter>, n: usize, path: &Path) -> pgbak_copy::Result<()> {
-    if let Some(m) = progress {
-        m.add(n as u64);
-        if m.is_cancelled() {
-            return Err(pgbak_copy::cancelled(path));
-        }
-    }
-    Ok(())
-}
-
 fn write_at(file: &File, path: &Path, data: &[u8], offset: u64) -> pgbak_copy::Result<()> {
     file.write_all_at(data, offset)
         .map_err(|e| pgbak_copy::Error::Io {
@@ -544,7 +533,7 @@ impl TarVisitor for NewestVisitor<'_> {
                     if within == 0 {
                         stats.newest_blocks += 1;
                     }
-                    tick(progress, bytes.len(), path)?;
+                    pgbak_copy::count_progress(progress, bytes.len(), path)?;
                     write_at(file, path, bytes, b as u64 * BLCKSZ + within)
                 })
             }
@@ -662,7 +651,7 @@ impl TarVisitor for AncestorVisitor<'_> {
                     let within = *offset % BLCKSZ;
                     let take = ((BLCKSZ - within) as usize).min(data.len());
                     if b < *blocks as u64 && needed.is_needed(b as u32) {
-                        tick(progress, take, abs)?;
+                        pgbak_copy::count_progress(progress, take, abs)?;
                         write_at(file, abs, &data[..take], *offset)?;
                         if within + take as u64 == BLCKSZ {
                             stats.ancestor_blocks += 1;
@@ -685,7 +674,7 @@ impl TarVisitor for AncestorVisitor<'_> {
                     if within == 0 {
                         stats.ancestor_blocks += 1;
                     }
-                    tick(progress, bytes.len(), path)?;
+                    pgbak_copy::count_progress(progress, bytes.len(), path)?;
                     write_at(file, path, bytes, b as u64 * BLCKSZ + within)
                 })
             }
