@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pgbak_compress::{Codec, Compression, Level};
-use pgbak_core::wal_archive::WalArchive;
+use pgbak_core::wal::WalArchive;
 use pgbak_storage::LocalStorage;
 use std::cell::Cell;
 

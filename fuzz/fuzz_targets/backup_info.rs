@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(info) = parse_backup_info(data, ID) else {
         return;
     };
-    assert!(info.format_version <= pgbak_core::catalogue::FORMAT_VERSION);
+    assert!(info.format_version <= pgbak_core::fuzzing::FORMAT_VERSION);
     // A record is only read from the folder of the backup it describes: ids become paths.
     assert_eq!(info.backup_id, ID);
     // Written as the catalogue writes it, it reads back the same. Seconds are compared with a

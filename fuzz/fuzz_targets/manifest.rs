@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgbak_core::manifest::BackupManifest;
+use pgbak_core::fuzzing::BackupManifest;
 
 fuzz_target!(|data: &[u8]| {
     let _ = BackupManifest::computed_checksum(data);

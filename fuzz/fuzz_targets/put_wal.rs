@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use pgbak_compress::{Codec, Compression, Compressor};
 use pgbak_core::fuzzing::put_wal_receive;
-use pgbak_core::wal_archive::ArchiveOutcome;
-use pgbak_core::wal_tar::{sums_line, write_end, write_entry, SumKind, Summer};
+use pgbak_core::fuzzing::ArchiveOutcome;
+use pgbak_core::fuzzing::{sums_line, write_end, write_entry, SumKind, Summer};
 use pgbak_fuzz::{fix_tar_checksums, scratch_dir};
 use pgbak_wal::WalFileName;
 use std::io::Write;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgbak_core::wal_archive::{check_segment, parse_segment_header};
+use pgbak_core::fuzzing::{check_segment, parse_segment_header};
 use pgbak_wal::segment::{validate_segment_size, SegmentName, WalFileName};
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pgbak_core::wal_tar::{parse_sums, sums_line};
+use pgbak_core::fuzzing::{parse_sums, sums_line};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

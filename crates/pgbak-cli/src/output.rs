@@ -64,7 +64,7 @@ pub fn redact_json(value: &mut serde_json::Value) {
     }
 }
 
-pub use pgbak_core::units::human_size;
+pub use pgbak_core::human_size;
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use std::time::Instant;
 
 /// The environment variable that moves the clock (test-only; see the module documentation).
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
 pub const TEST_NOW_ENV: &str = "PGBAK_TEST_NOW";
 
 /// The shifted start of this process: never, in a build without `test-hooks`.

@@ -287,7 +287,8 @@ fn remove_unneeded_wal(
 }
 
 /// Ids of backups whose delete was begun but not finished (their folder holds the marker).
-pub fn interrupted_deletes(server: &Server) -> Result<Vec<String>> {
+#[cfg(test)]
+fn interrupted_deletes(server: &Server) -> Result<Vec<String>> {
     Ok(server.catalogue().leftovers()?.marked)
 }
 

@@ -1,8 +1,13 @@
 //! Entry points for the fuzz targets in `fuzz/`: the smallest openings into parsers that are not
 //! public otherwise. Not part of the API; nothing outside the fuzz targets may use them.
 
+pub use crate::catalogue::FORMAT_VERSION;
+pub use crate::manifest::BackupManifest;
+pub use crate::wal_archive::{check_segment, parse_segment_header, ArchiveOutcome};
+pub use crate::wal_tar::{parse_sums, sums_line, write_end, write_entry, SumKind, Summer};
+
 use crate::catalogue::BackupInfo;
-use crate::wal_archive::{ArchiveOutcome, IndexEntry};
+use crate::wal_archive::IndexEntry;
 use crate::Result;
 use std::io::Read;
 use std::path::Path;

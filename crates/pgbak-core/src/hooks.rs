@@ -101,6 +101,7 @@ impl HookEnv {
     }
 
     /// The value of `key` (without prefix).
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&str> {
         self.vars.get(key).map(String::as_str)
     }

@@ -12,7 +12,9 @@ use crate::server::Server;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 
-pub use pgbak_repo::backups::{KeepTarget, KEEP_FILE};
+pub use pgbak_repo::backups::KeepTarget;
+#[cfg(test)]
+use pgbak_repo::backups::KEEP_FILE;
 
 /// The keep target of backup `id`, or `None` when it is not kept. A mark that cannot be
 /// understood counts as `full`, the safe reading (Barman does the same).

@@ -29,61 +29,102 @@
 //! # }
 //! ```
 
-pub mod backup;
-pub mod backup_lock;
-pub mod backup_scan;
-pub mod catalogue;
-pub mod check;
-pub mod clock;
+// Everything below is private: callers use the entry points re-exported here and the few
+// public modules (`config`, `reports`, `wal`, `streaming`). `fuzzing` is for the fuzz targets.
+mod backup;
+mod backup_lock;
+mod backup_scan;
+mod catalogue;
+mod check;
+mod clock;
 pub mod config;
-pub mod delete;
-pub mod diagnose;
+mod delete;
+mod diagnose;
 mod error;
-pub mod fault_points;
+mod fault_points;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod generate_manifest;
-pub mod hooks;
-pub mod identity;
-pub mod incremental;
-pub mod keep;
-pub mod lock_cleanup;
-pub mod locks;
-pub mod maintenance;
-pub mod manifest;
-pub mod pg;
-pub mod put_wal;
-pub mod receive_wal;
-pub mod recover;
-pub mod remote_recover;
+mod generate_manifest;
+mod hooks;
+mod identity;
+mod incremental;
+mod keep;
+mod lock_cleanup;
+mod locks;
+mod maintenance;
+mod manifest;
+mod pg;
+mod put_wal;
+mod receive_wal;
+mod recover;
+mod remote_recover;
 pub mod reports;
-pub mod restore_tree;
-pub mod retention;
-pub mod rsync_backup;
-pub mod rsync_check;
-pub mod server;
-pub mod streaming_status;
-pub mod timelines;
-pub mod units;
-pub mod verify;
-pub mod wal_archive;
-pub mod wal_cleanup;
-pub mod wal_client;
-pub mod wal_status;
-pub mod wal_tar;
+mod restore_tree;
+mod retention;
+mod rsync_backup;
+mod rsync_check;
+mod server;
+mod streaming_status;
+mod timelines;
+mod units;
+mod verify;
+mod wal_archive;
+mod wal_cleanup;
+mod wal_client;
+mod wal_status;
+mod wal_tar;
 
 pub use error::{Error, ErrorKind, Result};
 
 // The entry points.
 pub use backup::{backup, BackupOptions};
 pub use catalogue::{BackupInfo, BackupStatus};
-pub use check::{check_server, CheckOptions, ServerChecks};
-pub use config::Config;
-pub use delete::{delete_backup, DeleteReport};
+pub use check::{
+    check_server, console_lines, json_report, nagios_report, CheckOptions, NagiosReport,
+    ServerChecks,
+};
+pub use config::{Config, ConfigError};
+pub use delete::{delete_backup, delete_backup_with, DeleteReport};
+pub use generate_manifest::{generate_manifest, GeneratedManifest};
 pub use keep::{keep, release_keep, KeepTarget};
+pub use lock_cleanup::{lock_directory_cleanup, lock_files, CleanupReport, LockFileState};
+pub use maintenance::{cron, status as server_status, switch_wal, CronReport, SwitchReport};
 pub use pgbak_copy::{CopyProgress, Meter, NoProgress};
 pub use pgbak_repo::BackupProblem;
-pub use recover::{recover, RecoverOptions, RecoverySummary, RecoveryTarget, TargetAction};
+pub use recover::{
+    recover, RecoverOptions, RecoverySummary, RecoveryTarget, TargetAction, WAL_SPOOL_DIR,
+};
 pub use reports::{backup_details, list_backups, BackupDetails};
 pub use server::Server;
-pub use verify::{verify_backup, VerifyOptions, VerifyReport};
+pub use units::human_size;
+pub use verify::{check_backup, verify_backup, VerifyOptions, VerifyReport, WalCheckReport};
+
+/// The WAL archive: what PostgreSQL's `archive_command` and `restore_command` call on the
+/// backup host, and its checks.
+pub mod wal {
+    pub use crate::hooks::archive_file;
+    pub use crate::put_wal::put_wal_with_hooks;
+    pub use crate::wal_archive::{ArchiveOutcome, WalArchive};
+    pub use crate::wal_status::{
+        check_wal_archive, replication_status, ReplicationClient, ReplicationStatus, SlotStatus,
+        WalArchiveCheck,
+    };
+    pub use crate::wal_tar::SumKind;
+
+    /// The client run on the PostgreSQL host (`wal-archive`, `wal-restore`): it reaches the
+    /// backup host over SSH and needs no configuration of its own.
+    pub mod client {
+        pub use crate::wal_client::{
+            test_connection, wal_archive, wal_restore, HelperError, RestoreSource, SshTarget,
+            WalArchiveOptions, WalRestoreOptions,
+        };
+    }
+}
+
+/// Streaming WAL from the server (`receive-wal`) and its replication slot.
+pub mod streaming {
+    pub use crate::receive_wal::{
+        create_slot, drop_slot, receive_wal, reset, stop, ProcessLauncher, ReceiveWalOptions,
+        ReceiveWalReport, ReceiverLauncher, ResetReport, SlotCreation, StopOutcome,
+    };
+}

@@ -297,7 +297,8 @@ pub fn switch_wal(
     })
 }
 
-/// `status`: one (label, value) pair per line, in display order.
+/// `status`: one (label, value) pair per line, in display order (the server, its catalogue,
+/// rsync and streaming state).
 pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
     let cfg = &server.config;
     let mut s: Vec<(String, String)> = Vec::new();
@@ -385,5 +386,7 @@ pub fn status(server: &Server) -> Result<Vec<(String, String)>> {
     put("basebackups_directory", stores.backups.describe());
     put("wals_directory", stores.wals.describe());
     s.extend(crate::diagnose::status_rows(server));
+    s.extend(crate::rsync_check::status_rows(server));
+    s.extend(crate::streaming_status::status_rows(server));
     Ok(s)
 }

@@ -153,13 +153,6 @@ pub struct ManifestFile {
     pub checksum: Vec<u8>,
 }
 
-impl ManifestFile {
-    /// The path for messages (lossy for non-UTF-8 names).
-    pub fn display_path(&self) -> String {
-        String::from_utf8_lossy(&self.path).into_owned()
-    }
-}
-
 /// The WAL a backup needs on one timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalRange {

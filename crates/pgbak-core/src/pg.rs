@@ -24,7 +24,6 @@ pub struct PgConnection {
     server: String,
     rt: tokio::runtime::Runtime,
     client: tokio_postgres::Client,
-    encrypted: bool,
     _conn: tokio::task::JoinHandle<()>,
 }
 
@@ -252,18 +251,13 @@ impl PgConnection {
                 },
             }
         })?;
+        tracing::debug!(server, tls = encrypted, "connected");
         Ok(PgConnection {
             server: server.to_string(),
             rt,
             client,
-            encrypted,
             _conn: conn,
         })
-    }
-
-    /// Whether the connection is encrypted with TLS.
-    pub fn is_encrypted(&self) -> bool {
-        self.encrypted
     }
 
     fn err(&self, e: tokio_postgres::Error) -> Error {

@@ -9,7 +9,7 @@
 
 use crate::hooks::with_archive_hooks_named;
 use crate::server::Server;
-use crate::wal_archive::{ArchiveOutcome, WalArchive};
+use crate::wal_archive::ArchiveOutcome;
 use crate::wal_tar::{parse_sums, SumKind, Summer};
 use crate::{Error, Result};
 use pgbak_copy::{TarEntry, TarStreamParser, TarVisitor};
@@ -155,8 +155,9 @@ impl TarVisitor for Spool {
 /// Reads a put-wal tar stream from `input`, verifies it, and archives every WAL file in it.
 /// `spool_dir` (the server's `incoming/` folder: same filesystem as the archive) holds the files
 /// while they are checked. No hook runs: see [`put_wal_with_hooks`].
+#[cfg(test)]
 pub fn put_wal(
-    archive: &WalArchive,
+    archive: &crate::wal_archive::WalArchive,
     input: &mut dyn Read,
     spool_dir: &Path,
 ) -> Result<Vec<ArchiveOutcome>> {
@@ -165,7 +166,7 @@ pub fn put_wal(
     })
 }
 
-/// [`put_wal`] into `server`'s archive through its `incoming/` folder, with the server's archive
+/// A put-wal stream received into `server`'s archive through its `incoming/` folder, with the server's archive
 /// hooks around each file, as `archive-wal` runs them: a WAL file that arrives through put-wal
 /// must trigger the same scripts as one from `archive_command`.
 pub fn put_wal_with_hooks(server: &Server, input: &mut dyn Read) -> Result<Vec<ArchiveOutcome>> {
@@ -342,6 +343,7 @@ fn decompress_if_needed(path: &Path, name: &str) -> Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal_archive::WalArchive;
     use crate::wal_tar::{sums_line, write_end, write_entry};
     use pgbak_compress::{Codec, Compression, Compressor};
     use pgbak_repo::wal::fake_segment as segment;

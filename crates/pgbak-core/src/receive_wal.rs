@@ -16,8 +16,8 @@ mod control;
 
 pub use archiver::ArchiverStats;
 pub use control::{
-    create_slot, cron_receive_wal, drop_slot, reset, running_receiver, spawn_receive_wal, stop,
-    CronAction, ProcessLauncher, ReceiverLauncher, ResetReport, SlotCreation, StopOutcome,
+    create_slot, cron_receive_wal, drop_slot, reset, running_receiver, stop, CronAction,
+    ProcessLauncher, ReceiverLauncher, ResetReport, SlotCreation, StopOutcome,
 };
 
 use crate::locks::LockName;

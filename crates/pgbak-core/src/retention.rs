@@ -280,13 +280,6 @@ fn chain_root(b: &BackupInfo, backups: &[BackupInfo]) -> Option<String> {
     None
 }
 
-/// The retention status of every backup of `server` now.
-pub fn retention_status(server: &Server) -> Result<BTreeMap<String, RetentionStatus>> {
-    let backups = server.backups()?;
-    let keeps = keep_targets(&server.catalogue(), &backups)?;
-    retention_status_of(server, &backups, &keeps)
-}
-
 /// The retention status of `backups` (all of `server`'s) with their `keeps`, already read, now.
 pub fn retention_status_of(
     server: &Server,

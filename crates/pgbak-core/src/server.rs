@@ -145,13 +145,13 @@ impl Server {
 
     /// The local folder of backup `id` when the backups are on local disk (plain-format trees
     /// and the rsync methods work on files); `None` for an object store.
-    pub fn local_backup_dir(&self, id: &str) -> Option<PathBuf> {
+    pub(crate) fn local_backup_dir(&self, id: &str) -> Option<PathBuf> {
         let local = self.stores.backups.local_root()?;
         pgbak_repo::backups::is_backup_id(id).then(|| local.join(id))
     }
 
     /// The lock directory (`lock_directory` of the global section).
-    pub fn lock_directory(&self) -> &std::path::Path {
+    pub(crate) fn lock_directory(&self) -> &std::path::Path {
         self.locks.dir()
     }
 
@@ -184,13 +184,13 @@ impl Server {
     }
 
     /// A SQL connection using `conninfo`.
-    pub fn connect(&self) -> Result<PgConnection> {
+    pub(crate) fn connect(&self) -> Result<PgConnection> {
         PgConnection::connect(&self.config.name, &self.config.conninfo)
     }
 
     /// A connection to the primary of this standby (`primary_conninfo`), or `None` when the
     /// option is not set.
-    pub fn connect_primary(&self) -> Result<Option<PgConnection>> {
+    pub(crate) fn connect_primary(&self) -> Result<Option<PgConnection>> {
         match &self.config.primary_conninfo {
             Some(c) => {
                 PgConnection::connect(&format!("{} (primary)", self.config.name), c).map(Some)
@@ -202,7 +202,7 @@ impl Server {
     /// Where WAL of this server is switched: the server itself, or its primary when it is a
     /// standby and `primary_conninfo` names one. A standby without `primary_conninfo` is an
     /// error (it cannot switch WAL).
-    pub fn connect_wal_switcher(&self) -> Result<PgConnection> {
+    pub(crate) fn connect_wal_switcher(&self) -> Result<PgConnection> {
         let conn = self.connect()?;
         if !conn.is_in_recovery()? {
             return Ok(conn);
@@ -217,12 +217,12 @@ impl Server {
 
     /// The file behind lock `name`, for locks taken in shared mode (which [`LockManager`] does
     /// not offer).
-    pub fn lock_path(&self, name: &LockName) -> Result<PathBuf> {
+    pub(crate) fn lock_path(&self, name: &LockName) -> Result<PathBuf> {
         Ok(self.locks.path_for(name)?)
     }
 
     /// Whether a `pgbak backup` of this server is running now (it holds the backup lock).
-    pub fn backup_running(&self) -> bool {
+    pub(crate) fn backup_running(&self) -> bool {
         matches!(
             self.locks
                 .try_lock(&LockName::ServerBackup(self.config.name.clone())),
@@ -246,7 +246,7 @@ impl Server {
 
     /// Marks backups left STARTED by a process that died as FAILED on disk. Call it while holding
     /// the server's backup lock.
-    pub fn fail_interrupted_backups(&self) -> Result<Vec<String>> {
+    pub(crate) fn fail_interrupted_backups(&self) -> Result<Vec<String>> {
         let cat = self.catalogue();
         let (all, _) = cat.list()?;
         let mut failed = Vec::new();

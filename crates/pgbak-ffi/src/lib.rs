@@ -20,12 +20,12 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use pgbak_core::backup::{backup, BackupOptions};
-use pgbak_core::check::{check_server, json_report, CheckOptions};
 use pgbak_core::config::Config;
-use pgbak_core::recover::{recover, RecoverOptions, RecoveryTarget};
-use pgbak_core::server::Server;
-use pgbak_core::verify::{verify_backup, VerifyOptions};
+use pgbak_core::Server;
+use pgbak_core::{backup, BackupOptions};
+use pgbak_core::{check_server, json_report, CheckOptions};
+use pgbak_core::{recover, RecoverOptions, RecoveryTarget};
+use pgbak_core::{verify_backup, VerifyOptions};
 use pgbak_core::{Error, ErrorKind};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -512,7 +512,7 @@ pub unsafe extern "C" fn pgbak_delete_backup(
 ) -> c_int {
     on_server(h, |h| {
         let id = text(backup_id, "backup_id")?;
-        put_report(report, &pgbak_core::delete::delete_backup(&h.server, id)?)
+        put_report(report, &pgbak_core::delete_backup(&h.server, id)?)
     })
 }
 
@@ -611,7 +611,7 @@ pub unsafe extern "C" fn pgbak_archive_wal(
     on_server(h, |h| {
         let path = PathBuf::from(text(path, "path")?);
         let archive = h.server.wal_archive()?;
-        let outcome = pgbak_core::hooks::archive_file(&h.server, &archive, &path)?;
+        let outcome = pgbak_core::wal::archive_file(&h.server, &archive, &path)?;
         put_report(report, &outcome)
     })
 }
@@ -627,7 +627,7 @@ pub unsafe extern "C" fn pgbak_get_wal(
     on_server(h, |h| {
         let name = text(wal_name, "wal_name")?;
         let dest = PathBuf::from(text(destination, "destination")?);
-        pgbak_core::wal_archive::WalArchive::key_of(name)?;
+        pgbak_core::wal::WalArchive::key_of(name)?;
         h.server.wal_archive()?.fetch(name, &dest)?;
         Ok(())
     })

@@ -3,9 +3,9 @@
 use crate::cli::{Cli, Format};
 use crate::output::{human_size, print_json};
 use crate::{load, progress};
-use pgbak_core::backup::{backup, BackupOptions};
-use pgbak_core::server::Server;
 use pgbak_core::Result;
+use pgbak_core::Server;
+use pgbak_core::{backup, BackupOptions};
 use std::time::Duration;
 
 pub fn run(cli: &Cli, a: &crate::cli::BackupArgs) -> Result<u8> {

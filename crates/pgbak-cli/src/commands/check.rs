@@ -4,11 +4,11 @@
 use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use clap::Args;
-use pgbak_core::check::{
-    check_server, console_lines, json_report, nagios_report, CheckOptions, ServerChecks,
-};
 use pgbak_core::config::Config;
 use pgbak_core::Result;
+use pgbak_core::{
+    check_server, console_lines, json_report, nagios_report, CheckOptions, ServerChecks,
+};
 use std::time::Duration;
 
 /// Arguments of `check`.

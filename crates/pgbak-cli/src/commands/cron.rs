@@ -3,18 +3,18 @@
 use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use crate::{load, output};
-use pgbak_core::{maintenance, Error, Result};
+use pgbak_core::{Error, Result};
 
 pub fn run(cli: &Cli) -> Result<u8> {
     let config = load(cli)?;
     // This program starts the WAL receivers: it is the pgbak binary.
     let launcher = std::env::current_exe()
         .map(|program| {
-            std::sync::Arc::new(pgbak_core::receive_wal::ProcessLauncher { program })
-                as std::sync::Arc<dyn pgbak_core::receive_wal::ReceiverLauncher>
+            std::sync::Arc::new(pgbak_core::streaming::ProcessLauncher { program })
+                as std::sync::Arc<dyn pgbak_core::streaming::ReceiverLauncher>
         })
         .map_err(|e| Error::io("locate", "the pgbak program", e))?;
-    let reports = maintenance::cron(&config, Some(launcher));
+    let reports = pgbak_core::cron(&config, Some(launcher));
     let mut failed = false;
     for r in &reports {
         failed |= !r.errors.is_empty();

@@ -3,9 +3,9 @@
 use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use pgbak_core::config::Config;
-use pgbak_core::delete::delete_backup_with;
-use pgbak_core::server::Server;
+use pgbak_core::delete_backup_with;
 use pgbak_core::Result;
+use pgbak_core::Server;
 
 /// Runs `delete SERVER BACKUP_ID`.
 pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {

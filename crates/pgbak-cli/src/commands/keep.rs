@@ -5,9 +5,9 @@ use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use clap::{ArgGroup, Args, ValueEnum};
 use pgbak_core::config::Config;
-use pgbak_core::keep::{keep, release_keep, KeepTarget};
-use pgbak_core::server::Server;
 use pgbak_core::Result;
+use pgbak_core::Server;
+use pgbak_core::{keep, release_keep, KeepTarget};
 
 /// What a kept backup keeps, as typed on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

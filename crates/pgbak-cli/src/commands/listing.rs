@@ -3,8 +3,8 @@
 use crate::cli::{Cli, Format};
 use crate::load;
 use crate::output::{human_size, print_json, print_kv};
-use pgbak_core::server::Server;
-use pgbak_core::{maintenance, Result};
+use pgbak_core::Result;
+use pgbak_core::Server;
 use std::time::Duration;
 
 pub fn list_servers(cli: &Cli) -> Result<u8> {
@@ -75,9 +75,7 @@ pub fn list_backups(cli: &Cli, server: &str) -> Result<u8> {
 pub fn status(cli: &Cli, server: &str) -> Result<u8> {
     let config = load(cli)?;
     let server = Server::new(&config, server)?;
-    let mut rows = maintenance::status(&server)?;
-    rows.extend(pgbak_core::rsync_check::status_rows(&server));
-    rows.extend(pgbak_core::streaming_status::status_rows(&server));
+    let rows = pgbak_core::server_status(&server)?;
     match cli.format {
         Format::Json => print_json(&serde_json::Value::Object(
             rows.into_iter()
@@ -95,7 +93,7 @@ pub fn status(cli: &Cli, server: &str) -> Result<u8> {
 pub fn switch_wal(cli: &Cli, a: &crate::cli::SwitchWalArgs) -> Result<u8> {
     let config = load(cli)?;
     let server = Server::new(&config, &a.server)?;
-    let r = maintenance::switch_wal(
+    let r = pgbak_core::switch_wal(
         &server,
         a.force,
         a.archive,

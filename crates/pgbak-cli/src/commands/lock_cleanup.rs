@@ -5,8 +5,8 @@ use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use clap::Args;
 use pgbak_core::config::Config;
-use pgbak_core::lock_cleanup::{lock_directory_cleanup, lock_files};
 use pgbak_core::Result;
+use pgbak_core::{lock_directory_cleanup, lock_files};
 
 /// Arguments of `lock-directory-cleanup`.
 #[derive(Args, Debug)]

@@ -6,12 +6,12 @@ use crate::cli::{Cli, Format};
 use crate::output::{human_size, print_json};
 use clap::{ArgGroup, Args};
 use pgbak_core::config::Config;
-use pgbak_core::receive_wal::{
+use pgbak_core::reports::{ReceiverStop, SlotChange, StreamingReset};
+use pgbak_core::streaming::{
     create_slot, drop_slot, receive_wal, stop, ReceiveWalOptions, SlotCreation, StopOutcome,
 };
-use pgbak_core::reports::{ReceiverStop, SlotChange, StreamingReset};
-use pgbak_core::server::Server;
 use pgbak_core::Result;
+use pgbak_core::Server;
 use std::time::Duration;
 
 /// `receive-wal`.

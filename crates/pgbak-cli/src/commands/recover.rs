@@ -3,8 +3,8 @@
 use crate::cli::{Cli, Format};
 use crate::output::print_json;
 use crate::{load, progress};
-use pgbak_core::recover::{recover, RecoverOptions, RecoveryTarget};
-use pgbak_core::server::Server;
+use pgbak_core::Server;
+use pgbak_core::{recover, RecoverOptions, RecoveryTarget};
 use pgbak_core::{Error, Result};
 use std::path::PathBuf;
 
@@ -86,7 +86,7 @@ pub fn run(cli: &Cli, a: &crate::cli::RecoverArgs) -> Result<u8> {
                     println!(
                         "Copied {} WAL files into {}",
                         s.wal_files_copied,
-                        s.dest.join(pgbak_core::recover::WAL_SPOOL_DIR).display()
+                        s.dest.join(pgbak_core::WAL_SPOOL_DIR).display()
                     );
                 }
                 println!("Recovery settings written to postgresql.auto.conf:");

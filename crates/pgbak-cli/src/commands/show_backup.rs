@@ -4,7 +4,7 @@
 
 use crate::cli::{Cli, Format};
 use crate::output::{print_json, print_kv};
-use pgbak_core::server::Server;
+use pgbak_core::Server;
 use pgbak_core::{Error, Result};
 use serde_json::Value;
 

@@ -5,10 +5,10 @@ use crate::cli::{Cli, Format};
 use crate::output::{human_size, print_json};
 use clap::Args;
 use pgbak_core::config::Config;
-use pgbak_core::generate_manifest::generate_manifest;
-use pgbak_core::server::Server;
-use pgbak_core::verify::{check_backup, verify_backup, VerifyOptions};
+use pgbak_core::generate_manifest;
 use pgbak_core::Result;
+use pgbak_core::Server;
+use pgbak_core::{check_backup, verify_backup, VerifyOptions};
 
 /// Arguments of `verify-backup` and `generate-manifest`.
 #[derive(Args, Debug)]

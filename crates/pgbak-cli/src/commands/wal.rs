@@ -7,13 +7,13 @@ use crate::cli::{Cli, Format};
 use crate::output::{print_json, print_kv};
 use pgbak_compress::{Codec, Compressor};
 use pgbak_core::config::Config;
-use pgbak_core::server::Server;
-use pgbak_core::wal_archive::ArchiveOutcome;
-use pgbak_core::wal_client::{
-    self, HelperError, RestoreSource, SshTarget, WalArchiveOptions, WalRestoreOptions,
+use pgbak_core::wal::client::{
+    self as wal_client, HelperError, RestoreSource, SshTarget, WalArchiveOptions, WalRestoreOptions,
 };
-use pgbak_core::wal_tar::SumKind;
-use pgbak_core::{wal_status, Error, Result};
+use pgbak_core::wal::ArchiveOutcome;
+use pgbak_core::wal::SumKind;
+use pgbak_core::Server;
+use pgbak_core::{wal, Error, Result};
 use std::io::Write;
 use std::path::Path;
 
@@ -26,9 +26,9 @@ fn server(cli: &Cli, name: &str) -> Result<Server> {
 /// nothing else (hook scripts run only when some archive hook is configured).
 pub fn archive_wal(cli: &Cli, name: &str, path: &std::path::Path) -> Result<u8> {
     let server = Server::new(&crate::load(cli)?, name)?;
-    match pgbak_core::hooks::archive_file(&server, &server.wal_archive()?, path)? {
-        pgbak_core::wal_archive::ArchiveOutcome::Stored { .. } => {}
-        pgbak_core::wal_archive::ArchiveOutcome::AlreadyArchived { name } => {
+    match pgbak_core::wal::archive_file(&server, &server.wal_archive()?, path)? {
+        pgbak_core::wal::ArchiveOutcome::Stored { .. } => {}
+        pgbak_core::wal::ArchiveOutcome::AlreadyArchived { name } => {
             if !cli.quiet {
                 eprintln!("{name} was already archived with identical content");
             }
@@ -66,7 +66,7 @@ pub fn get_wal(cli: &Cli, a: &GetWalArgs) -> Result<u8> {
         return Ok(0);
     }
     if let Some(dir) = &a.output_directory {
-        pgbak_core::wal_archive::WalArchive::key_of(name)?;
+        pgbak_core::wal::WalArchive::key_of(name)?;
         archive.fetch(name, &dir.join(name))?;
         return Ok(0);
     }
@@ -102,7 +102,7 @@ pub fn get_wal(cli: &Cli, a: &GetWalArgs) -> Result<u8> {
 }
 
 fn write_answer(
-    archive: &pgbak_core::wal_archive::WalArchive,
+    archive: &pgbak_core::wal::WalArchive,
     name: &str,
     bundle: Option<usize>,
     out: &mut dyn Write,
@@ -125,7 +125,7 @@ pub fn put_wal(cli: &Cli, a: &PutWalArgs) -> Result<u8> {
     }
     let mut stdin = std::io::stdin().lock();
     // The archive hooks run around each file, as for archive-wal.
-    let outcomes = pgbak_core::put_wal::put_wal_with_hooks(&server, &mut stdin)?;
+    let outcomes = pgbak_core::wal::put_wal_with_hooks(&server, &mut stdin)?;
     if !cli.quiet {
         for o in outcomes {
             if let ArchiveOutcome::AlreadyArchived { name } = o {
@@ -276,7 +276,7 @@ pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
 /// `check-wal-archive`.
 pub fn check_wal_archive(cli: &Cli, a: &CheckWalArchiveArgs) -> Result<u8> {
     let server = server(cli, &a.server)?;
-    let r = wal_status::check_wal_archive(&server, a.timeline, a.system_id)?;
+    let r = wal::check_wal_archive(&server, a.timeline, a.system_id)?;
     match cli.format {
         Format::Json => print_json(&r),
         Format::Console => {
@@ -300,7 +300,7 @@ pub fn check_wal_archive(cli: &Cli, a: &CheckWalArchiveArgs) -> Result<u8> {
 /// `replication-status`.
 pub fn replication_status(cli: &Cli, name: &str) -> Result<u8> {
     let server = server(cli, name)?;
-    let s = wal_status::replication_status(&server)?;
+    let s = wal::replication_status(&server)?;
     match cli.format {
         Format::Json => print_json(&s),
         Format::Console => {

@@ -13,8 +13,4 @@ pub mod combine;
 pub mod header;
 pub mod restore;
 
-pub use chain::{restore_chain, IncrementalParent};
-pub use combine::{combine_chain, CombineStats};
 pub use restore::RestoreChain;
-
-pub use header::{IncrementalHeader, BLCKSZ, INCREMENTAL_MAGIC, INCREMENTAL_PREFIX, RELSEG_SIZE};

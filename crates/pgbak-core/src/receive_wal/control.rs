@@ -359,8 +359,8 @@ pub trait ReceiverLauncher: Send + Sync {
     fn launch(&self, server: &Server) -> Result<u32>;
 }
 
-/// Starts `<program> -c CONFIG receive-wal SERVER` as a detached process (see
-/// [`spawn_receive_wal`]).
+/// Starts `<program> -c CONFIG receive-wal SERVER` as a detached process, its output in the
+/// server's log folder.
 #[derive(Clone, Debug)]
 pub struct ProcessLauncher {
     /// The `pgbak` program.
