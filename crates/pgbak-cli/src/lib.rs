@@ -13,18 +13,21 @@ mod progress;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use pgbak_core::config::Config;
+use pgbak_core::config::{Config, ConfigError};
 use pgbak_core::Result;
 use std::process::ExitCode;
 
 /// Runs the `pgbak` command line and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli);
+    // The configuration is read once per run, before logging starts (it names the log file);
+    // an error in it is reported by `run`, once logging is set up.
+    let config = needs_config(&cli.command).then(|| Config::load(cli.config.as_deref()));
+    logging::init(&cli, config.as_ref().and_then(|c| c.as_ref().ok()));
     let _span = tracing::info_span!("pgbak", pid = std::process::id()).entered();
     let args: Vec<String> = std::env::args().skip(1).collect();
     tracing::info!(target: logging::FILE_ONLY, ?args, "started");
-    match run(&cli) {
+    match run(&cli, config) {
         Ok(code) => {
             tracing::info!(target: logging::FILE_ONLY, exit_code = code, "finished");
             ExitCode::from(code)
@@ -44,47 +47,69 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> Result<Config> {
-    let config = Config::load(cli.config.as_deref())?;
-    if !cli.quiet {
-        for w in &config.warnings {
+/// Whether `command` reads the configuration: all but the generated files and the client run
+/// on the PostgreSQL host (`wal-archive`, `wal-restore`), which has none.
+fn needs_config(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Completion { .. }
+            | Command::Manpage
+            | Command::WalArchive(_)
+            | Command::WalRestore(_)
+    )
+}
+
+fn run(cli: &Cli, loaded: Option<std::result::Result<Config, ConfigError>>) -> Result<u8> {
+    let loaded = loaded.transpose()?;
+    if let (Some(c), false) = (&loaded, cli.quiet) {
+        for w in &c.warnings {
             output::eprint_line(format_args!("WARNING: {w}"));
         }
     }
-    Ok(config)
-}
-
-fn run(cli: &Cli) -> Result<u8> {
+    // `main` read the configuration for every command that needs it (`needs_config`).
+    let config = || {
+        loaded.as_ref().ok_or_else(|| {
+            pgbak_core::Error::Other("the configuration was not read for this command".into())
+        })
+    };
     match &cli.command {
         Command::Completion { shell } => commands::generated::completion(*shell),
         Command::Manpage => commands::generated::manpage(),
-        Command::ArchiveWal { server, path } => commands::wal::archive_wal(cli, server, path),
-        Command::GetWal(a) => commands::wal::get_wal(cli, a),
-        Command::PutWal(a) => commands::wal::put_wal(cli, a),
         Command::WalArchive(a) => commands::wal::wal_archive(cli, a),
         Command::WalRestore(a) => commands::wal::wal_restore(cli, a),
-        Command::RebuildXlogdb { server } => commands::wal::rebuild_xlogdb(cli, server),
-        Command::CheckWalArchive(a) => commands::wal::check_wal_archive(cli, a),
-        Command::ReplicationStatus { server } => commands::wal::replication_status(cli, server),
-        Command::Keep(a) => commands::keep::run(cli, a),
-        Command::Delete { server, backup_id } => commands::delete::run(cli, server, backup_id),
-        Command::Check(a) => commands::check::run(cli, a),
-        Command::ShowServers(a) => commands::inspect::show_servers(cli, a),
-        Command::Diagnose(a) => commands::inspect::run_diagnose(cli, a),
-        Command::VerifyBackup(a) => commands::verify::verify_backup_cmd(cli, a),
-        Command::CheckBackup(a) => commands::verify::check_backup_cmd(cli, a),
-        Command::GenerateManifest(a) => commands::verify::generate_manifest_cmd(cli, a),
-        Command::LockDirectoryCleanup(a) => commands::lock_cleanup::run(cli, a),
-        Command::ReceiveWal(a) => commands::receive_wal::run(cli, a),
-        Command::Backup(a) => commands::backup::run(cli, a),
-        Command::Cron => commands::cron::run(cli),
-        Command::Recover(a) => commands::recover::run(cli, a),
-        Command::ListServers => commands::listing::list_servers(cli),
-        Command::ListBackups { server } => commands::listing::list_backups(cli, server),
-        Command::ShowBackup { server, backup_id } => {
-            commands::show_backup::run(cli, server, backup_id)
+        Command::ArchiveWal { server, path } => {
+            commands::wal::archive_wal(cli, config()?, server, path)
         }
-        Command::Status { server } => commands::listing::status(cli, server),
-        Command::SwitchWal(a) | Command::SwitchXlog(a) => commands::listing::switch_wal(cli, a),
+        Command::GetWal(a) => commands::wal::get_wal(config()?, a),
+        Command::PutWal(a) => commands::wal::put_wal(cli, config()?, a),
+        Command::RebuildXlogdb { server } => commands::wal::rebuild_xlogdb(cli, config()?, server),
+        Command::CheckWalArchive(a) => commands::wal::check_wal_archive(cli, config()?, a),
+        Command::ReplicationStatus { server } => {
+            commands::wal::replication_status(cli, config()?, server)
+        }
+        Command::Keep(a) => commands::keep::run(cli, config()?, a),
+        Command::Delete { server, backup_id } => {
+            commands::delete::run(cli, config()?, server, backup_id)
+        }
+        Command::Check(a) => commands::check::run(cli, config()?, a),
+        Command::ShowServers(a) => commands::inspect::show_servers(cli, config()?, a),
+        Command::Diagnose(a) => commands::inspect::run_diagnose(config()?, a),
+        Command::VerifyBackup(a) => commands::verify::verify_backup_cmd(cli, config()?, a),
+        Command::CheckBackup(a) => commands::verify::check_backup_cmd(cli, config()?, a),
+        Command::GenerateManifest(a) => commands::verify::generate_manifest_cmd(cli, config()?, a),
+        Command::LockDirectoryCleanup(a) => commands::lock_cleanup::run(cli, config()?, a),
+        Command::ReceiveWal(a) => commands::receive_wal::run(cli, config()?, a),
+        Command::Backup(a) => commands::backup::run(cli, config()?, a),
+        Command::Cron => commands::cron::run(cli, config()?),
+        Command::Recover(a) => commands::recover::run(cli, config()?, a),
+        Command::ListServers => commands::listing::list_servers(cli, config()?),
+        Command::ListBackups { server } => commands::listing::list_backups(cli, config()?, server),
+        Command::ShowBackup { server, backup_id } => {
+            commands::show_backup::run(cli, config()?, server, backup_id)
+        }
+        Command::Status { server } => commands::listing::status(cli, config()?, server),
+        Command::SwitchWal(a) | Command::SwitchXlog(a) => {
+            commands::listing::switch_wal(cli, config()?, a)
+        }
     }
 }

@@ -202,7 +202,7 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Installs the global subscriber.
-pub fn init(cli: &Cli) {
+pub fn init(cli: &Cli, config: Option<&Config>) {
     let level = if cli.debug {
         "debug".to_string()
     } else {
@@ -231,9 +231,8 @@ pub fn init(cli: &Cli) {
             .boxed(),
     };
 
-    let file = Config::load(cli.config.as_deref())
-        .ok()
-        .and_then(|c| Some((c.global.log_file?, c.global.log_level)))
+    let file = config
+        .and_then(|c| Some((c.global.log_file.clone()?, c.global.log_level.clone())))
         .and_then(|(path, log_level)| match open_log(&path) {
             Ok(f) => Some(
                 file_layer(Redacting::text(Mutex::new(f)))

@@ -2,15 +2,15 @@
 
 use crate::cli::{Cli, Format};
 use crate::output::{human_size, print_json};
-use crate::{load, progress};
+use crate::progress;
+use pgbak_core::config::Config;
 use pgbak_core::Result;
 use pgbak_core::Server;
 use pgbak_core::{backup, BackupOptions};
 use std::time::Duration;
 
-pub fn run(cli: &Cli, a: &crate::cli::BackupArgs) -> Result<u8> {
-    let config = load(cli)?;
-    let server = Server::new(&config, &a.server)?;
+pub fn run(cli: &Cli, config: &Config, a: &crate::cli::BackupArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let mut opts = BackupOptions::default();
     opts.immediate_checkpoint = if a.immediate_checkpoint {
         Some(true)

@@ -36,15 +36,14 @@ pub fn server_names(config: &Config, names: &[String]) -> Vec<String> {
 }
 
 /// Runs `check`.
-pub fn run(cli: &Cli, a: &CheckArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
+pub fn run(cli: &Cli, config: &Config, a: &CheckArgs) -> Result<u8> {
     let opts = CheckOptions {
         timeout: a.check_timeout.map(Duration::from_secs),
         ..CheckOptions::default()
     };
     let mut results: Vec<ServerChecks> = Vec::new();
-    for name in server_names(&config, &a.servers) {
-        let r = check_server(&config, &name, &opts)?;
+    for name in server_names(config, &a.servers) {
+        let r = check_server(config, &name, &opts)?;
         if !a.nagios && cli.format == Format::Console && !cli.quiet {
             for line in console_lines(&r) {
                 println!("{line}");

@@ -1,12 +1,12 @@
 //! `pgbak cron`: the periodic work of every server, and what it did.
 
 use crate::cli::{Cli, Format};
+use crate::output;
 use crate::output::print_json;
-use crate::{load, output};
+use pgbak_core::config::Config;
 use pgbak_core::{Error, Result};
 
-pub fn run(cli: &Cli) -> Result<u8> {
-    let config = load(cli)?;
+pub fn run(cli: &Cli, config: &Config) -> Result<u8> {
     // This program starts the WAL receivers: it is the pgbak binary.
     let launcher = std::env::current_exe()
         .map(|program| {
@@ -14,7 +14,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
                 as std::sync::Arc<dyn pgbak_core::streaming::ReceiverLauncher>
         })
         .map_err(|e| Error::io("locate", "the pgbak program", e))?;
-    let reports = pgbak_core::cron(&config, Some(launcher));
+    let reports = pgbak_core::cron(config, Some(launcher));
     let mut failed = false;
     for r in &reports {
         failed |= !r.errors.is_empty();

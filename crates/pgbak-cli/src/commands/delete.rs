@@ -8,9 +8,8 @@ use pgbak_core::Result;
 use pgbak_core::Server;
 
 /// Runs `delete SERVER BACKUP_ID`.
-pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let server = Server::new(&config, server)?;
+pub fn run(cli: &Cli, config: &Config, server: &str, backup_id: &str) -> Result<u8> {
+    let server = Server::new(config, server)?;
     let bar = crate::progress::MeterBar::start_files(cli.quiet, "delete");
     let meter = bar.meter();
     let result = delete_backup_with(&server, backup_id, meter.as_ref());

@@ -17,9 +17,8 @@ pub struct ShowServersArgs {
 }
 
 /// Runs `show-servers`.
-pub fn show_servers(cli: &Cli, a: &ShowServersArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let shown = pgbak_core::reports::show_servers(&config, &a.servers)?;
+pub fn show_servers(cli: &Cli, config: &Config, a: &ShowServersArgs) -> Result<u8> {
+    let shown = pgbak_core::reports::show_servers(config, &a.servers)?;
     if cli.format == Format::Json {
         print_json(&shown);
         return Ok(0);
@@ -56,9 +55,8 @@ pub struct DiagnoseArgs {
 }
 
 /// Runs `diagnose`: always JSON, as Barman prints it.
-pub fn run_diagnose(cli: &Cli, a: &DiagnoseArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let doc = pgbak_core::reports::diagnose(&config, env!("CARGO_PKG_VERSION"), !a.no_connect);
+pub fn run_diagnose(config: &Config, a: &DiagnoseArgs) -> Result<u8> {
+    let doc = pgbak_core::reports::diagnose(config, env!("CARGO_PKG_VERSION"), !a.no_connect);
     print_json(&doc);
     Ok(0)
 }

@@ -37,9 +37,8 @@ pub struct KeepArgs {
 }
 
 /// Runs `keep`.
-pub fn run(cli: &Cli, a: &KeepArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let server = Server::new(&config, &a.server)?;
+pub fn run(cli: &Cli, config: &Config, a: &KeepArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     if a.status {
         let status = pgbak_core::reports::keep_status(&server, &a.backup_id)?;
         match cli.format {

@@ -1,16 +1,15 @@
 //! `list-servers`, `list-backups`, `status` and `switch-wal`.
 
 use crate::cli::{Cli, Format};
-use crate::load;
 use crate::output::{human_size, print_json, print_kv};
+use pgbak_core::config::Config;
 use pgbak_core::Result;
 use pgbak_core::Server;
 use std::time::Duration;
 
-pub fn list_servers(cli: &Cli) -> Result<u8> {
-    let config = load(cli)?;
+pub fn list_servers(cli: &Cli, config: &Config) -> Result<u8> {
     match cli.format {
-        Format::Json => print_json(&pgbak_core::reports::list_servers(&config)),
+        Format::Json => print_json(&pgbak_core::reports::list_servers(config)),
         Format::Console => {
             for n in config.server_names() {
                 // Barman's line: `name - description (flags)`.
@@ -34,9 +33,8 @@ pub fn list_servers(cli: &Cli) -> Result<u8> {
     Ok(0)
 }
 
-pub fn list_backups(cli: &Cli, server: &str) -> Result<u8> {
-    let config = load(cli)?;
-    let server = Server::new(&config, server)?;
+pub fn list_backups(cli: &Cli, config: &Config, server: &str) -> Result<u8> {
+    let server = Server::new(config, server)?;
     let backups = pgbak_core::reports::list_backups(&server)?;
     match cli.format {
         Format::Json => print_json(&backups),
@@ -72,9 +70,8 @@ pub fn list_backups(cli: &Cli, server: &str) -> Result<u8> {
     Ok(0)
 }
 
-pub fn status(cli: &Cli, server: &str) -> Result<u8> {
-    let config = load(cli)?;
-    let server = Server::new(&config, server)?;
+pub fn status(cli: &Cli, config: &Config, server: &str) -> Result<u8> {
+    let server = Server::new(config, server)?;
     let rows = pgbak_core::server_status(&server)?;
     match cli.format {
         Format::Json => print_json(&serde_json::Value::Object(
@@ -90,9 +87,8 @@ pub fn status(cli: &Cli, server: &str) -> Result<u8> {
     Ok(0)
 }
 
-pub fn switch_wal(cli: &Cli, a: &crate::cli::SwitchWalArgs) -> Result<u8> {
-    let config = load(cli)?;
-    let server = Server::new(&config, &a.server)?;
+pub fn switch_wal(cli: &Cli, config: &Config, a: &crate::cli::SwitchWalArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let r = pgbak_core::switch_wal(
         &server,
         a.force,

@@ -17,8 +17,7 @@ pub struct LockCleanupArgs {
 }
 
 /// Runs `lock-directory-cleanup`.
-pub fn run(cli: &Cli, a: &LockCleanupArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
+pub fn run(cli: &Cli, config: &Config, a: &LockCleanupArgs) -> Result<u8> {
     let dir = &config.global.lock_directory;
     if a.list {
         let states = lock_files(dir)?;

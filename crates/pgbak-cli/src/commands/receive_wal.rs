@@ -42,9 +42,8 @@ pub struct ReceiveWalArgs {
 }
 
 /// Runs `receive-wal`.
-pub fn run(cli: &Cli, a: &ReceiveWalArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let server = Server::new(&config, &a.server)?;
+pub fn run(cli: &Cli, config: &Config, a: &ReceiveWalArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let name = server.name().to_string();
     let say = |text: String| {
         if !cli.quiet && cli.format == Format::Console {

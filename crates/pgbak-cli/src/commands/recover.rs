@@ -2,15 +2,15 @@
 
 use crate::cli::{Cli, Format};
 use crate::output::print_json;
-use crate::{load, progress};
+use crate::progress;
+use pgbak_core::config::Config;
 use pgbak_core::Server;
 use pgbak_core::{recover, RecoverOptions, RecoveryTarget};
 use pgbak_core::{Error, Result};
 use std::path::PathBuf;
 
-pub fn run(cli: &Cli, a: &crate::cli::RecoverArgs) -> Result<u8> {
-    let config = load(cli)?;
-    let server = Server::new(&config, &a.server)?;
+pub fn run(cli: &Cli, config: &Config, a: &crate::cli::RecoverArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let mut tablespaces = Vec::new();
     for t in &a.tablespace {
         let (name, loc) = t

@@ -4,14 +4,14 @@
 
 use crate::cli::{Cli, Format};
 use crate::output::{print_json, print_kv};
+use pgbak_core::config::Config;
 use pgbak_core::Server;
 use pgbak_core::{Error, Result};
 use serde_json::Value;
 
 /// Runs `show-backup`.
-pub fn run(cli: &Cli, server: &str, backup_id: &str) -> Result<u8> {
-    let config = crate::load(cli)?;
-    let server = Server::new(&config, server)?;
+pub fn run(cli: &Cli, config: &Config, server: &str, backup_id: &str) -> Result<u8> {
+    let server = Server::new(config, server)?;
     let details = pgbak_core::reports::backup_details(&server, backup_id)?;
     let info = &details.info;
     let v = serde_json::to_value(&details).map_err(|e| Error::Other(e.to_string()))?;

@@ -34,9 +34,8 @@ fn options(server: &Server, jobs: Option<usize>) -> VerifyOptions {
 }
 
 /// Runs `verify-backup`: exit 0 when every file matches the manifest, 1 otherwise.
-pub fn verify_backup_cmd(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let server = Server::new(&config, &a.server)?;
+pub fn verify_backup_cmd(cli: &Cli, config: &Config, a: &VerifyArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let mut opts = options(&server, a.jobs);
     let bar = crate::progress::MeterBar::start(cli.quiet, "verify");
     opts.progress = bar.meter();
@@ -77,9 +76,8 @@ pub fn verify_backup_cmd(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
 }
 
 /// Runs `check-backup`: exit 0 when all the backup's WAL is archived, 1 otherwise.
-pub fn check_backup_cmd(cli: &Cli, a: &CheckBackupArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let server = Server::new(&config, &a.server)?;
+pub fn check_backup_cmd(cli: &Cli, config: &Config, a: &CheckBackupArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let r = check_backup(&server, &a.backup_id)?;
     match cli.format {
         Format::Json => print_json(&r),
@@ -124,9 +122,8 @@ pub fn check_backup_cmd(cli: &Cli, a: &CheckBackupArgs) -> Result<u8> {
 }
 
 /// Runs `generate-manifest`.
-pub fn generate_manifest_cmd(cli: &Cli, a: &VerifyArgs) -> Result<u8> {
-    let config = Config::load(cli.config.as_deref())?;
-    let server = Server::new(&config, &a.server)?;
+pub fn generate_manifest_cmd(cli: &Cli, config: &Config, a: &VerifyArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let g = generate_manifest(&server, &a.backup_id, &options(&server, a.jobs))?;
     match cli.format {
         Format::Json => print_json(&g),

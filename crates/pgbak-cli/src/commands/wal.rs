@@ -17,15 +17,10 @@ use pgbak_core::{wal, Error, Result};
 use std::io::Write;
 use std::path::Path;
 
-fn server(cli: &Cli, name: &str) -> Result<Server> {
-    let config = Config::load(cli.config.as_deref())?;
-    Server::new(&config, name)
-}
-
 /// `archive-wal SERVER PATH`, PostgreSQL's hot path: read the configuration, store the file,
 /// nothing else (hook scripts run only when some archive hook is configured).
-pub fn archive_wal(cli: &Cli, name: &str, path: &std::path::Path) -> Result<u8> {
-    let server = Server::new(&crate::load(cli)?, name)?;
+pub fn archive_wal(cli: &Cli, config: &Config, name: &str, path: &std::path::Path) -> Result<u8> {
+    let server = Server::new(config, name)?;
     match pgbak_core::wal::archive_file(&server, &server.wal_archive()?, path)? {
         pgbak_core::wal::ArchiveOutcome::Stored { .. } => {}
         pgbak_core::wal::ArchiveOutcome::AlreadyArchived { name } => {
@@ -39,8 +34,8 @@ pub fn archive_wal(cli: &Cli, name: &str, path: &std::path::Path) -> Result<u8> 
 
 /// `get-wal`: one file to a path, a folder or standard output; `--peek` lists; `--bundle` sends
 /// a tar stream of following segments for `wal-restore`.
-pub fn get_wal(cli: &Cli, a: &GetWalArgs) -> Result<u8> {
-    let server = server(cli, &a.server)?;
+pub fn get_wal(config: &Config, a: &GetWalArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let archive = server.wal_archive()?;
     if a.test {
         // The archive answers (an empty one too).
@@ -114,8 +109,8 @@ fn write_answer(
 }
 
 /// `put-wal`: a tar stream with WAL files and their checksums on standard input.
-pub fn put_wal(cli: &Cli, a: &PutWalArgs) -> Result<u8> {
-    let server = server(cli, &a.server)?;
+pub fn put_wal(cli: &Cli, config: &Config, a: &PutWalArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     if !server.config.active {
         return Err(Error::Usage(format!("server '{}' is not active", a.server)));
     }
@@ -242,8 +237,8 @@ pub fn wal_restore(cli: &Cli, a: &WalRestoreArgs) -> Result<u8> {
 }
 
 /// `rebuild-xlogdb`.
-pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
-    let server = server(cli, name)?;
+pub fn rebuild_xlogdb(cli: &Cli, config: &Config, name: &str) -> Result<u8> {
+    let server = Server::new(config, name)?;
     let bar = crate::progress::MeterBar::start_files(cli.quiet, "rebuild-xlogdb");
     let meter = bar.meter();
     let result = pgbak_core::reports::rebuild_xlogdb_with(&server, meter.as_ref());
@@ -274,8 +269,8 @@ pub fn rebuild_xlogdb(cli: &Cli, name: &str) -> Result<u8> {
 }
 
 /// `check-wal-archive`.
-pub fn check_wal_archive(cli: &Cli, a: &CheckWalArchiveArgs) -> Result<u8> {
-    let server = server(cli, &a.server)?;
+pub fn check_wal_archive(cli: &Cli, config: &Config, a: &CheckWalArchiveArgs) -> Result<u8> {
+    let server = Server::new(config, &a.server)?;
     let r = wal::check_wal_archive(&server, a.timeline, a.system_id)?;
     match cli.format {
         Format::Json => print_json(&r),
@@ -298,8 +293,8 @@ pub fn check_wal_archive(cli: &Cli, a: &CheckWalArchiveArgs) -> Result<u8> {
 }
 
 /// `replication-status`.
-pub fn replication_status(cli: &Cli, name: &str) -> Result<u8> {
-    let server = server(cli, name)?;
+pub fn replication_status(cli: &Cli, config: &Config, name: &str) -> Result<u8> {
+    let server = Server::new(config, name)?;
     let s = wal::replication_status(&server)?;
     match cli.format {
         Format::Json => print_json(&s),
