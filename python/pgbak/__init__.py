@@ -29,9 +29,11 @@ from .errors import (
     CorruptError,
     InternalError,
     InUseError,
+    NoSpaceError,
     NotFoundError,
     PgbakError,
     PgbakIOError,
+    PgbakTimeoutError,
     PostgresConnectionError,
     RefusedError,
     StorageDeniedError,
@@ -57,6 +59,8 @@ __all__ = [
     "PgbakIOError",
     "CancelledError",
     "InternalError",
+    "PgbakTimeoutError",
+    "NoSpaceError",
 ]
 
 _lib = _library.load()
@@ -274,6 +278,17 @@ class Server:
         """Releases the keep: the backup follows the retention policy again."""
         with self._lock:
             return self._call(_lib.pgbak_release_keep, backup_id.encode())
+
+    def enforce_retention(self) -> Report:
+        """Applies the retention policy as ``pgbak cron`` does: deletes the OBSOLETE backups
+        (and finishes interrupted deletes); returns what was deleted and what waits."""
+        with self._lock:
+            return self._call(_lib.pgbak_enforce_retention)
+
+    def rebuild_xlogdb(self) -> Report:
+        """Recreates the WAL index from the files of the archive."""
+        with self._lock:
+            return self._call(_lib.pgbak_rebuild_xlogdb)
 
     def check(self) -> Report:
         """Runs the server's checks; raises :class:`PgbakError` (with the report) if one fails."""

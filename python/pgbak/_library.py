@@ -48,6 +48,8 @@ def load() -> ctypes.CDLL:
         "pgbak_show_backup": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_delete_backup": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_check": ([handle, out_str], ctypes.c_int),
+        "pgbak_enforce_retention": ([handle, out_str], ctypes.c_int),
+        "pgbak_rebuild_xlogdb": ([handle, out_str], ctypes.c_int),
         "pgbak_verify_backup": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_keep": ([handle, ctypes.c_char_p, ctypes.c_char_p, out_str], ctypes.c_int),
         "pgbak_release_keep": ([handle, ctypes.c_char_p, out_str], ctypes.c_int),

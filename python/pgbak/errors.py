@@ -93,6 +93,18 @@ class InternalError(PgbakError):
     status = 14
 
 
+class PgbakTimeoutError(PgbakError, TimeoutError):
+    """Something did not happen in the time allowed."""
+
+    status = 15
+
+
+class NoSpaceError(PgbakError, OSError):
+    """Not enough free space where the data was to go."""
+
+    status = 16
+
+
 BY_STATUS = {
     cls.status: cls
     for cls in (
@@ -110,5 +122,7 @@ BY_STATUS = {
         PgbakIOError,
         CancelledError,
         InternalError,
+        PgbakTimeoutError,
+        NoSpaceError,
     )
 }

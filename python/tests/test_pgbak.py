@@ -190,3 +190,26 @@ def test_a_progress_callback_that_raises_cancels_the_backup():
         after = server.list_backups()
         new = [b for b in after if b["backup_id"] not in before]
         assert len(new) == 1 and new[0]["status"] == "FAILED", new
+
+
+@needs_cluster
+def test_retention_deletes_what_the_policy_makes_obsolete(tmp_path):
+    # The same server with a policy of one backup: every older DONE backup becomes OBSOLETE.
+    config = tmp_path / "retention.conf"
+    text = Path(CONFIG).read_text().replace("[main]", "[main]\nretention_policy = REDUNDANCY 1", 1)
+    config.write_text(text)
+    with pgbak.Server("main", config=config) as server:
+        server.backup(wait=True)
+        done = [b["backup_id"] for b in server.list_backups() if b["status"] == "DONE"]
+        assert len(done) >= 2, done
+        report = server.enforce_retention()
+        deleted = sorted(d["backup_id"] for d in report["deleted"])
+        assert deleted == sorted(done[1:]), report
+        assert report["errors"] == []
+        left = [b["backup_id"] for b in server.list_backups() if b["status"] == "DONE"]
+        assert left == done[:1]
+        # Nothing more is obsolete.
+        assert server.enforce_retention()["deleted"] == []
+        rebuilt = server.rebuild_xlogdb()
+        assert rebuilt["server"] == "main" and rebuilt["entries"] >= 1, rebuilt
+        assert rebuilt["checksummed"] == rebuilt["entries"], rebuilt

@@ -191,7 +191,7 @@ fn python_package_passes_its_tests() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("7 passed") && !text.contains("skipped"),
+        text.contains("8 passed") && !text.contains("skipped"),
         "{text}"
     );
 }

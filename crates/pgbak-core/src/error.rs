@@ -107,6 +107,11 @@ pub enum ErrorKind {
     Io,
     /// The caller cancelled the operation.
     Cancelled,
+    /// Something did not happen in the time allowed (a WAL segment not archived, a server that
+    /// kept failing).
+    Timeout,
+    /// Not enough free space where the data was to go.
+    NoSpace,
     /// Anything else.
     Other,
 }
@@ -127,6 +132,8 @@ impl ErrorKind {
             ErrorKind::StorageDenied => "storage_denied",
             ErrorKind::Io => "io",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::NoSpace => "no_space",
             ErrorKind::Other => "other",
         }
     }

@@ -95,6 +95,7 @@ pub use recover::{
     recover, RecoverOptions, RecoverySummary, RecoveryTarget, TargetAction, WAL_SPOOL_DIR,
 };
 pub use reports::{backup_details, list_backups, BackupDetails};
+pub use retention::{enforce_retention, RetentionReport};
 pub use server::Server;
 pub use units::human_size;
 pub use verify::{check_backup, verify_backup, VerifyOptions, VerifyReport, WalCheckReport};

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::locks::LockName;
 use crate::server::Server;
 use crate::wal_archive::WalArchive;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 use std::time::{Duration, Instant};
 
 /// What one server's cron run did.
@@ -281,11 +281,14 @@ pub fn switch_wal(
                 break;
             }
             if start.elapsed() >= timeout {
-                return Err(Error::Other(format!(
-                    "WAL segment {segment} of server '{}' was not archived within {}s",
-                    server.name(),
-                    timeout.as_secs()
-                )));
+                return Err(Error::kind_of(
+                    ErrorKind::Timeout,
+                    format!(
+                        "WAL segment {segment} of server '{}' was not archived within {}s",
+                        server.name(),
+                        timeout.as_secs()
+                    ),
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -3,6 +3,7 @@
 //! and libpq's TLS semantics from [`pgbak_wal::tls`], shared with the replication client.
 //! The workflows are synchronous, so each connection owns a small current-thread runtime.
 
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_wal::conninfo::ChannelBindingMode;
 use pgbak_wal::tls::{Encryption, MaybeTls, TlsConnector};
@@ -294,8 +295,12 @@ impl PgConnection {
     /// `server_version_num`.
     pub fn server_version_num(&self) -> Result<u32> {
         let v = self.setting("server_version_num")?;
-        v.parse()
-            .map_err(|_| Error::Other(format!("unexpected server_version_num '{v}'")))
+        v.parse().map_err(|_| {
+            Error::kind_of(
+                ErrorKind::Connection,
+                format!("unexpected server_version_num '{v}'"),
+            )
+        })
     }
 
     /// The value of a setting (`current_setting`).
@@ -323,7 +328,9 @@ impl PgConnection {
             .query_text("SELECT pg_switch_wal()::text, pg_walfile_name(pg_current_wal_lsn())")?
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Other("pg_switch_wal returned nothing".into()))?;
+            .ok_or_else(|| {
+                Error::kind_of(ErrorKind::Connection, "pg_switch_wal returned nothing")
+            })?;
         let lsn: Lsn = row.first().cloned().flatten().unwrap_or_default().parse()?;
         Ok((lsn, row.get(1).cloned().flatten().unwrap_or_default()))
     }

@@ -283,11 +283,14 @@ async fn stream(
             Err(e) => return Err(e),
         };
         if last_success.elapsed() >= opts.retry_for {
-            return Err(Error::Other(format!(
-                "server '{}': WAL streaming failed for {} s ({why}); giving up",
-                server.name(),
-                opts.retry_for.as_secs()
-            )));
+            return Err(Error::kind_of(
+                ErrorKind::Timeout,
+                format!(
+                    "server '{}': WAL streaming failed for {} s ({why}); giving up",
+                    server.name(),
+                    opts.retry_for.as_secs()
+                ),
+            ));
         }
         tracing::warn!(
             server = server.name(),
@@ -342,7 +345,7 @@ async fn session(
         return Err(Error::Other("the WAL receiver was not set up".into()));
     };
     if receiver.segment_size() != seg_size {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(ErrorKind::Refused, format!(
             "server '{}': wal_segment_size changed from {} to {seg_size} bytes while receive-wal ran",
             server.name(),
             receiver.segment_size()
@@ -358,7 +361,7 @@ async fn session(
     let start: StartPoint =
         choose_start(dir_newest, slot.as_ref(), archive_newest, &system, seg_size);
     if start.tli > system.timeline {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(ErrorKind::Refused, format!(
             "server '{}': streaming would start on timeline {} ({}), but the server is on timeline {}; if the server was restored or replaced, move {} aside or run `pgbak receive-wal --reset {}`",
             server.name(),
             start.tli,
@@ -377,7 +380,7 @@ async fn session(
         .await;
     match result {
         Err(pgbak_wal::Error::Server { error, server: host }) if error.code == "58P01" => {
-            Err(Error::Other(format!(
+            Err(Error::kind_of(ErrorKind::NotFound, format!(
                 "server '{}' ({host}): {}; the WAL needed to continue from {} is gone from the server. Run `pgbak receive-wal --reset {}` to continue from what the server still has (the archive will have a gap)",
                 server.name(),
                 error.message,
@@ -504,7 +507,7 @@ async fn ensure_slot(
                 Err(e) => return Err(e.into()),
             }
             read_slot(server, client, name).await?.ok_or_else(|| {
-                Error::Other(format!("server '{}': replication slot '{name}' vanished right after it was created", cfg.name))
+                Error::kind_of(ErrorKind::NotFound, format!("server '{}': replication slot '{name}' vanished right after it was created", cfg.name))
             })?
         }
         None => {

@@ -8,7 +8,7 @@
 use crate::catalogue::BackupInfo;
 use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::server::Server;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pgbak_compress::pipeline::ReadPipeline;
 use pgbak_compress::Encryptor;
@@ -570,10 +570,13 @@ pub fn recover(server: &Server, opts: &RecoverOptions) -> Result<RecoverySummary
     let avail = available_space(&opts.dest)?;
     // A delta restore replaces files of the older copy: the space they hold comes back.
     if avail < needed && !opts.delta_on() {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(
+            ErrorKind::NoSpace,
+            format!(
             "not enough free space in {}: the backup needs {needed} bytes, {avail} are available",
             opts.dest.display()
-        )));
+        ),
+        ));
     }
 
     create_private_dir(&opts.dest)?;

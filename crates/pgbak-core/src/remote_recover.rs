@@ -14,6 +14,7 @@ use crate::recover::{
 };
 use crate::rsync_backup::rsync_program;
 use crate::server::Server;
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_copy::rsync::{
     check_programs, list_tree, shell, Controller, EntryKind, FileEntry, Host, RetryPolicy,
@@ -86,7 +87,7 @@ pub fn recover_remote(
     }
     let avail = remote_available_space(&host, &dest)?;
     if avail < plan.backup.data_size {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(ErrorKind::NoSpace, format!(
             "not enough free space in {dest} on {}: the backup needs {} bytes, {avail} are available",
             host.describe(),
             plan.backup.data_size

@@ -176,6 +176,17 @@ impl Serialize for DeleteReport {
     }
 }
 
+impl Serialize for crate::retention::RetentionReport {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("resumed", &self.resumed)?;
+        m.serialize_entry("deleted", &self.deleted)?;
+        m.serialize_entry("notes", &self.notes)?;
+        m.serialize_entry("errors", &self.errors)?;
+        m.end()
+    }
+}
+
 /// What `rebuild-xlogdb` did to a server's WAL index.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]

@@ -9,6 +9,7 @@ use crate::catalogue::{BackupInfo, BackupStatus};
 use crate::config::{BackupMethod, ServerConfig};
 use crate::pg::PgConnection;
 use crate::server::Server;
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_copy::rsync::{
     BackupSession, BackupStart, BackupStop, Host, RetryPolicy, ReuseFrom, ReuseMode, RsyncCopy,
@@ -60,10 +61,13 @@ pub fn source_host(cfg: &ServerConfig) -> Result<Host> {
             let command = SshCommand::parse(text)
                 .map_err(|e| Error::Usage(format!("server '{}': ssh_command: {e}", cfg.name)))?;
             let master = SshMaster::connect(command, SSH_CONNECT_TIMEOUT).map_err(|e| {
-                Error::Other(format!(
-                    "server '{}': cannot reach the database host (check ssh_command): {e}",
-                    cfg.name
-                ))
+                Error::kind_of(
+                    ErrorKind::Connection,
+                    format!(
+                        "server '{}': cannot reach the database host (check ssh_command): {e}",
+                        cfg.name
+                    ),
+                )
             })?;
             Ok(Host::Remote(Arc::new(master)))
         }
@@ -297,10 +301,10 @@ impl ConcurrentBackup {
 
     fn value(&self, sql: &str) -> Result<String> {
         self.conn.query_value(sql)?.ok_or_else(|| {
-            Error::Other(format!(
-                "server '{}': no value returned by {sql}",
-                self.server
-            ))
+            Error::kind_of(
+                ErrorKind::Connection,
+                format!("server '{}': no value returned by {sql}", self.server),
+            )
         })
     }
 
@@ -320,17 +324,20 @@ impl ConcurrentBackup {
         let col = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
         let data_directory = col(0);
         if !data_directory.starts_with('/') {
-            return Err(Error::Other(format!(
+            return Err(Error::kind_of(ErrorKind::Connection, format!(
                 "server '{}': cannot read data_directory (got '{data_directory}'); the backup user needs superuser or pg_read_all_settings",
                 self.server
             )));
         }
         let wal_segment_size = col(1).parse().map_err(|_| {
-            Error::Other(format!(
-                "server '{}': unexpected wal_segment_size '{}'",
-                self.server,
-                col(1)
-            ))
+            Error::kind_of(
+                ErrorKind::Connection,
+                format!(
+                    "server '{}': unexpected wal_segment_size '{}'",
+                    self.server,
+                    col(1)
+                ),
+            )
         })?;
         let inside = |f: &str| Path::new(f).starts_with(&data_directory);
         let external_config_files = [col(2), col(3), col(4)]
@@ -401,19 +408,22 @@ impl ConcurrentBackup {
             .into_iter()
             .next()
             .ok_or_else(|| {
-                Error::Other(format!(
-                    "server '{}': pg_backup_stop returned no row",
-                    self.server
-                ))
+                Error::kind_of(
+                    ErrorKind::Connection,
+                    format!("server '{}': pg_backup_stop returned no row", self.server),
+                )
             })?;
         self.started = false;
         let col = |i: usize| row.get(i).cloned().flatten();
         let end_lsn: Lsn = col(0).unwrap_or_default().parse()?;
         let backup_label = col(1).ok_or_else(|| {
-            Error::Other(format!(
-                "server '{}': pg_backup_stop returned no backup_label",
-                self.server
-            ))
+            Error::kind_of(
+                ErrorKind::Connection,
+                format!(
+                    "server '{}': pg_backup_stop returned no backup_label",
+                    self.server
+                ),
+            )
         })?;
         // On a primary the segment name says the timeline; a standby cannot name segments.
         let end_tli = self

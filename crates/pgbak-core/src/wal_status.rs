@@ -3,6 +3,7 @@
 //! `pg_stat_replication` and the lag of every replication slot in bytes).
 
 use crate::server::Server;
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_wal::WalFileName;
 use serde::Serialize;
@@ -57,7 +58,7 @@ pub fn check_wal_archive(
         }
     };
     if found != expected {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(ErrorKind::Refused, format!(
             "the WAL archive of server '{}' holds {} segments of another system (system identifier {found} in {newest}); this server is {expected}. Point the server at an empty archive, or move the old WAL away",
             server.name(),
             segments.len()

@@ -56,6 +56,12 @@
 // A bug in pgbak (a panic, caught at the boundary).
 #define PGBAK_INTERNAL 14
 
+// Something did not happen in the time allowed (a WAL segment not archived in time).
+#define PGBAK_TIMEOUT 15
+
+// Not enough free space where the data was to go.
+#define PGBAK_NO_SPACE 16
+
 // An opened server of a pgbak configuration: what every workflow call takes.
 typedef struct pgbak_server pgbak_server;
 
@@ -118,6 +124,16 @@ int pgbak_show_backup(pgbak_server *h, const char *backup_id, char **report);
 
 // Deletes a backup and the WAL only it needed (refused by keep and minimum_redundancy).
 int pgbak_delete_backup(pgbak_server *h, const char *backup_id, char **report);
+
+// Applies the server's retention policy, as `pgbak cron` does: finishes deletes an interrupted
+// process left, then deletes the OBSOLETE backups oldest first with the WAL only they needed.
+// The report: `{"resumed": [...], "deleted": [...], "notes": [...], "errors": [...]}` (each
+// delete as [`pgbak_delete_backup`] reports it; notes say what waits for a later run).
+int pgbak_enforce_retention(pgbak_server *h, char **report);
+
+// Recreates the WAL index from the files of the archive, each read back and checksummed, as
+// `rebuild-xlogdb -f json` reports it.
+int pgbak_rebuild_xlogdb(pgbak_server *h, char **report);
 
 // Runs the server's checks, as `check -f json` prints them; the call fails
 // (`PGBAK_ERROR`) when a check fails, with the report written all the same.

@@ -66,6 +66,10 @@ pub const PGBAK_IO: c_int = 12;
 pub const PGBAK_CANCELLED: c_int = 13;
 /// A bug in pgbak (a panic, caught at the boundary).
 pub const PGBAK_INTERNAL: c_int = 14;
+/// Something did not happen in the time allowed (a WAL segment not archived in time).
+pub const PGBAK_TIMEOUT: c_int = 15;
+/// Not enough free space where the data was to go.
+pub const PGBAK_NO_SPACE: c_int = 16;
 
 static VERSION: &[u8] = concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes();
 
@@ -117,6 +121,8 @@ pub fn status_of(kind: ErrorKind) -> c_int {
         ErrorKind::Connection => PGBAK_CONNECTION,
         ErrorKind::Io => PGBAK_IO,
         ErrorKind::Cancelled => PGBAK_CANCELLED,
+        ErrorKind::Timeout => PGBAK_TIMEOUT,
+        ErrorKind::NoSpace => PGBAK_NO_SPACE,
         _ => PGBAK_ERROR,
     }
 }
@@ -513,6 +519,32 @@ pub unsafe extern "C" fn pgbak_delete_backup(
     on_server(h, |h| {
         let id = text(backup_id, "backup_id")?;
         put_report(report, &pgbak_core::delete_backup(&h.server, id)?)
+    })
+}
+
+/// Applies the server's retention policy, as `pgbak cron` does: finishes deletes an interrupted
+/// process left, then deletes the OBSOLETE backups oldest first with the WAL only they needed.
+/// The report: `{"resumed": [...], "deleted": [...], "notes": [...], "errors": [...]}` (each
+/// delete as [`pgbak_delete_backup`] reports it; notes say what waits for a later run).
+#[no_mangle]
+pub unsafe extern "C" fn pgbak_enforce_retention(
+    h: *mut PgbakServer,
+    report: *mut *mut c_char,
+) -> c_int {
+    on_server(h, |h| {
+        put_report(report, &pgbak_core::enforce_retention(&h.server)?)
+    })
+}
+
+/// Recreates the WAL index from the files of the archive, each read back and checksummed, as
+/// `rebuild-xlogdb -f json` reports it.
+#[no_mangle]
+pub unsafe extern "C" fn pgbak_rebuild_xlogdb(
+    h: *mut PgbakServer,
+    report: *mut *mut c_char,
+) -> c_int {
+    on_server(h, |h| {
+        put_report(report, &pgbak_core::reports::rebuild_xlogdb(&h.server)?)
     })
 }
 

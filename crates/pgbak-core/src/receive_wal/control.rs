@@ -206,11 +206,14 @@ pub fn running_receiver(server: &Server) -> Result<Option<u32>> {
         Err(LockError::Busy {
             holder_pid, path, ..
         }) => holder_pid.map(Some).ok_or_else(|| {
-            Error::Other(format!(
-                "server '{}': receive-wal is running but its PID cannot be read from {}",
-                server.name(),
-                path.display()
-            ))
+            Error::kind_of(
+                ErrorKind::Busy,
+                format!(
+                    "server '{}': receive-wal is running but its PID cannot be read from {}",
+                    server.name(),
+                    path.display()
+                ),
+            )
         }),
         Err(e) => Err(e.into()),
     }
@@ -246,11 +249,14 @@ pub fn stop(server: &Server, wait: Duration) -> Result<StopOutcome> {
             ..
         }) => (pid, path),
         Err(LockError::Busy { path, .. }) => {
-            return Err(Error::Other(format!(
-                "server '{}': receive-wal is running but its PID cannot be read from {}",
-                server.name(),
-                path.display()
-            )))
+            return Err(Error::kind_of(
+                ErrorKind::Busy,
+                format!(
+                    "server '{}': receive-wal is running but its PID cannot be read from {}",
+                    server.name(),
+                    path.display()
+                ),
+            ))
         }
         Err(e) => return Err(e.into()),
     };
@@ -261,7 +267,7 @@ pub fn stop(server: &Server, wait: Duration) -> Result<StopOutcome> {
         .filter(|p| *p > 1 && pid != std::process::id())
         .filter(|_| crate::locks::process_has_open(pid, &path))
         .ok_or_else(|| {
-            Error::Other(format!(
+            Error::kind_of(ErrorKind::Refused, format!(
                 "server '{}': the receive-wal lock {} names PID {pid}, which does not hold it; not signalling it",
                 server.name(),
                 path.display()
