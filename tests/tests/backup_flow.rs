@@ -133,3 +133,65 @@ fn recovery_to_the_backup_restore_point_stops_at_the_backup_end() {
     );
     assert_eq!(ids(&r.psql("SELECT id FROM t ORDER BY id")), at_backup);
 }
+
+#[test]
+fn every_phase_of_a_backup_is_timed_in_its_metadata_and_the_log() {
+    let env = PgbakEnv::new();
+    let _cluster = env.cluster("", ClusterOptions::default());
+    let began = std::time::Instant::now();
+    let out = env
+        .run(&[
+            "-f",
+            "json",
+            "--log-level",
+            "info",
+            "backup",
+            "main",
+            "--wait",
+            "--wait-timeout",
+            "120",
+        ])
+        .ok();
+    let wall = began.elapsed().as_secs_f64();
+    let info = out.json();
+    assert_eq!(info["status"], "DONE", "{}", out.stdout);
+    let phases = &info["phases"];
+    let names = [
+        "checks",
+        "start",
+        "copy",
+        "stop",
+        "durable",
+        "wal_switch",
+        "wal_wait",
+    ];
+    let mut sum = 0.0;
+    for name in names {
+        let s = phases[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("phase {name} missing: {phases}"));
+        assert!(s >= 0.0, "{name}: {s}");
+        sum += s;
+    }
+    assert!(phases["copy"].as_f64().unwrap() > 0.0, "{phases}");
+    assert!(phases["start"].as_f64().unwrap() > 0.0, "{phases}");
+    // The phases follow one another inside the run: together no longer than the process.
+    assert!(
+        sum <= wall,
+        "phases {sum} s, the whole run {wall} s: {phases}"
+    );
+    // The catalogue keeps them, and the log says them in one line.
+    let shown = env
+        .run(&["-f", "json", "show-backup", "main", "latest"])
+        .ok();
+    assert_eq!(&shown.json()["phases"], phases, "{}", shown.stdout);
+    let id = info["backup_id"].as_str().unwrap();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains(&format!("backup {id}: checks ")))
+        .unwrap_or_else(|| panic!("no phase line in the log:\n{}", out.stderr));
+    for name in names {
+        assert!(line.contains(&format!("{name} ")), "{line}");
+    }
+}

@@ -58,7 +58,7 @@ pub use extract::{
 pub use meter::{tick as count_progress, Meter};
 pub use rsync::RsyncCopy;
 pub use strategy::{
-    BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, NoProgress, OutputFile,
+    BackupDestination, CopyOutcome, CopyPhases, CopyProgress, CopyStrategy, NoProgress, OutputFile,
 };
 pub use streaming::StreamingCopy;
 pub use tar::{EntryKind, TarEntry, TarHeader, TarStreamParser, TarVisitor};

@@ -160,6 +160,24 @@ pub struct CopyOutcome {
     pub systemid: String,
     /// The cluster's WAL segment size in bytes.
     pub wal_segment_size: u64,
+    /// How long each phase of the copy took.
+    pub phases: CopyPhases,
+}
+
+/// How long each phase of a copy took, in the order they run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyPhases {
+    /// From the connection to the first byte of data: connecting, and the checkpoint that
+    /// starts the backup (`pg_backup_start`).
+    pub start: std::time::Duration,
+    /// Receiving (or copying) the data files.
+    pub copy: std::time::Duration,
+    /// From the last data file to the end of the backup (`pg_backup_stop`, the manifest, and
+    /// the server waiting for its last WAL segment to be archived, when it does).
+    pub stop: std::time::Duration,
+    /// Making what was written durable after the server was done (the last uploads, the
+    /// fsyncs).
+    pub durable: std::time::Duration,
 }
 
 /// One output of a copy.

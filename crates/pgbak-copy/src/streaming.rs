@@ -6,7 +6,7 @@
 //! compressing overlap and memory stays at a few megabytes whatever the database size.
 
 use crate::durable::SyncMethod;
-use crate::strategy::{BackupDestination, CopyOutcome, CopyProgress, CopyStrategy};
+use crate::strategy::{BackupDestination, CopyOutcome, CopyPhases, CopyProgress, CopyStrategy};
 use crate::writer::{self, Job, Target, UploadWatches, WriterOutput};
 use crate::{Error, Result};
 use pgbak_compress::Compression;
@@ -17,6 +17,7 @@ use pgbak_wal::{
 use std::io;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Bytes gathered from the server's CopyData messages before they go to the writer thread.
 const CHUNK_SIZE: usize = 1 << 20;
@@ -132,6 +133,7 @@ impl StreamingCopy {
         server_compression: Option<Compression>,
         progress: &mut dyn CopyProgress,
     ) -> Result<CopyOutcome> {
+        let connected = Instant::now();
         let mut client = ReplicationClient::connect(&self.conninfo).await?;
         let server_version_num = client.server_version_num();
         let system = client.identify_system().await?;
@@ -180,6 +182,7 @@ impl StreamingCopy {
                 source: e.into_io(),
             }),
         };
+        let ended = Instant::now();
         let finished = match streamed {
             Ok(_) => sink.finish(),
             Err(_) => Ok(()),
@@ -189,6 +192,8 @@ impl StreamingCopy {
             failure,
             tablespaces,
             bytes_received,
+            began,
+            last_data,
             ..
         } = sink;
         // Closing the channel tells a writer still waiting for data that the backup is over.
@@ -197,6 +202,14 @@ impl StreamingCopy {
             .join()
             .unwrap_or_else(|_| Err(Error::Aborted("the backup writer thread panicked".into())));
         let (end, out) = pick_outcome(streamed, finished, failure, written)?;
+        let began = began.unwrap_or(ended);
+        let last_data = last_data.unwrap_or(ended).max(began);
+        let phases = CopyPhases {
+            start: began - connected,
+            copy: last_data - began,
+            stop: ended.saturating_duration_since(last_data),
+            durable: ended.elapsed(),
+        };
         // The backup is complete; a failure to say goodbye changes nothing about it.
         let _ = client.close().await;
         let bytes_written = out.files.iter().map(|f| f.size).sum();
@@ -218,6 +231,7 @@ impl StreamingCopy {
             server_version_num,
             systemid: system.systemid,
             wal_segment_size,
+            phases,
         })
     }
 }
@@ -287,6 +301,10 @@ struct Sink<'p> {
     archive_suffix: &'static str,
     /// Why the sink refused the stream, when it did (reported instead of the protocol error).
     failure: Option<Error>,
+    /// When the server started sending (its checkpoint done).
+    began: Option<Instant>,
+    /// When the last archive of data ended.
+    last_data: Option<Instant>,
 }
 
 fn writer_gone() -> io::Error {
@@ -311,6 +329,8 @@ impl<'p> Sink<'p> {
             in_manifest: false,
             archive_suffix: "",
             failure: None,
+            began: None,
+            last_data: None,
         }
     }
 
@@ -361,6 +381,7 @@ impl<'p> Sink<'p> {
 
 impl BaseBackupSink for Sink<'_> {
     fn begin(&mut self, _start: Lsn, _tli: u32, tablespaces: &[TablespaceInfo]) -> io::Result<()> {
+        self.began = Some(Instant::now());
         self.tablespaces = tablespaces.to_vec();
         let total = tablespaces
             .iter()
@@ -402,6 +423,7 @@ impl BaseBackupSink for Sink<'_> {
     }
 
     fn archive_end(&mut self) -> io::Result<()> {
+        self.last_data = Some(Instant::now());
         self.flush()?;
         self.send(Job::End)
     }

@@ -3,12 +3,15 @@
 //! The metadata goes STARTED -> WAITING_FOR_WALS -> DONE (or FAILED). A backup is DONE only once
 //! its files are durable and every WAL segment from its begin to its end LSN is in the archive.
 
-use crate::catalogue::{new_backup_id, BackupFile, BackupInfo, BackupStatus, TablespaceRecord};
+use crate::catalogue::{
+    new_backup_id, BackupFile, BackupInfo, BackupPhases, BackupStatus, TablespaceRecord,
+};
 use crate::check::{CheckOptions, ServerChecks};
 use crate::config::{BackupFormat, CompressionLocation};
 use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::locks::LockName;
 use crate::server::Server;
+use crate::ErrorKind;
 use crate::{Error, Result};
 use pgbak_compress::{Codec, Compression, Level};
 use pgbak_copy::{BackupDestination, CopyProgress, CopyStrategy, StreamingCopy};
@@ -74,6 +77,7 @@ pub fn backup(
     progress: &mut dyn CopyProgress,
 ) -> Result<BackupInfo> {
     let cfg = &server.config;
+    let called = Instant::now();
     if !cfg.active {
         return Err(Error::Usage(format!("server '{}' is not active", cfg.name)));
     }
@@ -93,7 +97,7 @@ pub fn backup(
     // pgbak waits itself, switching WAL on the primary (`EndSegmentCloser`).
     let in_recovery = conn.is_in_recovery()?;
     if archive_mode == "off" && !cfg.streaming_archiver {
-        return Err(Error::Other(format!(
+        return Err(Error::kind_of(ErrorKind::Refused, format!(
             "server '{}': archive_mode is off and streaming_archiver is off, so the WAL this backup needs would never reach the archive",
             cfg.name
         )));
@@ -251,6 +255,7 @@ pub fn backup(
             parent_manifest: parent.as_ref().map(|p| p.manifest.clone()),
         };
         let started = Instant::now();
+        let checks = started - called;
         let copied = match rsync.as_mut() {
             Some(r) => {
                 let dir = server.local_backup_dir(&id).ok_or_else(|| {
@@ -271,6 +276,15 @@ pub fn backup(
             Err(e) => return Err(e),
         };
         info.copy_seconds = Some(started.elapsed().as_secs_f64());
+        let p = outcome.phases;
+        info.phases = Some(BackupPhases {
+            checks: checks.as_secs_f64(),
+            start: p.start.as_secs_f64(),
+            copy: p.copy.as_secs_f64(),
+            stop: p.stop.as_secs_f64(),
+            durable: p.durable.as_secs_f64(),
+            ..BackupPhases::default()
+        });
         info.end_time = Some(crate::clock::now());
         let seg_size = outcome.wal_segment_size;
         info.begin_lsn = Some(outcome.start_lsn.to_string());
@@ -347,6 +361,7 @@ pub fn backup(
         cat.write(&info)?;
         Ok(())
     })();
+    let copied = Instant::now();
     // The parent lists its children (Barman's children_backup_ids), so that retention and
     // delete see the chain from either end.
     if let (Ok(()), Some(p)) = (&result, &parent) {
@@ -375,8 +390,15 @@ pub fn backup(
     create_restore_point(server, &info.backup_id);
     let mut closer = EndSegmentCloser::new(server);
     closer.tick(server);
+    let switched = Instant::now();
+    if let Some(p) = info.phases.as_mut() {
+        p.wal_switch = (switched - copied).as_secs_f64();
+    }
     let deadline = opts.wait_timeout.map(|t| Instant::now() + t);
     loop {
+        if let Some(p) = info.phases.as_mut() {
+            p.wal_wait = switched.elapsed().as_secs_f64();
+        }
         if complete_if_wal_archived(server, &mut info)? {
             break;
         }
@@ -385,6 +407,19 @@ pub fn backup(
         }
         std::thread::sleep(Duration::from_millis(500));
         closer.tick(server);
+    }
+    if let Some(p) = &info.phases {
+        let phases: Vec<String> = p
+            .named()
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.3} s"))
+            .collect();
+        tracing::info!(
+            "backup {}: {} ({})",
+            info.backup_id,
+            phases.join(", "),
+            info.status.as_str()
+        );
     }
     hooks.run_post(&HookEnv::for_backup(server, &info));
     Ok(info)
@@ -408,7 +443,10 @@ fn pre_backup_checks(server: &Server) -> Result<()> {
     if checks.ready_for_backup() {
         return Ok(());
     }
-    Err(Error::Other(refusal(server.name(), &checks)))
+    Err(Error::kind_of(
+        ErrorKind::Refused,
+        refusal(server.name(), &checks),
+    ))
 }
 
 /// The message of a backup refused by its checks: every failed critical check with its hint.

@@ -14,7 +14,9 @@ use super::exclude::{self, TreePlan};
 use super::filelist;
 use super::host::Host;
 use crate::durable::{SyncMethod, SyncTracker};
-use crate::strategy::{BackupDestination, CopyOutcome, CopyProgress, CopyStrategy, OutputFile};
+use crate::strategy::{
+    BackupDestination, CopyOutcome, CopyPhases, CopyProgress, CopyStrategy, OutputFile,
+};
 use crate::{Error, Result};
 use pgbak_wal::{BackupLabel, Lsn, TablespaceInfo};
 use std::collections::HashMap;
@@ -264,24 +266,24 @@ impl RsyncCopy {
     ) -> Result<(CopyOutcome, RsyncCopyStats)> {
         crate::writer::ensure_empty_or_missing(data_dir)?;
         create_private_dir(data_dir)?;
+        let connected = Instant::now();
         let start = self
             .session()?
             .start(&self.options.label, self.options.fast_checkpoint)?;
         let began = Instant::now();
         let copied = self.copy_files(&start, data_dir, tablespaces_root, progress);
+        let copied_at = Instant::now();
         // Stop whatever happened: an abandoned backup must not stay open on the server.
         let stopped = self.session().and_then(|mut s| s.stop());
         match (copied, stopped) {
             (Ok(copied), Ok(stop)) => {
-                let copy_seconds = began.elapsed().as_secs_f64();
-                self.finish(
-                    start,
-                    stop,
-                    copied,
-                    copy_seconds,
-                    data_dir,
-                    tablespaces_root,
-                )
+                let phases = CopyPhases {
+                    start: began - connected,
+                    copy: copied_at - began,
+                    stop: copied_at.elapsed(),
+                    durable: Duration::ZERO,
+                };
+                self.finish(start, stop, copied, phases, data_dir, tablespaces_root)
             }
             (Err(e), stopped) => {
                 if let Err(stop_error) = stopped {
@@ -486,10 +488,11 @@ impl RsyncCopy {
         start: BackupStart,
         stop: BackupStop,
         copied: Copied,
-        copy_seconds: f64,
+        phases: CopyPhases,
         data_dir: &Path,
         tablespaces_root: &Path,
     ) -> Result<(CopyOutcome, RsyncCopyStats)> {
+        let finishing = Instant::now();
         let label = BackupLabel::parse(&stop.backup_label).map_err(|e| {
             Error::Server(format!(
                 "pg_backup_stop returned an unusable backup_label: {e}"
@@ -541,6 +544,10 @@ impl RsyncCopy {
             server_version_num: start.server_version_num,
             systemid,
             wal_segment_size: start.wal_segment_size,
+            phases: CopyPhases {
+                durable: finishing.elapsed(),
+                ..phases
+            },
         };
         let stats = RsyncCopyStats {
             total_bytes,
@@ -554,7 +561,7 @@ impl RsyncCopy {
             retried_runs: stats.retried_runs,
             server_time: start.server_time,
             server_end_time: stop.server_time,
-            copy_seconds,
+            copy_seconds: phases.copy.as_secs_f64(),
         };
         Ok((outcome, stats))
     }

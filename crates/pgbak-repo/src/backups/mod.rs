@@ -5,6 +5,6 @@ pub mod record;
 
 pub use catalogue::{Catalogue, Leftovers, DELETE_MARKER, INFO_FILE, KEEP_FILE};
 pub use record::{
-    is_backup_id, new_backup_id, BackupFile, BackupInfo, BackupStatus, KeepTarget,
+    is_backup_id, new_backup_id, BackupFile, BackupInfo, BackupPhases, BackupStatus, KeepTarget,
     TablespaceRecord, FORMAT_VERSION,
 };

@@ -91,6 +91,9 @@ pub struct BackupInfo {
     pub has_manifest: bool,
     /// Seconds spent copying.
     pub copy_seconds: Option<f64>,
+    /// Seconds each phase of the backup took (absent in records of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<BackupPhases>,
     pub error: Option<String>,
     /// rsync methods: bytes of files sent by the server (new or changed since the reused backup).
     #[serde(default)]
@@ -173,6 +176,7 @@ impl BackupInfo {
             backup_label: None,
             has_manifest: false,
             copy_seconds: None,
+            phases: None,
             error: None,
             copied_bytes: None,
             reused_bytes: None,
@@ -348,5 +352,40 @@ mod tests {
             parse_info(b"garbage", "x"),
             Err(Error::Corrupt { .. })
         ));
+    }
+}
+
+/// Seconds each phase of a backup took, in the order they run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupPhases {
+    /// Locks, checks, settings read and the catalogue record written, before the copy starts.
+    pub checks: f64,
+    /// Connecting for the copy and the checkpoint that starts the backup.
+    pub start: f64,
+    /// Copying the data files.
+    pub copy: f64,
+    /// Ending the backup on the server (`pg_backup_stop`, the manifest).
+    pub stop: f64,
+    /// Making the copy durable once the server was done.
+    pub durable: f64,
+    /// Recording the backup's metadata, the restore point and the first WAL switch.
+    pub wal_switch: f64,
+    /// Waiting for the WAL the backup needs to reach the archive.
+    pub wal_wait: f64,
+}
+
+impl BackupPhases {
+    /// Every phase with its name, in order.
+    pub fn named(&self) -> [(&'static str, f64); 7] {
+        [
+            ("checks", self.checks),
+            ("start", self.start),
+            ("copy", self.copy),
+            ("stop", self.stop),
+            ("durable", self.durable),
+            ("wal_switch", self.wal_switch),
+            ("wal_wait", self.wal_wait),
+        ]
     }
 }
