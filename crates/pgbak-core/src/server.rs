@@ -8,7 +8,7 @@ use crate::pg::PgConnection;
 use crate::receive_wal::ReceiverLauncher;
 use crate::wal_archive::WalArchive;
 use crate::{Error, Result};
-use pgbak_compress::{Codec, Encryptor};
+use pgbak_compress::{Codec, Encryptor, Level};
 use pgbak_storage::{LocalStorage, StorageBackend};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -170,9 +170,12 @@ impl Server {
         Catalogue::new(&self.config.name, self.stores.backups.clone())
     }
 
-    /// The WAL archive of this server, writing with its `compression`.
+    /// The WAL archive of this server, writing with its `compression` at `compression_level`,
+    /// `low` when unset: `archive-wal` is PostgreSQL's hot path, and the fastest level of each
+    /// codec keeps it within reach of a plain copy (see docs/decisions.md).
     pub fn wal_archive(&self) -> Result<WalArchive> {
-        let codec = Codec::new(self.config.compression, self.config.compression_level)
+        let level = self.config.compression_level.or(Some(Level::Low));
+        let codec = Codec::new(self.config.compression, level)
             .map_err(|e| Error::Usage(format!("server '{}': {e}", self.config.name)))?;
         Ok(WalArchive::new(
             &self.config.name,

@@ -54,7 +54,7 @@ pub struct ServerConfig {
     /// `compression` of archived WAL (default none). Barman's `pigz`/`pygzip` read as gzip and
     /// `pybzip2` as bzip2; `custom` filters are refused.
     pub compression: Compression,
-    /// `compression_level` of archived WAL (unset: the codec's default).
+    /// `compression_level` of archived WAL (unset: `low`, the fastest level of the codec).
     pub compression_level: Option<Level>,
     /// `backup_compression` of base backups (default none).
     pub backup_compression: Compression,
