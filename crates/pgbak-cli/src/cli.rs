@@ -54,7 +54,15 @@ pub enum Command {
     /// Print pgbak's manual page (roff), e.g. `pgbak manpage > /usr/local/share/man/man1/pgbak.1`.
     Manpage,
     /// Archive one WAL file (use as archive_command: `pgbak -c CONF archive-wal SERVER %p`).
-    ArchiveWal { server: String, path: PathBuf },
+    ArchiveWal {
+        server: String,
+        path: PathBuf,
+        /// Also archive up to N-1 of the following segments PostgreSQL has marked ready, N at a
+        /// time, and answer for them at once when PostgreSQL asks (default: the server's
+        /// cloud_wal_archive_parallel; 0 or 1 archives only PATH).
+        #[arg(short = 'p', long, value_parser = clap::value_parser!(u32).range(0..=64))]
+        parallel: Option<u32>,
+    },
     /// Write an archived WAL file to DEST or standard output (use as restore_command:
     /// `pgbak -c CONF get-wal SERVER %f %p`).
     GetWal(crate::commands::wal_args::GetWalArgs),

@@ -77,9 +77,11 @@ fn run(cli: &Cli, loaded: Option<std::result::Result<Config, ConfigError>>) -> R
         Command::Manpage => commands::generated::manpage(),
         Command::WalArchive(a) => commands::wal::wal_archive(cli, a),
         Command::WalRestore(a) => commands::wal::wal_restore(cli, a),
-        Command::ArchiveWal { server, path } => {
-            commands::wal::archive_wal(cli, config()?, server, path)
-        }
+        Command::ArchiveWal {
+            server,
+            path,
+            parallel,
+        } => commands::wal::archive_wal(cli, config()?, server, path, *parallel),
         Command::GetWal(a) => commands::wal::get_wal(config()?, a),
         Command::PutWal(a) => commands::wal::put_wal(cli, config()?, a),
         Command::RebuildXlogdb { server } => commands::wal::rebuild_xlogdb(cli, config()?, server),

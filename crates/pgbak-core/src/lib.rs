@@ -31,6 +31,7 @@
 
 // Everything below is private: callers use the entry points re-exported here and the few
 // public modules (`config`, `reports`, `wal`, `streaming`). `fuzzing` is for the fuzz targets.
+mod archive_queue;
 mod backup;
 mod backup_lock;
 mod backup_scan;
@@ -103,6 +104,7 @@ pub use verify::{check_backup, verify_backup, VerifyOptions, VerifyReport, WalCh
 /// The WAL archive: what PostgreSQL's `archive_command` and `restore_command` call on the
 /// backup host, and its checks.
 pub mod wal {
+    pub use crate::archive_queue::{archive_wal, QUEUE_DIR};
     pub use crate::hooks::archive_file;
     pub use crate::put_wal::put_wal_with_hooks;
     pub use crate::wal_archive::{ArchiveOutcome, WalArchive};

@@ -150,7 +150,8 @@ int pgbak_keep(pgbak_server *h, const char *backup_id, const char *target, char 
 // Releases the keep of a backup: it follows the retention policy again.
 int pgbak_release_keep(pgbak_server *h, const char *backup_id, char **report);
 
-// Archives the WAL file at `path` (what `archive_command` does), with the archive hooks.
+// Archives the WAL file at `path` (what `archive_command` does), with the archive hooks; with
+// `cloud_wal_archive_parallel` set, also the ready segments after it, acknowledged when asked.
 int pgbak_archive_wal(pgbak_server *h, const char *path, char **report);
 
 // Fetches WAL file `wal_name` from the archive into `destination` (a file path), decompressed

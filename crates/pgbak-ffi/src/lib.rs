@@ -633,7 +633,8 @@ pub unsafe extern "C" fn pgbak_release_keep(
     })
 }
 
-/// Archives the WAL file at `path` (what `archive_command` does), with the archive hooks.
+/// Archives the WAL file at `path` (what `archive_command` does), with the archive hooks; with
+/// `cloud_wal_archive_parallel` set, also the ready segments after it, acknowledged when asked.
 #[no_mangle]
 pub unsafe extern "C" fn pgbak_archive_wal(
     h: *mut PgbakServer,
@@ -642,8 +643,7 @@ pub unsafe extern "C" fn pgbak_archive_wal(
 ) -> c_int {
     on_server(h, |h| {
         let path = PathBuf::from(text(path, "path")?);
-        let archive = h.server.wal_archive()?;
-        let outcome = pgbak_core::wal::archive_file(&h.server, &archive, &path)?;
+        let outcome = pgbak_core::wal::archive_wal(&h.server, &path, None)?;
         put_report(report, &outcome)
     })
 }

@@ -19,9 +19,15 @@ use std::path::Path;
 
 /// `archive-wal SERVER PATH`, PostgreSQL's hot path: read the configuration, store the file,
 /// nothing else (hook scripts run only when some archive hook is configured).
-pub fn archive_wal(cli: &Cli, config: &Config, name: &str, path: &std::path::Path) -> Result<u8> {
+pub fn archive_wal(
+    cli: &Cli,
+    config: &Config,
+    name: &str,
+    path: &std::path::Path,
+    parallel: Option<u32>,
+) -> Result<u8> {
     let server = Server::new(config, name)?;
-    match pgbak_core::wal::archive_file(&server, &server.wal_archive()?, path)? {
+    match pgbak_core::wal::archive_wal(&server, path, parallel)? {
         pgbak_core::wal::ArchiveOutcome::Stored { .. } => {}
         pgbak_core::wal::ArchiveOutcome::AlreadyArchived { name } => {
             if !cli.quiet {

@@ -113,6 +113,7 @@ pub(crate) const SERVER: &[&str] = &[
     "wal_retention_policy",
     "minimum_redundancy",
     "parallel_jobs",
+    "cloud_wal_archive_parallel",
     "path_prefix",
     "immediate_checkpoint",
     "backup_directory",
@@ -290,10 +291,6 @@ pub(crate) const BARMAN_SERVER: &[(&str, Support)] = &[
     (
         "cloud_upload_max_archive_size",
         ignored("pgbak writes each tar stream as one object, growing its parts so that it fits the store's limits"),
-    ),
-    (
-        "cloud_wal_archive_parallel",
-        ignored("archive-wal stores each segment as PostgreSQL hands it over, and cron archives queued files one after another"),
     ),
     (
         "cloud_wal_restore_parallel",

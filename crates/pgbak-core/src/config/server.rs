@@ -19,6 +19,9 @@ use super::raw::RawSection;
 use super::reader::Reader;
 use super::values;
 
+/// The most segments one `archive-wal` call archives at once (`cloud_wal_archive_parallel`).
+pub const MAX_WAL_ARCHIVE_PARALLEL: u32 = 64;
+
 /// The settings of one server, after inheritance from the global section and defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
@@ -77,6 +80,10 @@ pub struct ServerConfig {
     pub minimum_redundancy: u32,
     /// `parallel_jobs` (1, at least 1).
     pub parallel_jobs: u32,
+    /// `cloud_wal_archive_parallel` (0): when 2 or more, `archive-wal` also archives up to this
+    /// many minus one of the following segments PostgreSQL has marked ready, in parallel, and
+    /// acknowledges them when PostgreSQL asks (whatever the store, local or cloud).
+    pub wal_archive_parallel: u32,
     /// `path_prefix`: directories (colon-separated in the file) put before `PATH` for external
     /// programs.
     pub path_prefix: Vec<PathBuf>,
@@ -409,6 +416,20 @@ pub(crate) fn build(
             Err(m) => return Err(r.error("parallel_jobs", Some(v), m)),
         },
     };
+    let wal_archive_parallel = match r.get("cloud_wal_archive_parallel")? {
+        None => 0,
+        Some(v) => match values::unsigned_value::<u32>(&v.text) {
+            Ok(n) if n <= MAX_WAL_ARCHIVE_PARALLEL => n,
+            Ok(_) => {
+                return Err(r.error(
+                    "cloud_wal_archive_parallel",
+                    Some(&v),
+                    format!("must be at most {MAX_WAL_ARCHIVE_PARALLEL}"),
+                ))
+            }
+            Err(m) => return Err(r.error("cloud_wal_archive_parallel", Some(&v), m)),
+        },
+    };
     let path_prefix = r.parse("path_prefix", path_list_value)?.unwrap_or_default();
     let immediate_checkpoint = bool_or("immediate_checkpoint", false)?;
 
@@ -580,6 +601,7 @@ pub(crate) fn build(
         wal_retention_policy,
         minimum_redundancy,
         parallel_jobs,
+        wal_archive_parallel,
         path_prefix,
         immediate_checkpoint,
         backup_directory,
@@ -671,6 +693,10 @@ fn effective_values(c: &ServerConfig) -> Vec<(String, String)> {
         ("wal_retention_policy", Some(c.wal_retention_policy.clone())),
         ("minimum_redundancy", Some(c.minimum_redundancy.to_string())),
         ("parallel_jobs", Some(c.parallel_jobs.to_string())),
+        (
+            "cloud_wal_archive_parallel",
+            Some(c.wal_archive_parallel.to_string()),
+        ),
         (
             "path_prefix",
             (!c.path_prefix.is_empty()).then(|| {
