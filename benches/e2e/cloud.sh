@@ -8,10 +8,14 @@
 #      same S3 emulator; barman-cloud-backup (PyPI), which has no zstd for backups, with lz4 next
 #      to pgbak with lz4; pg_basebackup to local disk for reference. Seconds, MB/s (PGDATA
 #      without pg_wal / wall time), peak RSS, stored size.
-#   2. WAL archiving to S3, one process per segment as archive_command runs it, zstd:
-#      pgbak archive-wal, pgbackrest archive-push, barman-cloud-wal-archive. Segments/s.
+#   2. WAL archiving to S3, one process per segment as archive_command runs it (each segment
+#      marked ready, then done after its call, as PostgreSQL does), zstd: pgbak archive-wal,
+#      one at a time and with --parallel 4 and 8; pgbackrest archive-push, synchronous and
+#      asynchronous (process-max 4); barman-cloud-wal-archive. Segments/s.
 #
 #   bash benches/e2e/cloud.sh [SCALE] [RANDOM_MB] [ROUNDS] [SEGMENTS]   (default 50 300 2 32)
+#
+# PGBAK_BENCH_PARTS="wal" runs the WAL part only (default "backups wal").
 #
 # The S3 emulator speaks TLS with a certificate made here (pgBackRest only speaks HTTPS to S3):
 # pgbak trusts it through SSL_CERT_FILE, pgBackRest through repo1-storage-ca-file, boto3
@@ -22,6 +26,7 @@ SCALE=${1:-50}
 RANDOM_MB=${2:-300}
 ROUNDS=${3:-2}
 NSEG=${4:-32}
+PARTS=" ${PGBAK_BENCH_PARTS:-backups wal} "
 bash scripts/install-deps.sh >/dev/null 2>&1 || true
 export PATH="$HOME/.cargo/bin:$PATH"
 if [ -z "${PGBAK_BIN:-}" ]; then
@@ -156,6 +161,16 @@ pg1-socket-path=$work/sock
 CONF
     as_pg pgbackrest --config="$work/pgbr-$p.conf" --stanza=bench stanza-create >/dev/null
   done
+  # The same repository settings, archiving asynchronously (a spool of acknowledgements). Its
+  # queue is read in pg1-path/pg_wal: a data directory whose pg_wal is the segments' folder.
+  as_pg mkdir -p "$work/pgbr-spool" "$work/pgbr-pg"
+  as_pg ln -s "$work/pgdata/global" "$work/pgbr-pg/global"
+  as_pg ln -s "$work/raw" "$work/pgbr-pg/pg_wal"
+  as_pg cp "$work/pgdata/PG_VERSION" "$work/pgbr-pg/"
+  sed -e 's/^process-max=.*/process-max=4/' "$work/pgbr-1.conf" \
+    | sed -e "s|^\[global\]|[global]\narchive-async=y\nspool-path=$work/pgbr-spool|" \
+    | sed -e "s|^pg1-path=.*|pg1-path=$work/pgbr-pg|" \
+    | as_pg tee "$work/pgbr-async.conf" >/dev/null
 else
   echo "pgBackRest: not installed (apt-get install pgbackrest failed); its rows are skipped"
 fi
@@ -267,13 +282,17 @@ as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s "$SCALE" -q pos
 psql_ "CHECKPOINT" >/dev/null
 psql_ "SELECT pg_switch_wal()" >/dev/null
 sleep 1
-backups pgbench "pgbench scale $SCALE"
+[[ $PARTS == *" backups "* ]] && backups pgbench "pgbench scale $SCALE"
 
 # --- WAL archiving to S3: real segments of this cluster -------------------------------------------
+if [[ $PARTS == *" wal "* ]]; then
 psql_ "SELECT pg_switch_wal()" >/dev/null
 sleep 1
 mapfile -t segs < <(ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | sort | head -n "$NSEG")
 n=${#segs[@]}
+# $work/raw is laid out as pg_wal: archive_status/<segment>.ready for each segment, turned into
+# .done after each successful call, as PostgreSQL does (parallel archivers look there).
+mkdir -p "$work/raw/archive_status"
 for s in "${segs[@]}"; do cp "$work/spool/$s" "$work/raw/$s"; done
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/raw"
 rate() { # label seconds count rss_kb
@@ -283,11 +302,14 @@ rate() { # label seconds count rss_kb
 # Archives every segment with one process each; prints "seconds max_peak_rss_kb".
 archive_all() { # command... (the segment path is appended)
   local t0 t1 max=0 out
+  rm -f "$work/raw/archive_status/"*
+  for s in "${segs[@]}"; do as_pg touch "$work/raw/archive_status/$s.ready"; done
   t0=$(now)
   for s in "${segs[@]}"; do
-    if ! out=$(with_cloud /usr/bin/time -f "%M" "$@" "$work/raw/$s" 2>&1 >/dev/null); then
+    if ! out=$(with_cloud /usr/bin/time -f "%M" "$@" "${WALDIR:-$work/raw}/$s" 2>&1 >/dev/null); then
       echo "FAILED: $* $s" >&2; echo "$out" | tail -n 20 >&2; exit 1
     fi
+    mv "$work/raw/archive_status/$s.ready" "$work/raw/archive_status/$s.done"
     r=$(echo "$out" | tail -n 1); [ "$r" -gt "$max" ] && max=$r
   done
   t1=$(now)
@@ -299,11 +321,21 @@ for round in $(seq 1 "$ROUNDS"); do
   pgbak_conf "wal-r$round" "s3://pgbak-bench/walbench/r$round/base" "s3://pgbak-bench/walbench/r$round/wals"
   read -r secs rss < <(archive_all "$PGBAK" -q -c "$work/wal-r$round.conf" archive-wal bench)
   rate "pgbak archive-wal" "$secs" "$n" "$rss"
+  for p in 4 8; do
+    pgbak_conf "wal-r$round-p$p" "s3://pgbak-bench/walbench/r$round-p$p/base" "s3://pgbak-bench/walbench/r$round-p$p/wals"
+    read -r secs rss < <(archive_all "$PGBAK" -q -c "$work/wal-r$round-p$p.conf" archive-wal --parallel "$p" bench)
+    rate "pgbak archive-wal --parallel $p" "$secs" "$n" "$rss"
+  done
   if [ "$HAVE_PGBR" = 1 ]; then
     sed -i "s|^repo1-path=.*|repo1-path=/pgbackrest-wal-r$round|" "$work/pgbr-1.conf"
     as_pg pgbackrest --config="$work/pgbr-1.conf" --stanza=bench stanza-create >/dev/null
     read -r secs rss < <(archive_all pgbackrest --config="$work/pgbr-1.conf" --stanza=bench archive-push)
     rate "pgbackrest archive-push" "$secs" "$n" "$rss"
+    # Asynchronous: a background process pushes the ready segments, process-max at a time.
+    sed -i "s|^repo1-path=.*|repo1-path=/pgbackrest-wal-async-r$round|" "$work/pgbr-async.conf"
+    as_pg pgbackrest --config="$work/pgbr-async.conf" --stanza=bench stanza-create >/dev/null
+    read -r secs rss < <(WALDIR="$work/pgbr-pg/pg_wal" archive_all pgbackrest --config="$work/pgbr-async.conf" --stanza=bench archive-push)
+    rate "pgbackrest archive-push (async, process-max 4)" "$secs" "$n" "$rss"
   fi
   if [ "$HAVE_BARMAN" = 1 ]; then
     read -r secs rss < <(archive_all "$work/venv/bin/barman-cloud-wal-archive" "${BARMAN_S3[@]}" --zstd \
@@ -314,6 +346,8 @@ done
 if [ "$HAVE_PGBR" = 1 ]; then
   sed -i "s|^repo1-path=.*|repo1-path=/pgbackrest-p1|" "$work/pgbr-1.conf"
 fi
+fi
+[[ $PARTS == *" backups "* ]] || exit 0
 
 # --- dataset 2: random bytes (incompressible), pgbench dropped -------------------------------------
 psql_ "DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers" >/dev/null

@@ -56,17 +56,22 @@ pub(crate) fn encoder<'a>(
             enc.include_checksum(true)?;
             if workers > 0 {
                 enc.multithread(workers)?;
+                // Each worker holds a job's input and output: 512 KiB jobs (zstd's smallest) keep
+                // a backup with 2 workers near 30 MB of peak memory, against 45 MB with zstd's
+                // default jobs at level 1, for the same speed (issue 13).
+                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
             }
             Kind::Zstd(enc)
         }
         Compression::Lz4 => {
             // A content checksum catches any corruption at the end of the frame; per-block
             // checksums would only report it earlier, for a second pass over every block.
-            // Independent 4 MiB blocks are the lz4 tool's defaults, and compress faster than
-            // linked blocks for the same ratio at this size.
+            // Independent blocks compress faster than linked ones for the same ratio at this
+            // size; 1 MiB blocks rather than the lz4 tool's 4 MiB hold a quarter of the memory
+            // (the encoder buffers a block in and a block out) for the same speed (issue 13).
             let enc = lz4::EncoderBuilder::new()
                 .level(unsigned)
-                .block_size(lz4::BlockSize::Max4MB)
+                .block_size(lz4::BlockSize::Max1MB)
                 .block_mode(lz4::BlockMode::Independent)
                 .checksum(lz4::ContentChecksum::ChecksumEnabled)
                 .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
@@ -84,6 +89,9 @@ pub(crate) fn encoder<'a>(
     }))
 }
 
+
+/// The job size of multi-threaded zstd (its minimum).
+const ZSTD_JOB_SIZE: u32 = 512 << 10;
 /// The buffered writer every encoder writes into.
 type Out<'a> = BufWriter<Gate<'a>>;
 
