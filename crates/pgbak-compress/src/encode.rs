@@ -89,7 +89,6 @@ pub(crate) fn encoder<'a>(
     }))
 }
 
-
 /// The job size of multi-threaded zstd (its minimum).
 const ZSTD_JOB_SIZE: u32 = 512 << 10;
 /// The buffered writer every encoder writes into.

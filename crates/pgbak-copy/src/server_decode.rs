@@ -2,6 +2,12 @@
 //! they arrive, while the tar parser (which captures `backup_label` and `tablespace_map`, and
 //! extracts plain backups) reads them decompressed. Decoding is streaming on the writer thread,
 //! so memory stays bounded by the channel depth and the decoder's window whatever the archive size.
+//!
+//! A tar backup needs only `backup_label` and `tablespace_map` from inside the stream, which
+//! PostgreSQL sends first in `base.tar`: decoding stops once they have passed, and the rest is
+//! stored as it arrives without being decompressed ([`Decode::UntilCaptured`]), so the server's
+//! compression costs the writer nothing more than `pg_basebackup -Ft` pays. Tablespace archives
+//! of a tar backup are not decoded at all; a plain backup decodes everything to extract it.
 
 use crate::tar::TarStreamParser;
 use crate::writer::{Job, Observer};
@@ -38,13 +44,40 @@ struct ChannelReader<'a> {
 }
 
 impl ChannelReader<'_> {
-    fn fail(&mut self, stop: Stop) -> io::Error {
-        let e = match &stop {
-            Stop::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, "the stream was cut"),
-            _ => io::Error::other("the archive could not be stored"),
-        };
+    fn fail(&mut self, stop: Stop) {
         self.stop = Some(stop);
-        e
+    }
+
+    /// The next chunk of the archive, already stored; `None` once the archive ended or the
+    /// stream stopped (`stop` says why).
+    fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.stop.is_some() {
+            return None;
+        }
+        match self.rx.recv() {
+            Err(_) => self.fail(Stop::Closed),
+            Ok(Job::Data(buf)) => match self.raw.as_deref_mut().map(|raw| raw.write_all(&buf)) {
+                Some(Err(e)) => {
+                    let error = Error::stream("write", self.what, e);
+                    self.fail(Stop::Failed(error));
+                }
+                _ => return Some(buf),
+            },
+            Ok(Job::End) => self.stop = Some(Stop::End),
+            Ok(other) => {
+                let error =
+                    Error::Aborted(format!("internal: {} inside an archive", other.describe()));
+                self.fail(Stop::Failed(error));
+            }
+        }
+        None
+    }
+
+    /// Stores the rest of the archive as it arrives, up to its end.
+    fn drain(&mut self) {
+        while let Some(buf) = self.next_chunk() {
+            let _ = self.recycle.try_send(buf);
+        }
     }
 }
 
@@ -57,39 +90,38 @@ impl Read for ChannelReader<'_> {
                 self.pos += n;
                 return Ok(n);
             }
-            match self.stop {
-                Some(Stop::End) => return Ok(0),
-                Some(_) => return Err(io::Error::other("the archive stream already failed")),
-                None => {}
-            }
-            match self.rx.recv() {
-                Err(_) => return Err(self.fail(Stop::Closed)),
-                Ok(Job::Data(buf)) => {
-                    if let Some(raw) = self.raw.as_deref_mut() {
-                        if let Err(e) = raw.write_all(&buf) {
-                            let error = Error::stream("write", self.what, e);
-                            return Err(self.fail(Stop::Failed(error)));
-                        }
-                    }
-                    let used = std::mem::replace(&mut self.current, buf);
-                    self.pos = 0;
-                    // Hand the buffer back for reuse; if the pool is full it is simply freed.
-                    let _ = self.recycle.try_send(used);
-                }
-                Ok(Job::End) => self.stop = Some(Stop::End),
-                Ok(other) => {
-                    let error =
-                        Error::Aborted(format!("internal: {} inside an archive", other.describe()));
-                    return Err(self.fail(Stop::Failed(error)));
-                }
-            }
+            let Some(buf) = self.next_chunk() else {
+                return match self.stop {
+                    Some(Stop::End) => Ok(0),
+                    Some(Stop::Closed) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the stream was cut",
+                    )),
+                    _ => Err(io::Error::other("the archive could not be stored")),
+                };
+            };
+            let used = std::mem::replace(&mut self.current, buf);
+            self.pos = 0;
+            // Hand the buffer back for reuse; if the pool is full it is simply freed.
+            let _ = self.recycle.try_send(used);
         }
     }
 }
 
+/// How much of a server-compressed archive the tar parser reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decode {
+    /// All of it (a plain backup extracts every file): the stream's end is checked too.
+    Whole,
+    /// Until the label capture has what it needs (nothing, without a capture); the rest is only
+    /// stored.
+    UntilCaptured,
+}
+
 /// Feeds one server-compressed archive to `raw` as received and, decompressed with `compression`,
-/// to the tar parser, until its end. Returns the receiver (taken by value because decoders must
-/// be `Send`) and false when the channel closed first.
+/// to the tar parser, as far as `decode` says. Returns the receiver (taken by value because
+/// decoders must be `Send`) and false when the channel closed first.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pump_compressed<'a>(
     rx: Receiver<Job>,
     recycle: &SyncSender<Vec<u8>>,
@@ -98,6 +130,7 @@ pub(crate) fn pump_compressed<'a>(
     parser: &mut TarStreamParser,
     visitor: &mut Observer<'_>,
     raw: Option<&'a mut (dyn Write + Send)>,
+    decode: Decode,
 ) -> (Receiver<Job>, Result<bool>) {
     let mut reader = ChannelReader {
         rx,
@@ -108,12 +141,28 @@ pub(crate) fn pump_compressed<'a>(
         pos: 0,
         stop: None,
     };
-    let result = decode_into(&mut reader, compression, what, parser, visitor);
+    let wanted = |v: &Observer<'_>| match decode {
+        Decode::Whole => true,
+        Decode::UntilCaptured => v.capture.as_deref().is_some_and(|c| !c.complete()),
+    };
+    let result = match wanted(visitor) {
+        true => decode_into(&mut reader, compression, what, parser, visitor, &wanted),
+        false => Ok(false),
+    };
+    // Stopped early: the rest of the archive is only stored.
+    let result = match result {
+        Ok(false) => {
+            reader.drain();
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    };
     let result = match (result, reader.stop.take()) {
         (_, Some(Stop::Closed)) => Ok(false),
         (_, Some(Stop::Failed(e))) => Err(e),
         (Err(e), _) => Err(e),
-        (Ok(()), Some(Stop::End)) => parser.finish().map(|()| true),
+        (Ok(()), Some(Stop::End)) if decode == Decode::Whole => parser.finish().map(|()| true),
+        (Ok(()), Some(Stop::End)) => Ok(true),
         (Ok(()), None) => Err(Error::Aborted(format!(
             "internal: {what} decoded to its end before the archive ended"
         ))),
@@ -121,13 +170,16 @@ pub(crate) fn pump_compressed<'a>(
     (reader.rx, result)
 }
 
+/// Decodes into the parser while `wanted`; true when the stream was decoded to its end, false
+/// when decoding stopped before.
 fn decode_into(
     reader: &mut ChannelReader<'_>,
     compression: Compression,
     what: &str,
     parser: &mut TarStreamParser,
     visitor: &mut Observer<'_>,
-) -> Result<()> {
+    wanted: &dyn Fn(&Observer<'_>) -> bool,
+) -> Result<bool> {
     let decode_error = |e: io::Error| Error::stream("decompress", what, e);
     // The pipeline reads the source to its end once the decoder is done: bytes after the
     // compressed stream would be stored but never restored, so they are an error.
@@ -144,8 +196,11 @@ fn decode_into(
             Err(e) => return Err(decode_error(e)),
         };
         parser.feed(&buf[..n], visitor)?;
+        if !wanted(visitor) {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -173,6 +228,15 @@ mod tests {
     }
 
     fn run(c: Compression, stored: &[u8], end: bool) -> (Vec<u8>, Result<bool>, LabelCapture) {
+        run_with(c, stored, end, Decode::Whole)
+    }
+
+    fn run_with(
+        c: Compression,
+        stored: &[u8],
+        end: bool,
+        decode: Decode,
+    ) -> (Vec<u8>, Result<bool>, LabelCapture) {
         let (tx, rx) = sync_channel(100_000);
         for chunk in stored.chunks(333) {
             tx.send(Job::Data(chunk.to_vec())).unwrap();
@@ -197,6 +261,7 @@ mod tests {
             &mut parser,
             &mut visitor,
             Some(&mut raw),
+            decode,
         );
         (raw, result, capture)
     }
@@ -210,6 +275,32 @@ mod tests {
             assert_eq!(raw, stored, "{c:?}");
             assert_eq!(capture.label.as_deref(), Some(&b"LABEL\n"[..]), "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_tar_backup_decodes_only_until_the_label_has_passed() {
+        for c in [Compression::Zstd, Compression::Lz4, Compression::Gzip] {
+            let mut stored = compressed(c, &tar_of(3_000_000));
+            // Damage far after the label: decoded, it would fail; stored, it is kept as is
+            // (verify-backup and the restore read it whole).
+            let at = stored.len() - 40;
+            stored[at] ^= 0xff;
+            let (raw, result, capture) = run_with(c, &stored, true, Decode::UntilCaptured);
+            assert!(result.unwrap(), "{c:?}");
+            assert_eq!(raw, stored, "{c:?}: every byte is stored");
+            assert_eq!(capture.label.as_deref(), Some(&b"LABEL\n"[..]), "{c:?}");
+            let (_, whole, _) = run(c, &stored, true);
+            assert!(whole.is_err(), "{c:?}: the whole stream is damaged");
+        }
+        // A cut stream is still incomplete.
+        let stored = compressed(Compression::Zstd, &tar_of(3_000_000));
+        let (_, result, _) = run_with(
+            Compression::Zstd,
+            &stored[..stored.len() / 2],
+            false,
+            Decode::UntilCaptured,
+        );
+        assert!(!result.unwrap());
     }
 
     #[test]
@@ -268,6 +359,7 @@ mod tests {
             &mut parser,
             &mut visitor,
             Some(&mut Full),
+            Decode::Whole,
         );
         let err = result.unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
