@@ -333,7 +333,11 @@ for round in $(seq 1 "$ROUNDS"); do
     rate "pgbackrest archive-push" "$secs" "$n" "$rss"
     # Asynchronous: a background process pushes the ready segments, process-max at a time.
     sed -i "s|^repo1-path=.*|repo1-path=/pgbackrest-wal-async-r$round|" "$work/pgbr-async.conf"
-    as_pg pgbackrest --config="$work/pgbr-async.conf" --stanza=bench stanza-create >/dev/null
+    # Acknowledgements of an earlier round would answer for the same segment names.
+    rm -rf "$work/pgbr-spool/"*
+    # The stanza is made with the real data directory (stanza-create asks the server).
+    as_pg pgbackrest --config="$work/pgbr-1.conf" --repo1-path="/pgbackrest-wal-async-r$round" \
+      --stanza=bench stanza-create >/dev/null
     read -r secs rss < <(WALDIR="$work/pgbr-pg/pg_wal" archive_all pgbackrest --config="$work/pgbr-async.conf" --stanza=bench archive-push)
     rate "pgbackrest archive-push (async, process-max 4)" "$secs" "$n" "$rss"
   fi

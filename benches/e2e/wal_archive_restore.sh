@@ -2,7 +2,8 @@
 # End-to-end WAL benchmark, all measured in one run on this machine:
 #
 #   1. archive throughput (segments/s, MB/s) of the same real 16 MiB segments through
-#      cp, cp + fsync, pgbak archive-wal (none, zstd), pgbak wal-archive over SSH (loopback sshd),
+#      cp, cp + fsync, pgbak archive-wal (none, zstd, zstd with cloud_wal_archive_parallel 2
+#      and 4), pgbak wal-archive over SSH (loopback sshd),
 #      pgbackrest archive-push (none, zst) and barman-wal-archive -> barman put-wal over SSH;
 #   2. get-wal latency per segment (pgbak get-wal from a zstd archive and an uncompressed one);
 #   3. replay speed of a recovery of about 1 GB of WAL with restore_command = pgbak get-wal,
@@ -153,6 +154,24 @@ for comp in none zstd; do
   for s in "${segs[@]}"; do as_pg "$PGBAK" -q -c "$work/bench-$comp.conf" archive-wal main "$work/raw/$s"; done
   t1=$(now)
   rate "pgbak archive-wal ($comp)" "$(el "$t0" "$t1")" "$n" "$bytes"
+done
+# Parallel archiving: every segment marked ready in archive_status, then done after its call,
+# as PostgreSQL does; each call archives the ready ones after it, P at a time.
+as_pg mkdir -p "$work/raw/archive_status"
+for p in 2 4; do
+  comp=zstd
+  as_pg mkdir -p "$work/home-p$p"
+  printf '[pgbak]\nhome = %s\n[main]\nconninfo = host=127.0.0.1 port=%s\ncompression = %s\ncloud_wal_archive_parallel = %s\n' \
+    "$work/home-p$p" "$PORT" "$comp" "$p" > "$work/bench-p$p.conf"
+  rm -f "$work/raw/archive_status/"*
+  for s in "${segs[@]}"; do as_pg touch "$work/raw/archive_status/$s.ready"; done
+  t0=$(now)
+  for s in "${segs[@]}"; do
+    as_pg "$PGBAK" -q -c "$work/bench-p$p.conf" archive-wal main "$work/raw/$s"
+    as_pg mv "$work/raw/archive_status/$s.ready" "$work/raw/archive_status/$s.done"
+  done
+  t1=$(now)
+  rate "pgbak archive-wal ($comp, parallel $p)" "$(el "$t0" "$t1")" "$n" "$bytes"
 done
 for comp in none zstd; do
   as_pg mkdir -p "$work/home-ssh-$comp"
