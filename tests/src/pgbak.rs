@@ -166,9 +166,10 @@ impl PgbakEnv {
         c.spawn().expect("spawn pgbak")
     }
 
-    /// `-f json backup main --wait` (up to two minutes for its WAL), which must succeed.
-    pub fn backup_wait(&self) -> PgbakOutput {
-        self.run(&[
+    /// [`PgbakEnv::backup_wait`] with `global` options first (`--log-level info`...).
+    pub fn backup_wait_with(&self, global: &[&str]) -> PgbakOutput {
+        let mut args = global.to_vec();
+        args.extend([
             "-f",
             "json",
             "backup",
@@ -176,22 +177,35 @@ impl PgbakEnv {
             "--wait",
             "--wait-timeout",
             "120",
-        ])
-        .ok()
+        ]);
+        self.run(&args).ok()
+    }
+
+    /// `-f json backup main --wait` (up to two minutes for its WAL), which must succeed.
+    pub fn backup_wait(&self) -> PgbakOutput {
+        self.backup_wait_with(&[])
     }
 
     /// `switch-wal main --force --archive`: closes the current segment and waits (up to a
     /// minute) until it is in the archive, so everything written so far can be replayed.
-    pub fn switch_wal_archived(&self) {
-        self.run(&[
-            "switch-wal",
-            "main",
-            "--force",
-            "--archive",
-            "--archive-timeout",
-            "60",
-        ])
-        .ok();
+    /// Returns the name of the segment closed.
+    pub fn switch_wal_archived(&self) -> String {
+        let out = self
+            .run(&[
+                "-f",
+                "json",
+                "switch-wal",
+                "main",
+                "--force",
+                "--archive",
+                "--archive-timeout",
+                "60",
+            ])
+            .ok();
+        out.json()["segment"]
+            .as_str()
+            .expect("switch-wal names the segment")
+            .to_string()
     }
 
     /// Starts the shipped pgbak binary ([`pgbak_bin`]) in the background with extra

@@ -6,20 +6,7 @@ use pgbak_tests::{give_to_owner, ClusterOptions, PgbakEnv};
 
 fn archived_segment(env: &PgbakEnv, cluster: &pgbak_tests::Cluster) -> String {
     cluster.psql("CREATE TABLE IF NOT EXISTS t AS SELECT g FROM generate_series(1, 1000) g");
-    let sw = env
-        .run(&[
-            "-f",
-            "json",
-            "switch-wal",
-            "main",
-            "--force",
-            "--archive",
-            "--archive-timeout",
-            "60",
-        ])
-        .ok()
-        .json();
-    sw["segment"].as_str().unwrap().to_string()
+    env.switch_wal_archived()
 }
 
 #[test]

@@ -37,22 +37,7 @@ fn setup(count: usize) -> Setup {
             i * 1000,
             i * 1000 + 999
         ));
-        let name = env
-            .run(&[
-                "-f",
-                "json",
-                "switch-wal",
-                "main",
-                "--force",
-                "--archive",
-                "--archive-timeout",
-                "60",
-            ])
-            .ok()
-            .json()["segment"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let name = env.switch_wal_archived();
         let path = pg_wal.join(&name);
         env.run(&["get-wal", "main", &name, path.to_str().unwrap()])
             .ok();

@@ -139,19 +139,7 @@ fn every_phase_of_a_backup_is_timed_in_its_metadata_and_the_log() {
     let env = PgbakEnv::new();
     let _cluster = env.cluster("", ClusterOptions::default());
     let began = std::time::Instant::now();
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "--log-level",
-            "info",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait_with(&["--log-level", "info"]);
     let wall = began.elapsed().as_secs_f64();
     let info = out.json();
     assert_eq!(info["status"], "DONE", "{}", out.stdout);

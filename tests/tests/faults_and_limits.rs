@@ -42,19 +42,7 @@ fn segment_copy(env: &PgbakEnv, name: &str) -> PathBuf {
 }
 
 fn last_archived(env: &PgbakEnv) -> String {
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "switch-wal",
-            "main",
-            "--force",
-            "--archive",
-            "--archive-timeout",
-            "60",
-        ])
-        .ok();
-    out.json()["segment"].as_str().unwrap().to_string()
+    env.switch_wal_archived()
 }
 
 #[test]

@@ -98,19 +98,7 @@ fn backup_of_a_standby_switches_wal_on_its_primary_and_restores_to_a_time() {
 
     insert(&primary, 1001, 2000);
     // The primary is idle: the backup's last segment ends only because pgbak switches there.
-    let out = env
-        .run(&[
-            "-f",
-            "json",
-            "--log-level",
-            "info",
-            "backup",
-            "main",
-            "--wait",
-            "--wait-timeout",
-            "120",
-        ])
-        .ok();
+    let out = env.backup_wait_with(&["--log-level", "info"]);
     let backup = out.json();
     assert_eq!(backup["status"], "DONE", "{backup}");
     assert!(

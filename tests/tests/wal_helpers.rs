@@ -294,20 +294,7 @@ fn bad_input_to_the_helpers_is_refused_and_nothing_is_written() {
     let env = PgbakEnv::new();
     let cluster = env.cluster("compression = gzip\n", ClusterOptions::default());
     cluster.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g");
-    let sw = env
-        .run(&[
-            "-f",
-            "json",
-            "switch-wal",
-            "main",
-            "--force",
-            "--archive",
-            "--archive-timeout",
-            "60",
-        ])
-        .ok()
-        .json();
-    let seg = sw["segment"].as_str().unwrap().to_string();
+    let seg = env.switch_wal_archived();
     let work = env.dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     give_to_owner(&work);
