@@ -116,6 +116,7 @@ fuzz_target!(|input: &[u8]| {
             name: name.to_string(),
             size,
             stored_size: size,
+            crc32c: 0,
         })
     };
     let result = put_wal_receive(&mut &stream[..], &spool, &mut archive_one);

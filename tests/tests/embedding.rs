@@ -77,19 +77,7 @@ fn c_program_backs_up_and_restores_to_a_time() {
         String::from_utf8_lossy(&out.stderr)
     );
     pgbak_tests::give_to_owner(&program);
-    let run = |args: &[&str]| {
-        let out = command_as_owner(&program)
-            .args(args)
-            .output()
-            .expect("run the C program");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text
-    };
+    let run = |args: &[&str]| run_program(&program, args);
     let config = env.config.to_str().unwrap();
 
     let out = run(&["backup", config, "main"]);

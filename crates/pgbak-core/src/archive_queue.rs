@@ -14,11 +14,11 @@
 
 use crate::hooks::archive_file;
 use crate::server::Server;
-use crate::wal_archive::{ArchiveOutcome, WalArchive};
+use crate::wal_archive::{file_crc32c, ArchiveOutcome, WalArchive};
 use crate::{Error, Result};
-use std::collections::VecDeque;
+use pgbak_storage::{CommitMode, LocalStorage, StorageBackend};
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -37,12 +37,12 @@ pub fn archive_wal(server: &Server, src: &Path, parallel: Option<u32>) -> Result
         return archive_file(server, &archive, src);
     }
     let name = file_name(src)?;
-    let queue = Queue::open(server)?;
+    let queue = Queue::open(server);
     if let Some(outcome) = queue.take(&name, src)? {
         return Ok(outcome);
     }
-    queue.drop_older_than(&name);
-    let followers = ready_after(src, &name, parallel as usize - 1, &queue);
+    let acknowledged = queue.drop_older_than(&name);
+    let followers = ready_after(src, &name, parallel as usize - 1, &acknowledged);
     archive_batch(
         server,
         &archive,
@@ -67,8 +67,13 @@ fn is_segment(name: &str) -> bool {
 }
 
 /// Up to `max` segments after `name` that PostgreSQL has marked ready next to `src`, oldest
-/// first, leaving out those already acknowledged.
-fn ready_after(src: &Path, name: &str, max: usize, queue: &Queue) -> Vec<(String, PathBuf)> {
+/// first, leaving out those `acknowledged`.
+fn ready_after(
+    src: &Path,
+    name: &str,
+    max: usize,
+    acknowledged: &BTreeSet<String>,
+) -> Vec<(String, PathBuf)> {
     let dir = src.parent().unwrap_or(Path::new("."));
     let Ok(entries) = std::fs::read_dir(dir.join("archive_status")) else {
         return Vec::new();
@@ -77,7 +82,7 @@ fn ready_after(src: &Path, name: &str, max: usize, queue: &Queue) -> Vec<(String
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let n = e.file_name().to_str()?.strip_suffix(".ready")?.to_string();
-            (is_segment(&n) && n.as_str() > name && !queue.has(&n)).then_some(n)
+            (is_segment(&n) && n.as_str() > name && !acknowledged.contains(&n)).then_some(n)
         })
         .collect();
     ready.sort();
@@ -140,9 +145,10 @@ fn archive_batch(
         .unwrap_or_else(|| Err(Error::Other(format!("{name} was not archived"))))
 }
 
-/// The acknowledgements of segments archived ahead of PostgreSQL's call.
+/// The acknowledgements of segments archived ahead of PostgreSQL's call: `<name>.ok` objects in
+/// the server's local queue folder, written durably like every local object.
 struct Queue {
-    dir: PathBuf,
+    store: LocalStorage,
 }
 
 /// What an acknowledgement records: the archived file's size and CRC-32C, and what it takes in
@@ -170,78 +176,42 @@ impl Ack {
     }
 }
 
-/// The size and CRC-32C of the file at `path`.
-fn checksum(path: &Path) -> std::io::Result<(u64, u32)> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut size, mut crc) = (0u64, 0u32);
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok((size, crc));
-        }
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-        size += n as u64;
-    }
-}
-
 impl Queue {
-    /// The server's queue folder, made private if missing; a link there is refused.
-    fn open(server: &Server) -> Result<Queue> {
-        let dir = server.config.backup_directory.join(QUEUE_DIR);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::Usage(format!(
-                    "{} is not a folder (a link or a file is not followed)",
-                    dir.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| Error::io("create", &dir, e))?;
-            }
-            Err(e) => return Err(Error::io("stat", &dir, e)),
+    fn open(server: &Server) -> Queue {
+        Queue {
+            store: LocalStorage::new(server.config.backup_directory.join(QUEUE_DIR)),
         }
-        Ok(Queue { dir })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}{ACK_SUFFIX}"))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.path(name).exists()
+    fn key(name: &str) -> String {
+        format!("{name}{ACK_SUFFIX}")
     }
 
     /// The acknowledgement of `name`, if there is one for the bytes at `src`; it is used up.
     /// One for other bytes is dropped, and the file is archived as usual.
     fn take(&self, name: &str, src: &Path) -> Result<Option<ArchiveOutcome>> {
-        let path = self.path(name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &path, e)),
+        let key = Self::key(name);
+        let mut text = String::new();
+        match self.store.get(&key) {
+            Ok(mut r) => r
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io("read", self.store.root().join(&key), e))?,
+            Err(pgbak_storage::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
-        let (size, crc32c) = checksum(src).map_err(|e| Error::io("read", src, e))?;
-        let ack = Ack::parse(&text);
-        let _ = std::fs::remove_file(&path);
-        match ack {
+        let (size, crc32c) = file_crc32c(src).map_err(|e| Error::io("read", src, e))?;
+        let _ = self.store.delete(&key);
+        match Ack::parse(&text) {
             Some(a) if a.size == size && a.crc32c == crc32c => Ok(Some(ArchiveOutcome::Stored {
                 name: name.to_string(),
                 size,
                 stored_size: a.stored_size,
+                crc32c,
             })),
             _ => {
                 tracing::warn!(
                     "{name}: the acknowledgement in {} is not for this file; archiving it again",
-                    self.dir.display()
+                    self.store.describe()
                 );
                 Ok(None)
             }
@@ -250,54 +220,55 @@ impl Queue {
 
     /// Records that `name`, read from `src`, is durable in the archive.
     fn acknowledge(&self, name: &str, src: &Path, outcome: &ArchiveOutcome) -> Result<()> {
-        let (size, crc32c) = checksum(src).map_err(|e| Error::io("read", src, e))?;
-        let stored_size = match outcome {
-            ArchiveOutcome::Stored { stored_size, .. } => *stored_size,
-            ArchiveOutcome::AlreadyArchived { .. } => 0,
+        let ack = match outcome {
+            // What the archive measured while it stored the file.
+            ArchiveOutcome::Stored {
+                size,
+                stored_size,
+                crc32c,
+                ..
+            } => Ack {
+                size: *size,
+                crc32c: *crc32c,
+                stored_size: *stored_size,
+            },
+            ArchiveOutcome::AlreadyArchived { .. } => {
+                let (size, crc32c) = file_crc32c(src).map_err(|e| Error::io("read", src, e))?;
+                Ack {
+                    size,
+                    crc32c,
+                    stored_size: 0,
+                }
+            }
         };
-        let line = Ack {
-            size,
-            crc32c,
-            stored_size,
-        }
-        .line();
-        let tmp = self
-            .dir
-            .join(format!(".{name}.{}{ACK_SUFFIX}", std::process::id()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, self.path(name)));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::io("write", self.path(name), e));
-        }
+        let key = Self::key(name);
+        let mut w = self.store.put(&key)?;
+        w.write_all(ack.line().as_bytes())
+            .map_err(|e| Error::io("write", self.store.root().join(&key), e))?;
+        w.commit(CommitMode::Replace)?;
         Ok(())
     }
 
-    /// Drops acknowledgements of segments before `name`: PostgreSQL, which archives in order,
-    /// has moved past them (a call it retried took the ordinary path).
-    fn drop_older_than(&self, name: &str) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for e in entries.filter_map(|e| e.ok()) {
-            let file = e.file_name();
-            let Some(n) = file.to_str() else { continue };
-            let stale = match n.strip_suffix(ACK_SUFFIX) {
-                Some(seg) if is_segment(seg) => seg < name,
-                // A temporary file of a process that died before its rename.
-                Some(tmp) if tmp.starts_with('.') => true,
-                _ => false,
+    /// Drops acknowledgements of segments before `name` (PostgreSQL, which archives in order,
+    /// has moved past them: a call it retried took the ordinary path); returns the names of
+    /// those left.
+    fn drop_older_than(&self, name: &str) -> BTreeSet<String> {
+        let mut left = BTreeSet::new();
+        for object in self.store.list("").unwrap_or_default() {
+            let Some(seg) = object
+                .key
+                .strip_suffix(ACK_SUFFIX)
+                .filter(|s| is_segment(s))
+            else {
+                continue;
             };
-            if stale {
-                let _ = std::fs::remove_file(e.path());
+            if seg < name {
+                let _ = self.store.delete(&object.key);
+            } else {
+                left.insert(seg.to_string());
             }
         }
+        left
     }
 }
 

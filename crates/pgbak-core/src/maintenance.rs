@@ -165,7 +165,7 @@ fn cleanup_uploads(server: &Server, report: &mut CronReport) {
 }
 
 /// Removes the temporary files that processes which died (killed while archiving, receiving,
-/// or writing a backup) left in the server's folders.
+/// writing a backup or an acknowledgement of parallel archiving) left in the server's folders.
 fn sweep_temp_files(server: &Server) -> Vec<String> {
     let cfg = &server.config;
     let mut dirs = vec![
@@ -173,6 +173,7 @@ fn sweep_temp_files(server: &Server) -> Vec<String> {
         cfg.incoming_wals_directory.clone(),
         cfg.streaming_wals_directory.clone(),
         cfg.errors_directory.clone(),
+        cfg.backup_directory.join(crate::archive_queue::QUEUE_DIR),
     ];
     // The stores on local disk, the folders of the archive (`wals/<timeline and log>/`) and of
     // each backup, where the metadata, the tar streams and a plain backup's manifest are

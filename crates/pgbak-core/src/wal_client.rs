@@ -418,10 +418,7 @@ fn take_from_spool(opts: &WalRestoreOptions) -> std::result::Result<bool, Helper
 
 /// The CRC-32C of a spooled file, read without following a link.
 fn spooled_crc(path: &Path) -> io::Result<u32> {
-    let mut f = staging::open_regular(path)?;
-    let mut meter = Meter::new(Digests::CRC32C);
-    io::copy(&mut f, &mut meter)?;
-    Ok(meter.measured().crc32c.unwrap_or(0))
+    crate::wal_archive::file_crc32c(path).map(|(_, crc)| crc)
 }
 
 fn copy_then_remove(from: &Path, to: &Path) -> std::result::Result<(), HelperError> {

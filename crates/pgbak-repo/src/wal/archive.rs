@@ -32,6 +32,9 @@ pub enum ArchiveOutcome {
         name: String,
         size: u64,
         stored_size: u64,
+        /// CRC-32C of the file's bytes (before compression), as the index records it.
+        #[serde(skip)]
+        crc32c: u32,
     },
     /// The archive already had identical content under this name.
     AlreadyArchived { name: String },
@@ -306,6 +309,7 @@ impl WalArchive {
             name,
             size,
             stored_size,
+            crc32c: crc,
         })
     }
 
