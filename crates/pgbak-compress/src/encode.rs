@@ -18,11 +18,12 @@ use crate::{Compression, FinishWrite};
 const OUTPUT_BUFFER: usize = 1 << 20;
 
 /// Builds the encoder for `compression` at the already validated `level`, on `workers` threads
-/// where the format can.
+/// where the format can; zstd and lz4 frames end with a content checksum when `checksum` is set.
 pub(crate) fn encoder<'a>(
     compression: Compression,
     level: i32,
     workers: u32,
+    checksum: bool,
     inner: Box<dyn Write + Send + 'a>,
 ) -> io::Result<Box<dyn FinishWrite + 'a>> {
     let open = Arc::new(AtomicBool::new(true));
@@ -53,7 +54,7 @@ pub(crate) fn encoder<'a>(
         }
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(out, level)?;
-            enc.include_checksum(true)?;
+            enc.include_checksum(checksum)?;
             if workers > 0 {
                 enc.multithread(workers)?;
                 // Each worker holds a job's input and output: 512 KiB jobs (zstd's smallest) keep
@@ -66,6 +67,7 @@ pub(crate) fn encoder<'a>(
         Compression::Lz4 => {
             // A content checksum catches any corruption at the end of the frame; per-block
             // checksums would only report it earlier, for a second pass over every block.
+            // Callers that check a CRC-32C of the stored bytes go without it.
             // Independent blocks compress faster than linked ones for the same ratio at this
             // size; 1 MiB blocks rather than the lz4 tool's 4 MiB hold a quarter of the memory
             // (the encoder buffers a block in and a block out) for the same speed (issue 13).
@@ -73,7 +75,11 @@ pub(crate) fn encoder<'a>(
                 .level(unsigned)
                 .block_size(lz4::BlockSize::Max1MB)
                 .block_mode(lz4::BlockMode::Independent)
-                .checksum(lz4::ContentChecksum::ChecksumEnabled)
+                .checksum(if checksum {
+                    lz4::ContentChecksum::ChecksumEnabled
+                } else {
+                    lz4::ContentChecksum::NoChecksum
+                })
                 .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
                 .build(out)?;
             Kind::Lz4(enc)

@@ -74,6 +74,24 @@ pub enum CompressError {
         found_bytes: u64,
     },
 
+    /// The stored (compressed, encrypted) bytes are not those recorded when they were written.
+    /// Returned inside an `io::Error` of kind `InvalidData`.
+    #[error(
+        "the stored bytes do not match the checksum recorded when they were written: expected {expected_bytes} bytes with CRC-32C {expected_crc32c:08x}, found {}",
+        found_text(*.found_crc32c, *.found_bytes, *.expected_bytes)
+    )]
+    StoredChecksumMismatch {
+        /// The CRC-32C recorded.
+        expected_crc32c: u32,
+        /// The size recorded.
+        expected_bytes: u64,
+        /// The CRC-32C of what was read, or `None` when reading stopped as soon as the stored
+        /// bytes outgrew the recorded size.
+        found_crc32c: Option<u32>,
+        /// How many bytes were read.
+        found_bytes: u64,
+    },
+
     /// A complete compressed (or encrypted) stream is followed by bytes that belong to none.
     /// Returned inside an `io::Error` of kind `InvalidData`.
     #[error("{bytes} bytes follow the end of the {}{} stream", compression, if *.encrypted { " encrypted" } else { "" })]

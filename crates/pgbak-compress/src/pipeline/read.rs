@@ -19,6 +19,7 @@ pub struct ReadPipelineBuilder {
     plain: Digests,
     stored: Digests,
     expect: Option<(u32, u64)>,
+    expect_stored: Option<(u32, u64)>,
     decode_as: Option<Compression>,
 }
 
@@ -48,6 +49,17 @@ impl ReadPipelineBuilder {
     pub fn expect(mut self, crc32c: u32, size: u64) -> Self {
         self.expect = Some((crc32c, size));
         self.plain.crc32c = true;
+        self
+    }
+
+    /// Fails the read that reaches the end of the stream with `InvalidData` carrying
+    /// [`CompressError::StoredChecksumMismatch`] unless the bytes read from the source (before
+    /// decryption and decompression) are exactly `size` bytes with CRC-32C `crc32c`: what a
+    /// writer measured with `measure_stored(Digests::CRC32C)`. Implies a CRC-32C of the stored
+    /// side. With a codec written without its content checksum, this is what catches damage.
+    pub fn expect_stored(mut self, crc32c: u32, size: u64) -> Self {
+        self.expect_stored = Some((crc32c, size));
+        self.stored.crc32c = true;
         self
     }
 
@@ -83,6 +95,7 @@ impl ReadPipelineBuilder {
             compression: outer,
             encrypted,
             expect: self.expect,
+            expect_stored: self.expect_stored,
             state: State::Reading,
         };
         if !encrypted && outer == Compression::None {
@@ -132,6 +145,7 @@ pub struct ReadPipeline<'a> {
     compression: Compression,
     encrypted: bool,
     expect: Option<(u32, u64)>,
+    expect_stored: Option<(u32, u64)>,
     state: State,
 }
 
@@ -252,6 +266,19 @@ impl ReadPipeline<'_> {
                 source.meter.measured()
             }
         };
+        if let Some((crc, size)) = self.expect_stored {
+            if stored.crc32c != Some(crc) || stored.bytes != size {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    CompressError::StoredChecksumMismatch {
+                        expected_crc32c: crc,
+                        expected_bytes: size,
+                        found_crc32c: stored.crc32c,
+                        found_bytes: stored.bytes,
+                    },
+                ));
+            }
+        }
         if let Some((crc, size)) = self.expect {
             if plain.crc32c != Some(crc) || plain.bytes != size {
                 return Err(self.mismatch(crc, size, true));

@@ -353,6 +353,83 @@ fn expect_mismatch_fails_at_the_end_or_as_soon_as_the_data_is_too_long() {
 }
 
 #[test]
+fn without_frame_checksums_the_stored_crc_catches_what_the_decoder_cannot() {
+    // Incompressible bytes: lz4 and zstd store them as literals, so a flipped byte in the middle
+    // of the frame decodes silently into a different byte when the frame has no checksum.
+    let mut data = Vec::with_capacity(200_000);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while data.len() < 200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    for c in [Compression::Lz4, Compression::Zstd] {
+        let with = codec(c);
+        let without = codec(c).without_content_checksum();
+        assert!(with.content_checksum() && !without.content_checksum());
+        let write = |codec: &Codec| {
+            let mut w = WritePipeline::builder(codec)
+                .measure_stored(Digests::CRC32C)
+                .build(Vec::new())
+                .unwrap();
+            w.write_all(&data).unwrap();
+            w.finish().unwrap()
+        };
+        let (checked, _) = write(&with);
+        let (stored, stats) = write(&without);
+        // The frame checksum is 4 bytes at the end of the frame.
+        assert_eq!(checked.len(), stored.len() + 4, "{c}");
+        let crc = stats.stored.crc32c.unwrap();
+        assert_eq!(crc, crc32c::crc32c(&stored), "{c}");
+        let size = stored.len() as u64;
+
+        // Whole: read back, and the expectation holds.
+        let (back, got) = load(&stored, ReadPipeline::builder().expect_stored(crc, size));
+        assert_eq!(back.unwrap(), data, "{c}");
+        assert_eq!(got.unwrap().stored.crc32c, Some(crc), "{c}");
+
+        // One byte flipped in the middle: the decoder alone hands back other bytes...
+        let mut bad = stored.clone();
+        bad[stored.len() / 2] ^= 0x20;
+        let (back, _) = load(&bad, ReadPipeline::builder());
+        let back = back.unwrap();
+        assert_ne!(back, data, "{c}: the flip must land in a literal");
+        // ...which the frame checksum of the default codec refuses...
+        let mut bad_checked = checked.clone();
+        bad_checked[stored.len() / 2] ^= 0x20;
+        assert!(
+            load(&bad_checked, ReadPipeline::builder()).0.is_err(),
+            "{c}"
+        );
+        // ...and the recorded CRC-32C refuses without it.
+        let (back, got) = load(&bad, ReadPipeline::builder().expect_stored(crc, size));
+        let err = back.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{c}");
+        assert!(
+            matches!(
+                payload(&err),
+                Some(CompressError::StoredChecksumMismatch { expected_crc32c, found_crc32c: Some(found), .. })
+                    if *expected_crc32c == crc && *found == crc32c::crc32c(&bad)
+            ),
+            "{c}: {err}"
+        );
+        assert!(
+            err.to_string().contains("stored bytes do not match"),
+            "{err}"
+        );
+        assert_eq!(got, None);
+        // A truncated stream is refused too (by the decoder or the recorded size).
+        assert!(load(
+            &stored[..stored.len() - 1],
+            ReadPipeline::builder().expect_stored(crc, size)
+        )
+        .0
+        .is_err());
+    }
+}
+
+#[test]
 fn the_encryption_slot_sits_between_compression_and_the_stored_measure() {
     let data = sample(400_000, 14);
     let encryptor: Arc<dyn Encryptor> = Arc::new(XorEncryptor);
