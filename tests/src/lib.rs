@@ -597,8 +597,8 @@ fn append(path: &Path, text: &str) {
 
 mod pgbak;
 pub use pgbak::{
-    md5_hex, put_wal_input, read_tree, recover_and_start, recover_backup_and_start, tar_entry,
-    tar_of, PgbakEnv, PgbakOutput,
+    md5_hex, put_wal_input, read_tree, recover_and_start, recover_backup_and_start,
+    rerecord_archive, tar_entry, tar_of, PgbakEnv, PgbakOutput,
 };
 
 impl Cluster {

@@ -76,6 +76,7 @@ fn add_links_to_tar(archive: &Path, links: &[(&str, &Path)]) {
             .arg(archive),
     );
     give_to_owner(archive);
+    pgbak_tests::rerecord_archive(archive);
 }
 
 #[test]

@@ -192,6 +192,20 @@ fn zstd_tar_backups_are_verified_and_a_flipped_byte_is_named() {
     assert!(data_dir(&env, &id).join(format!("{oid}.tar.zst")).is_file());
     assert!(base.is_file());
 
+    // Every stored object has its size and CRC-32C in the record (archives are compressed
+    // without a frame checksum; this is what catches damage to them).
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data_dir(&env, &id).with_file_name("backup.json")).unwrap(),
+    )
+    .unwrap();
+    let files = info["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in files {
+        let bytes = std::fs::read(data_dir(&env, &id).join(f["name"].as_str().unwrap())).unwrap();
+        assert_eq!(f["size"], bytes.len() as u64, "{f}");
+        assert_eq!(f["crc32c"], crc32c::crc32c(&bytes), "{f}");
+    }
+
     let out = env.run(&["verify-backup", "main", &id]);
     assert_eq!(out.code, 0, "{out:?}");
     let report = env
@@ -211,6 +225,9 @@ fn zstd_tar_backups_are_verified_and_a_flipped_byte_is_named() {
     assert!(size > 8192);
     flip(&mut tar, offset + size / 2);
     std::fs::write(&base, zstd::encode_all(&tar[..], 1).unwrap()).unwrap();
+    // Damage before compression (the record matches the stored bytes): only the manifest's
+    // checksums can catch it.
+    pgbak_tests::rerecord_archive(&base);
     let out = env.run(&["verify-backup", "main", &id]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
@@ -223,12 +240,28 @@ fn zstd_tar_backups_are_verified_and_a_flipped_byte_is_named() {
     assert!(out.stdout.contains("(1 problem(s);"), "{}", out.stdout);
 
     // A byte flipped in the compressed stream itself is caught as well.
+    std::fs::write(&base, &original).unwrap();
+    pgbak_tests::rerecord_archive(&base);
     let mut damaged = original.clone();
     flip(&mut damaged, original.len() / 2);
     std::fs::write(&base, &damaged).unwrap();
     let out = env.run(&["verify-backup", "main", &id]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("data/base.tar.zst"), "{}", out.stdout);
+    // ...and refused by a restore, which names the stream.
+    let dest = postgres_tempdir();
+    let ts_dest = postgres_tempdir();
+    let relocate = format!("ts:{}", ts_dest.path().display());
+    let out = env.run(&[
+        "recover",
+        "main",
+        &id,
+        dest.path().join("pgdata").to_str().unwrap(),
+        "--tablespace",
+        &relocate,
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("base.tar.zst"), "{}", out.stderr);
 
     std::fs::write(&base, &original).unwrap();
     assert_eq!(env.run(&["verify-backup", "main", &id]).code, 0);

@@ -188,4 +188,8 @@ pub struct OutputFile {
     pub name: String,
     /// Bytes written (for a tree, the sum of its file sizes).
     pub size: u64,
+    /// CRC-32C of the bytes written, for a stored object (an archive or the manifest); `None` for
+    /// a tree. Readers check it ([`pgbak_compress::pipeline::ReadPipelineBuilder::expect_stored`]):
+    /// archives are compressed without a frame checksum of their own.
+    pub crc32c: Option<u32>,
 }

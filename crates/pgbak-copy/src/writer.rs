@@ -11,7 +11,7 @@ use crate::server_decode;
 use crate::strategy::{join_key, OutputFile};
 use crate::tar::{EntryKind, TarEntry, TarStreamParser, TarVisitor};
 use crate::{Error, Result};
-use pgbak_compress::pipeline::WritePipeline;
+use pgbak_compress::pipeline::{Digests, WritePipeline};
 use pgbak_compress::{Codec, Compression, Compressor, Encryptor};
 use pgbak_storage::staging::DurableFile;
 use pgbak_storage::{CommitMode, FailureWatch, ObjectWriter, StorageBackend};
@@ -247,6 +247,7 @@ impl Writer {
                     // Stored as received: the pipeline only counts the bytes.
                     let mut stored = WritePipeline::builder(&Codec::none())
                         .encryptor(encryptor.clone())
+                        .measure_stored(Digests::CRC32C)
                         .build(object)
                         .map_err(|e| Error::stream("write", &key, e))?;
                     let mut visitor = Observer {
@@ -271,6 +272,7 @@ impl Writer {
                 } else {
                     let mut stored = WritePipeline::builder(&**compressor)
                         .encryptor(encryptor.clone())
+                        .measure_stored(Digests::CRC32C)
                         .build(object)
                         .map_err(|e| Error::stream("compress", &key, e))?;
                     let mut visitor = Observer {
@@ -299,6 +301,7 @@ impl Writer {
                 out.files.push(OutputFile {
                     name: file_name,
                     size: stats.stored.bytes,
+                    crc32c: stats.stored.crc32c,
                 });
                 pending.push(Pending::Object { writer: object });
             }
@@ -353,6 +356,7 @@ impl Writer {
                 out.files.push(OutputFile {
                     name: label,
                     size: stats.bytes,
+                    crc32c: None,
                 });
             }
         }
@@ -372,6 +376,7 @@ impl Writer {
                 let object = storage.put(&key)?;
                 uploads.add(&*object);
                 let mut stored = WritePipeline::builder(&Codec::none())
+                    .measure_stored(Digests::CRC32C)
                     .build(object)
                     .map_err(|e| Error::stream("write", &key, e))?;
                 if !self.copy_raw(&mut stored, &key)? {
@@ -383,6 +388,7 @@ impl Writer {
                 out.files.push(OutputFile {
                     name: "backup_manifest".into(),
                     size: stats.stored.bytes,
+                    crc32c: stats.stored.crc32c,
                 });
                 pending.push(Pending::Object { writer });
             }
@@ -406,6 +412,7 @@ impl Writer {
                     out.files.push(OutputFile {
                         name: "data".into(),
                         size: stats.stored.bytes,
+                        crc32c: None,
                     });
                 }
                 pending.push(Pending::File { path, file });
@@ -768,6 +775,10 @@ mod tests {
                     .size,
                 f.size
             );
+            let mut raw = Vec::new();
+            let mut r = storage.get(&format!("b1/{}", f.name)).unwrap();
+            r.read_to_end(&mut raw).unwrap();
+            assert_eq!(f.crc32c, Some(crc32c::crc32c(&raw)), "{}", f.name);
         }
         assert_eq!(read_object(&storage, "b1/base.tar.zst"), base_tar(true));
         assert_eq!(read_object(&storage, "b1/16384.tar.zst"), ts_tar());
@@ -841,11 +852,13 @@ mod tests {
             [
                 OutputFile {
                     name: "16384".into(),
-                    size: 100_000
+                    size: 100_000,
+                    crc32c: None,
                 },
                 OutputFile {
                     name: "data".into(),
-                    size: LABEL.len() as u64 + 14 + 3 + manifest_len
+                    size: LABEL.len() as u64 + 14 + 3 + manifest_len,
+                    crc32c: None,
                 },
             ]
         );
@@ -913,6 +926,7 @@ mod tests {
                 .unwrap();
             assert_eq!(stored, wrap(base_tar(true)), "{c:?}: stored as received");
             assert_eq!(out.files[1].size, stored.len() as u64);
+            assert_eq!(out.files[1].crc32c, Some(crc32c::crc32c(&stored)));
             assert_eq!(
                 read_object(&storage, &format!("b1/16384.tar{suffix}")),
                 ts_tar()

@@ -218,8 +218,12 @@ pub fn backup(
                 // The stored objects are exactly the server's: named and read like client ones.
                 Codec::new(Compression::None, None)
             } else {
-                Codec::new(compression, level)
-                    .map(|c| c.with_workers(cfg.backup_compression_workers.unwrap_or(0)))
+                // Each stored archive's CRC-32C is recorded and checked by every read of it,
+                // so frames go without a content checksum of their own (issue 13).
+                Codec::new(compression, level).map(|c| {
+                    c.with_workers(cfg.backup_compression_workers.unwrap_or(0))
+                        .without_content_checksum()
+                })
             }
             .map_err(|e| Error::Usage(format!("server '{}': {e}", cfg.name)))?;
             BackupDestination::Tar {
@@ -323,6 +327,7 @@ pub fn backup(
             .map(|f| BackupFile {
                 name: f.name.clone(),
                 size: f.size,
+                crc32c: f.crc32c,
             })
             .collect();
         info.size = outcome.files.iter().map(|f| f.size).sum();

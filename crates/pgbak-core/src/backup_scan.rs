@@ -83,8 +83,9 @@ pub enum BackupLayout {
     Tar {
         /// The store holding the streams.
         storage: Arc<dyn StorageBackend>,
-        /// `(key, prefix)`, e.g. `(<backup>/data/base.tar.zst, "")`.
-        streams: Vec<(String, String)>,
+        /// `(key, prefix, check)`, e.g. `(<backup>/data/base.tar.zst, "", Some((crc, size)))`:
+        /// the CRC-32C and size recorded for the stored stream, when known.
+        streams: Vec<(String, String, Option<(u32, u64)>)>,
         /// Decrypts encrypted streams (recognised by their content).
         encryptor: Option<Arc<dyn Encryptor>>,
     },
@@ -155,7 +156,7 @@ impl BackupLayout {
                 }
                 Some(oid) => format!("pg_tblspc/{oid}/"),
             };
-            streams.push((m.key, prefix));
+            streams.push((m.key, prefix, None));
         }
         if !found_base {
             return Err(Error::Corrupt {
@@ -191,12 +192,20 @@ impl BackupLayout {
                 what: format!("backup {id} of server '{}'", server.name()),
                 detail: "a plain backup in an object store".into(),
             }),
-            ("tar", _) => Self::tar(
-                server.stores().backups.clone(),
-                &format!("{id}/"),
-                format!("{id} of server '{}'", server.name()),
-            )
-            .map(|layout| layout.with_encryptor(server.encryptor().cloned())),
+            ("tar", _) => {
+                let mut layout = Self::tar(
+                    server.stores().backups.clone(),
+                    &format!("{id}/"),
+                    format!("{id} of server '{}'", server.name()),
+                )?
+                .with_encryptor(server.encryptor().cloned());
+                if let BackupLayout::Tar { streams, .. } = &mut layout {
+                    for (key, _, check) in streams {
+                        *check = info.stored_check(key);
+                    }
+                }
+                Ok(layout)
+            }
             (other, _) => Err(Error::Corrupt {
                 what: format!("backup {id} of server '{}'", server.name()),
                 detail: format!("unknown backup format '{other}'"),
@@ -268,8 +277,8 @@ pub fn scan_backup(
             streams,
             encryptor,
         } => Ok(run_workers(jobs, streams.len(), on_event, |i, tx| {
-            let (key, prefix) = &streams[i];
-            tar_stream(storage.as_ref(), encryptor, key, prefix, plan, tx)
+            let (key, prefix, check) = &streams[i];
+            tar_stream(storage.as_ref(), encryptor, key, prefix, *check, plan, tx)
         })),
     }
 }
@@ -433,6 +442,7 @@ fn tar_stream(
     encryptor: &Option<Arc<dyn Encryptor>>,
     key: &str,
     prefix: &str,
+    check: Option<(u32, u64)>,
     plan: &ChecksumPlan<'_>,
     tx: &mpsc::SyncSender<ScanEvent>,
 ) -> ScanStats {
@@ -453,10 +463,11 @@ fn tar_stream(
     };
     let result = (|| -> std::result::Result<(), String> {
         let file = storage.get(key).map_err(|e| format!("cannot open: {e}"))?;
-        let mut reader = ReadPipeline::builder()
-            .encryptor(encryptor.clone())
-            .open(file)
-            .map_err(|e| e.to_string())?;
+        let mut read = ReadPipeline::builder().encryptor(encryptor.clone());
+        if let Some((crc, size)) = check {
+            read = read.expect_stored(crc, size);
+        }
+        let mut reader = read.open(file).map_err(|e| e.to_string())?;
         let mut parser = TarStreamParser::new();
         let mut buf = vec![0u8; CHUNK];
         loop {

@@ -657,17 +657,42 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
     m
 }
 
-/// The stream `<stem>` of a tar-format backup, whatever its compression suffix.
+/// A stored tar stream of a backup: its key, and the size and CRC-32C the backup recorded for it.
+pub(crate) struct StoredArchive {
+    pub(crate) key: String,
+    check: Option<(u32, u64)>,
+}
+
+impl StoredArchive {
+    /// The read pipeline of this stream: decrypted with `encryptor` when encrypted, and checked
+    /// against the recorded size and CRC-32C (archives are compressed without a frame checksum
+    /// of their own).
+    pub(crate) fn reader(
+        &self,
+        encryptor: Option<&Arc<dyn Encryptor>>,
+    ) -> pgbak_compress::pipeline::ReadPipelineBuilder {
+        let read = ReadPipeline::builder().encryptor(encryptor.cloned());
+        match self.check {
+            Some((crc, size)) => read.expect_stored(crc, size),
+            None => read,
+        }
+    }
+}
+
+/// The stream `<stem>` of the tar-format backup `backup`, whatever its compression suffix.
 pub(crate) fn find_archive(
     store: &dyn pgbak_storage::StorageBackend,
-    id: &str,
+    backup: &BackupInfo,
     stem: &str,
-) -> Result<String> {
-    let data = format!("{id}/data/");
+) -> Result<StoredArchive> {
+    let data = format!("{}/data/", backup.backup_id);
     for m in store.list_dir(&data)?.objects {
         let name = &m.key[data.len()..];
         if name == stem || name.starts_with(&format!("{stem}.")) {
-            return Ok(m.key);
+            return Ok(StoredArchive {
+                check: backup.stored_check(&m.key),
+                key: m.key,
+            });
         }
     }
     Err(Error::Corrupt {
@@ -676,18 +701,18 @@ pub(crate) fn find_archive(
     })
 }
 
-/// Extracts the tar stream `key` of `store` (any compression, detected; decrypted with
-/// `encryptor` when it is encrypted) below `dest`.
+/// Extracts the tar stream `archive` of `store` (any compression, detected; decrypted with
+/// `encryptor` when it is encrypted; checked against what the backup recorded) below `dest`.
 pub(crate) fn extract_archive(
     store: &dyn pgbak_storage::StorageBackend,
     encryptor: Option<&Arc<dyn Encryptor>>,
-    key: &str,
+    archive: &StoredArchive,
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<pgbak_copy::ExtractStats> {
-    let what = format!("{}/{key}", store.describe());
-    let source = std::io::BufReader::with_capacity(1 << 20, store.get(key)?);
-    let read = ReadPipeline::builder().encryptor(encryptor.cloned());
+    let what = format!("{}/{}", store.describe(), archive.key);
+    let source = std::io::BufReader::with_capacity(1 << 20, store.get(&archive.key)?);
+    let read = archive.reader(encryptor);
     let (stats, _) = pgbak_copy::extract_stored_tar(source, &what, read, dest, opts)?;
     Ok(stats)
 }

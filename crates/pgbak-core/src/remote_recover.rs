@@ -375,14 +375,14 @@ fn unpack_locally(
         return Ok(t);
     }
     let store = server.stores().backups.as_ref();
-    let id = &chain.chain[0].backup_id;
+    let backup = &chain.chain[0];
     let unpack = |stem: &str, to: &Path| -> Result<()> {
         staging::create_dir_all_private(to).map_err(|e| Error::io("create", to, e))?;
-        let key = find_archive(store, id, stem)?;
+        let archive = find_archive(store, backup, stem)?;
         extract_archive(
             store,
             server.encryptor(),
-            &key,
+            &archive,
             to,
             &ExtractOptions::default(),
         )

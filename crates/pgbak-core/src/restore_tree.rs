@@ -4,10 +4,9 @@
 //! streams (one per tablespace) decompressed and extracted side by side.
 
 use crate::catalogue::BackupInfo;
-use crate::recover::{extract_archive, find_archive, RecoverOptions};
+use crate::recover::{extract_archive, find_archive, RecoverOptions, StoredArchive};
 use crate::server::Server;
 use crate::{Error, Result};
-use pgbak_compress::pipeline::ReadPipeline;
 use pgbak_copy::{ExtractOptions, RestoreStats, TreeRestoreOptions};
 use pgbak_storage::staging;
 use serde::Serialize;
@@ -271,16 +270,15 @@ fn restore_tar(
     report: &mut RestoreReport,
 ) -> Result<()> {
     let store = server.stores().backups.as_ref();
-    let id = &backup.backup_id;
     // Every stream is found before anything is written.
     let mut streams = vec![(
-        find_archive(store, id, "base.tar")?,
+        find_archive(store, backup, "base.tar")?,
         opts.dest.clone(),
         base_extract_options(opts, locations),
     )];
     for (oid, loc) in locations {
         streams.push((
-            find_archive(store, id, &format!("{oid}.tar"))?,
+            find_archive(store, backup, &format!("{oid}.tar"))?,
             loc.clone(),
             extract_options(opts),
         ));
@@ -323,23 +321,23 @@ fn restore_tar(
 /// Restores one stored tar stream below `dest`: extracted afresh, or compared with an older copy.
 fn extract_one(
     server: &Server,
-    key: &str,
+    archive: &StoredArchive,
     dest: &Path,
     xopts: &ExtractOptions,
     delta: bool,
 ) -> Result<RestoreStats> {
     let store = server.stores().backups.as_ref();
     if !delta {
-        let s = extract_archive(store, server.encryptor(), key, dest, xopts)?;
+        let s = extract_archive(store, server.encryptor(), archive, dest, xopts)?;
         return Ok(RestoreStats {
             files_written: s.files,
             bytes_written: s.bytes,
             ..Default::default()
         });
     }
-    let what = format!("{}/{key}", store.describe());
-    let source = std::io::BufReader::with_capacity(1 << 20, store.get(key)?);
-    let read = ReadPipeline::builder().encryptor(server.encryptor().cloned());
+    let what = format!("{}/{}", store.describe(), archive.key);
+    let source = std::io::BufReader::with_capacity(1 << 20, store.get(&archive.key)?);
+    let read = archive.reader(server.encryptor());
     let (stats, _) = pgbak_copy::extract_stored_tar_delta(source, &what, read, dest, xopts)?;
     Ok(stats)
 }

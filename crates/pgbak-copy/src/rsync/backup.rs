@@ -538,7 +538,11 @@ impl RsyncCopy {
             bytes_written: total_bytes,
             files: sizes
                 .into_iter()
-                .map(|(name, size)| OutputFile { name, size })
+                .map(|(name, size)| OutputFile {
+                    name,
+                    size,
+                    crc32c: None,
+                })
                 .collect(),
             has_manifest: false,
             server_version_num: start.server_version_num,

@@ -21,7 +21,6 @@
 use super::header::{HeaderReader, IncrementalHeader, BLCKSZ, INCREMENTAL_PREFIX};
 use crate::catalogue::BackupInfo;
 use crate::{Error, Result};
-use pgbak_compress::pipeline::ReadPipeline;
 use pgbak_compress::Encryptor;
 use pgbak_copy::{EntryKind, ExtractOptions, TarEntry, TarExtractor, TarStreamParser, TarVisitor};
 use pgbak_storage::StorageBackend;
@@ -125,7 +124,7 @@ fn combine_archive(
     target: &ArchiveTarget,
 ) -> Result<CombineStats> {
     let newest = &chain[0];
-    let key = crate::recover::find_archive(store, &newest.backup_id, &target.stem)?;
+    let archive = crate::recover::find_archive(store, newest, &target.stem)?;
     let mut stats = CombineStats::default();
     let mut pending: BTreeMap<PathBuf, NeededBlocks> = BTreeMap::new();
     let mut visitor = NewestVisitor {
@@ -136,7 +135,7 @@ fn combine_archive(
         current: None,
         stats: &mut stats,
     };
-    stream_tar(store, encryptor, &key, &mut visitor)?;
+    stream_tar(store, encryptor, &archive, &mut visitor)?;
     // Combined files were created empty by the extractor and are counted at their full length.
     let extracted = visitor.extractor.finish()?;
     stats.files_written += extracted.files;
@@ -163,9 +162,9 @@ fn combine_archive(
                 read_plain(&dir.join(sub), &mut visitor)?;
             }
             None => {
-                let key = crate::recover::find_archive(store, &ancestor.backup_id, &target.stem)
+                let archive = crate::recover::find_archive(store, ancestor, &target.stem)
                     .map_err(|_| broken_chain(visitor.pending, newest, ancestor, &target.stem))?;
-                stream_tar(store, encryptor, &key, &mut visitor)?;
+                stream_tar(store, encryptor, &archive, &mut visitor)?;
             }
         }
         let AncestorVisitor { seen, settled, .. } = visitor;
@@ -219,23 +218,25 @@ fn broken_chain(
     }
 }
 
-/// Reads the tar stream `key` (any compression, decrypted when needed) into `visitor`.
+/// Reads the tar stream `archive` (any compression, decrypted when needed, checked against
+/// what its backup recorded) into `visitor`.
 fn stream_tar(
     store: &dyn StorageBackend,
     encryptor: Option<&Arc<dyn Encryptor>>,
-    key: &str,
+    archive: &crate::recover::StoredArchive,
     visitor: &mut dyn TarVisitor,
 ) -> Result<()> {
-    let what = format!("{}/{key}", store.describe());
-    let source = io::BufReader::with_capacity(READ_CHUNK, store.get(key)?);
-    let mut reader = ReadPipeline::builder()
-        .encryptor(encryptor.cloned())
-        .open(source)
-        .map_err(|e| pgbak_copy::Error::Stream {
-            op: "read",
-            what: what.clone(),
-            source: io::Error::other(e.to_string()),
-        })?;
+    let what = format!("{}/{}", store.describe(), archive.key);
+    let source = io::BufReader::with_capacity(READ_CHUNK, store.get(&archive.key)?);
+    let mut reader =
+        archive
+            .reader(encryptor)
+            .open(source)
+            .map_err(|e| pgbak_copy::Error::Stream {
+                op: "read",
+                what: what.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
     let mut parser = TarStreamParser::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {

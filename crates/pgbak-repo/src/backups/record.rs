@@ -51,6 +51,10 @@ pub struct TablespaceRecord {
 pub struct BackupFile {
     pub name: String,
     pub size: u64,
+    /// CRC-32C of the stored bytes of an object (an archive or the manifest), checked by every
+    /// read of it; absent for the trees of a plain backup and in backups of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<u32>,
 }
 
 /// Everything pgbak knows about one backup.
@@ -140,6 +144,14 @@ pub struct BackupInfo {
 }
 
 impl BackupInfo {
+    /// The CRC-32C and size recorded for the stored object `key` (`<id>/data/<name>`), when the
+    /// backup recorded them (archives and the manifest of tar backups since issue 13).
+    pub fn stored_check(&self, key: &str) -> Option<(u32, u64)> {
+        let name = key.rsplit('/').next()?;
+        let file = self.files.iter().find(|f| f.name == name)?;
+        Some((file.crc32c?, file.size))
+    }
+
     /// A new backup record in state `STARTED`, begun at `begin_time`.
     pub fn new(
         server: &str,
