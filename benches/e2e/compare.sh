@@ -25,6 +25,9 @@
 # binary to measure (default target/release/pgbak, built when missing). pgBackRest (Debian package)
 # and Barman (PyPI, in a virtualenv) are installed by this script only; a tool that cannot be
 # installed, or a mode its version lacks, is reported in the table and skipped.
+# A/B runs: PGBAK_BIN_B adds rows for a second pgbak binary ("pgbak B"), interleaved with the
+# others; MODES (default "zstd lz4 zstd-server none plain"), PARTS (default "pgbench wal random")
+# and TOOLS (default "pgbak pgbb pgbr barman") narrow the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${1:-100}
@@ -47,6 +50,11 @@ chmod 755 "$work"
 mkdir -p "$work/bin" "$work/spool" "$work/sock" "$work/walpg/pg_wal/archive_status" "$work/walpg/global" "$work/log" "$work/sshshim"
 cp "$PGBAK_BIN" "$work/bin/pgbak"
 PGBAK="$work/bin/pgbak"
+PARTS=${PARTS:-pgbench wal random}
+TOOLS=${TOOLS:-pgbak pgbb pgbr barman}
+if [ -n "${PGBAK_BIN_B:-}" ]; then cp "$PGBAK_BIN_B" "$work/bin/pgbakb"; TOOLS+=" pgbakb"; fi
+tool_on() { [[ " $TOOLS " == *" $1 "* ]]; }
+part_on() { [[ " $PARTS " == *" $1 "* ]]; }
 # The WAL rows read segments from a copy laid out as a data directory's pg_wal (pgbackrest's
 # asynchronous archive-push wants them under pg1-path: it gets that folder, with its pg_control).
 WAL="$work/walpg/pg_wal"
@@ -175,7 +183,7 @@ versions="pgbak $("$PGBAK" --version | awk '{print $NF}'), PostgreSQL $("$PGBIN/
 echo "versions: $versions"
 
 # --- base backups ----------------------------------------------------------------------------------
-MODES="zstd lz4 zstd-server none plain"
+MODES=${MODES:-zstd lz4 zstd-server none plain}
 declare -A WORK=([zstd]="backup zstd-1" [lz4]="backup lz4-1" [zstd-server]="backup zstd-1 on the server, 2 workers"
   [none]="backup tar, uncompressed" [plain]="backup plain files")
 declare -A BWHY=([zstd]=$BARMAN_WHY [lz4]=$BARMAN_WHY [plain]=$BARMAN_WHY)
@@ -193,22 +201,27 @@ backup_keys() { # dataset label -> KEYS, and the table rows
   KEYS=()
   for m in $MODES; do
     w=${WORK[$m]}
-    add "$1:pgbak:$m" "$2" "$w" pgbak "$datasize" backup
-    add "$1:pgbb:$m" "$2" "$w" "pg_basebackup $( [ $m = plain ] && echo -Fp || echo -Ft)" "$datasize" backup
-    case $m in zstd|lz4) add "$1:pgbr:$m" "$2" "$w" "pgbackrest (process-max 2)" "$datasize" backup "$PGBR_WHY" ;; esac
-    case $m in zstd|lz4|plain) add "$1:barman:$m" "$2" "$w" "barman backup (postgres)" "$datasize" backup "${BWHY[$m]}" ;; esac
+    if tool_on pgbak; then add "$1:pgbak:$m" "$2" "$w" pgbak "$datasize" backup; fi
+    if tool_on pgbakb; then add "$1:pgbakb:$m" "$2" "$w" "pgbak B" "$datasize" backup; fi
+    if tool_on pgbb; then add "$1:pgbb:$m" "$2" "$w" "pg_basebackup $( [ $m = plain ] && echo -Fp || echo -Ft)" "$datasize" backup; fi
+    if tool_on pgbr; then case $m in zstd|lz4) add "$1:pgbr:$m" "$2" "$w" "pgbackrest (process-max 2)" "$datasize" backup "$PGBR_WHY" ;; esac; fi
+    if tool_on barman; then case $m in zstd|lz4|plain) add "$1:barman:$m" "$2" "$w" "barman backup (postgres)" "$datasize" backup "${BWHY[$m]}" ;; esac; fi
   done
 }
 run_backup() { # key
   local tool=${1#*:} m=${1##*:} seg
   tool=${tool%%:*}
   case $tool in
-    pgbak)
+    pgbak|pgbakb)
       # A new pgbak home gets one archived segment first (outside the timing): pgbak refuses to
       # back up a server whose archive is empty.
+      local bin=$work/bin/$tool
       seg=$(spool_segs | tail -n 1)
-      as_pg "$PGBAK" -q -c "$work/pgbak-$m.conf" archive-wal bench "$work/spool/$seg"
-      timed "$1" "$work/pgbak-home/bench/base" "$PGBAK" -q -c "$work/pgbak-$m.conf" backup bench
+      as_pg "$bin" -q -c "$work/pgbak-$m.conf" archive-wal bench "$work/spool/$seg"
+      timed "$1" "$work/pgbak-home/bench/base" "$bin" -q -c "$work/pgbak-$m.conf" backup bench
+      # Where the time went, from the backup's record (progress output only).
+      python3 -c 'import json,sys; p=json.load(open(sys.argv[1])).get("phases") or {}; print("    phases: " + " ".join(f"{k} {v:.2f}" for k, v in p.items()))' \
+        "$(ls -d "$work"/pgbak-home/bench/base/*/backup.json | head -n 1)" 2>/dev/null || true
       gone "$work/pgbak-home" ;;
     pgbb)
       local args=(-Ft)
@@ -265,10 +278,10 @@ cp "$work/pgdata/global/pg_control" "$work/walpg/global/"; cp "$work/pgdata/PG_V
 NSEG=$(wc -l < "$WAL/list")
 datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
 echo "dataset 1: pgbench scale $SCALE, PGDATA without pg_wal = $((datasize / 1000000)) MB (loaded in $(( $(date +%s) - t0 )) s)"
-backup_keys pgbench "pgbench scale $SCALE"
-rounds run_backup
+if part_on pgbench; then backup_keys pgbench "pgbench scale $SCALE"; rounds run_backup; fi
 
 # --- WAL archiving -----------------------------------------------------------------------------------
+if part_on wal; then
 KEYS=()
 walrow() { add "wal:$1" "pgbench scale $SCALE" "archive $NSEG WAL segments, zstd-1" "$2" "$((NSEG * 16777216))" wal "${3:-}"; }
 walrow cp "cp + fsync (uncompressed)"
@@ -306,8 +319,10 @@ run_wal() { # key
 }
 echo "WAL archiving: $NSEG segments of 16 MiB, from $(head -n 1 "$WAL/list") to $(tail -n 1 "$WAL/list")"
 rounds run_wal
+fi
 
 # --- dataset 2: random bytes, pgbench dropped ------------------------------------------------------
+if part_on random; then
 t0=$(date +%s)
 psql_ "DROP TABLE pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers;
        CREATE TABLE rnd (id int, h text, b bytea); ALTER TABLE rnd ALTER COLUMN b SET STORAGE EXTERNAL"
@@ -319,6 +334,7 @@ datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
 echo "dataset 2: random bytes, $RANDOM_MB MB in 2 kB values, PGDATA without pg_wal = $((datasize / 1000000)) MB (loaded in $(( $(date +%s) - t0 )) s)"
 backup_keys random "incompressible ($RANDOM_MB MB random)"
 rounds run_backup
+fi
 
 # --- the table -------------------------------------------------------------------------------------
 {
