@@ -277,7 +277,13 @@ pub fn switch_wal(
         let archive = server.wal_archive()?;
         let start = Instant::now();
         loop {
-            if archive.contains(&segment)? {
+            // Archived means indexed: archive-wal commits the segment, then adds its index line,
+            // and a recovery plans from the index. A stored segment whose line is not there yet
+            // is not waited out only when the archive has no index at all.
+            let indexed = archive.index_entry_of(&segment)?.is_some();
+            if indexed
+                || (archive.contains(&segment)? && archive.indexed_names(|_| false)?.is_none())
+            {
                 archived = Some(true);
                 break;
             }
