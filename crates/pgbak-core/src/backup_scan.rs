@@ -83,9 +83,8 @@ pub enum BackupLayout {
     Tar {
         /// The store holding the streams.
         storage: Arc<dyn StorageBackend>,
-        /// `(key, prefix, check)`, e.g. `(<backup>/data/base.tar.zst, "", Some((crc, size)))`:
-        /// the CRC-32C and size recorded for the stored stream, when known.
-        streams: Vec<(String, String, Option<(u32, u64)>)>,
+        /// `(stream, prefix)`, e.g. `(<backup>/data/base.tar.zst, "")`.
+        streams: Vec<(StoredArchive, String)>,
         /// Decrypts encrypted streams (recognised by their content).
         encryptor: Option<Arc<dyn Encryptor>>,
     },
@@ -124,6 +123,38 @@ impl BackupLayout {
     }
 }
 
+/// A stored tar stream of a backup: its key, and the size and CRC-32C the backup recorded for it.
+#[derive(Clone, Debug)]
+pub struct StoredArchive {
+    /// Its key in the backups' store.
+    pub key: String,
+    check: Option<(u32, u64)>,
+}
+
+impl StoredArchive {
+    /// The stream `key` of `backup`, with what the backup recorded for it.
+    pub(crate) fn of(backup: &crate::catalogue::BackupInfo, key: String) -> Self {
+        StoredArchive {
+            check: backup.stored_check(&key),
+            key,
+        }
+    }
+
+    /// The read pipeline of this stream: decrypted with `encryptor` when encrypted, and checked
+    /// against the recorded size and CRC-32C (archives are compressed without a frame checksum
+    /// of their own).
+    pub(crate) fn reader(
+        &self,
+        encryptor: Option<&Arc<dyn Encryptor>>,
+    ) -> pgbak_compress::pipeline::ReadPipelineBuilder {
+        let read = ReadPipeline::builder().encryptor(encryptor.cloned());
+        match self.check {
+            Some((crc, size)) => read.expect_stored(crc, size),
+            None => read,
+        }
+    }
+}
+
 impl std::fmt::Debug for BackupLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -156,7 +187,13 @@ impl BackupLayout {
                 }
                 Some(oid) => format!("pg_tblspc/{oid}/"),
             };
-            streams.push((m.key, prefix, None));
+            streams.push((
+                StoredArchive {
+                    key: m.key,
+                    check: None,
+                },
+                prefix,
+            ));
         }
         if !found_base {
             return Err(Error::Corrupt {
@@ -200,8 +237,8 @@ impl BackupLayout {
                 )?
                 .with_encryptor(server.encryptor().cloned());
                 if let BackupLayout::Tar { streams, .. } = &mut layout {
-                    for (key, _, check) in streams {
-                        *check = info.stored_check(key);
+                    for (stream, _) in streams {
+                        stream.check = info.stored_check(&stream.key);
                     }
                 }
                 Ok(layout)
@@ -277,8 +314,8 @@ pub fn scan_backup(
             streams,
             encryptor,
         } => Ok(run_workers(jobs, streams.len(), on_event, |i, tx| {
-            let (key, prefix, check) = &streams[i];
-            tar_stream(storage.as_ref(), encryptor, key, prefix, *check, plan, tx)
+            let (stream, prefix) = &streams[i];
+            tar_stream(storage.as_ref(), encryptor, stream, prefix, plan, tx)
         })),
     }
 }
@@ -440,12 +477,12 @@ fn checksum_file(path: &Path, algorithm: ChecksumAlgorithm) -> std::io::Result<(
 fn tar_stream(
     storage: &dyn StorageBackend,
     encryptor: &Option<Arc<dyn Encryptor>>,
-    key: &str,
+    stream: &StoredArchive,
     prefix: &str,
-    check: Option<(u32, u64)>,
     plan: &ChecksumPlan<'_>,
     tx: &mpsc::SyncSender<ScanEvent>,
 ) -> ScanStats {
+    let key = stream.key.as_str();
     let source = stream_source(key);
     let unreadable = |path: Option<Vec<u8>>, error: String| ScanEvent::Unreadable {
         path,
@@ -463,11 +500,10 @@ fn tar_stream(
     };
     let result = (|| -> std::result::Result<(), String> {
         let file = storage.get(key).map_err(|e| format!("cannot open: {e}"))?;
-        let mut read = ReadPipeline::builder().encryptor(encryptor.clone());
-        if let Some((crc, size)) = check {
-            read = read.expect_stored(crc, size);
-        }
-        let mut reader = read.open(file).map_err(|e| e.to_string())?;
+        let mut reader = stream
+            .reader(encryptor.as_ref())
+            .open(file)
+            .map_err(|e| e.to_string())?;
         let mut parser = TarStreamParser::new();
         let mut buf = vec![0u8; CHUNK];
         loop {

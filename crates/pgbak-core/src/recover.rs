@@ -5,12 +5,12 @@
 //! or copied (checked and decompressed) into `pgbak_wal/` inside the destination. The recovery
 //! settings go into `postgresql.auto.conf` with a `recovery.signal` (or `standby.signal`).
 
+use crate::backup_scan::StoredArchive;
 use crate::catalogue::BackupInfo;
 use crate::hooks::{HookEnv, HookEvent, Hooks};
 use crate::server::Server;
 use crate::{Error, ErrorKind, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use pgbak_compress::pipeline::ReadPipeline;
 use pgbak_compress::Encryptor;
 use pgbak_copy::ExtractOptions;
 use pgbak_storage::staging;
@@ -657,28 +657,6 @@ fn hook_options(opts: &RecoverOptions) -> BTreeMap<String, serde_json::Value> {
     m
 }
 
-/// A stored tar stream of a backup: its key, and the size and CRC-32C the backup recorded for it.
-pub(crate) struct StoredArchive {
-    pub(crate) key: String,
-    check: Option<(u32, u64)>,
-}
-
-impl StoredArchive {
-    /// The read pipeline of this stream: decrypted with `encryptor` when encrypted, and checked
-    /// against the recorded size and CRC-32C (archives are compressed without a frame checksum
-    /// of their own).
-    pub(crate) fn reader(
-        &self,
-        encryptor: Option<&Arc<dyn Encryptor>>,
-    ) -> pgbak_compress::pipeline::ReadPipelineBuilder {
-        let read = ReadPipeline::builder().encryptor(encryptor.cloned());
-        match self.check {
-            Some((crc, size)) => read.expect_stored(crc, size),
-            None => read,
-        }
-    }
-}
-
 /// The stream `<stem>` of the tar-format backup `backup`, whatever its compression suffix.
 pub(crate) fn find_archive(
     store: &dyn pgbak_storage::StorageBackend,
@@ -689,10 +667,7 @@ pub(crate) fn find_archive(
     for m in store.list_dir(&data)?.objects {
         let name = &m.key[data.len()..];
         if name == stem || name.starts_with(&format!("{stem}.")) {
-            return Ok(StoredArchive {
-                check: backup.stored_check(&m.key),
-                key: m.key,
-            });
+            return Ok(StoredArchive::of(backup, m.key));
         }
     }
     Err(Error::Corrupt {

@@ -3,8 +3,9 @@
 //! it with several workers: a plain backup's files copied by `jobs` workers, a tar backup's
 //! streams (one per tablespace) decompressed and extracted side by side.
 
+use crate::backup_scan::StoredArchive;
 use crate::catalogue::BackupInfo;
-use crate::recover::{extract_archive, find_archive, RecoverOptions, StoredArchive};
+use crate::recover::{extract_archive, find_archive, RecoverOptions};
 use crate::server::Server;
 use crate::{Error, Result};
 use pgbak_copy::{ExtractOptions, RestoreStats, TreeRestoreOptions};

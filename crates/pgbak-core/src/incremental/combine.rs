@@ -223,7 +223,7 @@ fn broken_chain(
 fn stream_tar(
     store: &dyn StorageBackend,
     encryptor: Option<&Arc<dyn Encryptor>>,
-    archive: &crate::recover::StoredArchive,
+    archive: &crate::backup_scan::StoredArchive,
     visitor: &mut dyn TarVisitor,
 ) -> Result<()> {
     let what = format!("{}/{}", store.describe(), archive.key);
