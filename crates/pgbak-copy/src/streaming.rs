@@ -287,8 +287,8 @@ fn archive_oid(name: &str) -> Option<Option<u32>> {
 }
 
 /// Receives BASE_BACKUP's streams on the runtime thread and hands them to the writer thread in
-/// chunks of [`CHUNK_SIZE`] (the last of each stream shorter). Blocks when the writer is behind, which in turn stops reading
-/// the socket: the server waits instead of memory growing.
+/// chunks of [`CHUNK_SIZE`] (the last of each stream shorter). Blocks when the writer is behind,
+/// which in turn stops reading the socket: the server waits instead of memory growing.
 struct Sink<'p> {
     tx: SyncSender<Job>,
     recycle: Receiver<Vec<u8>>,

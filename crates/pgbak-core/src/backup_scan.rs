@@ -113,6 +113,7 @@ impl BackupLayout {
             "tar" => Self::tar(
                 Arc::new(LocalStorage::new(backup_dir)),
                 "",
+                None,
                 backup_dir.display(),
             ),
             other => Err(Error::Corrupt {
@@ -132,10 +133,10 @@ pub struct StoredArchive {
 }
 
 impl StoredArchive {
-    /// The stream `key` of `backup`, with what the backup recorded for it.
-    pub(crate) fn of(backup: &crate::catalogue::BackupInfo, key: String) -> Self {
+    /// The stream `key`, with what `record` (its backup's) says of it when it is known.
+    pub(crate) fn new(key: String, record: Option<&crate::catalogue::BackupInfo>) -> Self {
         StoredArchive {
-            check: backup.stored_check(&key),
+            check: record.and_then(|r| r.stored_check(&key)),
             key,
         }
     }
@@ -166,10 +167,12 @@ impl std::fmt::Debug for BackupLayout {
 
 impl BackupLayout {
     /// The tar streams of the backup whose folder is `folder` (`<backup_id>/`, or empty when
-    /// `storage` is rooted at the backup itself) in `storage`; `what` names it in errors.
+    /// `storage` is rooted at the backup itself) in `storage`, checked against what `record`
+    /// says of them when it is known; `what` names it in errors.
     pub fn tar(
         storage: Arc<dyn StorageBackend>,
         folder: &str,
+        record: Option<&crate::catalogue::BackupInfo>,
         what: impl std::fmt::Display,
     ) -> Result<BackupLayout> {
         let data = format!("{folder}data/");
@@ -187,13 +190,7 @@ impl BackupLayout {
                 }
                 Some(oid) => format!("pg_tblspc/{oid}/"),
             };
-            streams.push((
-                StoredArchive {
-                    key: m.key,
-                    check: None,
-                },
-                prefix,
-            ));
+            streams.push((StoredArchive::new(m.key, record), prefix));
         }
         if !found_base {
             return Err(Error::Corrupt {
@@ -229,20 +226,13 @@ impl BackupLayout {
                 what: format!("backup {id} of server '{}'", server.name()),
                 detail: "a plain backup in an object store".into(),
             }),
-            ("tar", _) => {
-                let mut layout = Self::tar(
-                    server.stores().backups.clone(),
-                    &format!("{id}/"),
-                    format!("{id} of server '{}'", server.name()),
-                )?
-                .with_encryptor(server.encryptor().cloned());
-                if let BackupLayout::Tar { streams, .. } = &mut layout {
-                    for (stream, _) in streams {
-                        stream.check = info.stored_check(&stream.key);
-                    }
-                }
-                Ok(layout)
-            }
+            ("tar", _) => Self::tar(
+                server.stores().backups.clone(),
+                &format!("{id}/"),
+                Some(info),
+                format!("{id} of server '{}'", server.name()),
+            )
+            .map(|layout| layout.with_encryptor(server.encryptor().cloned())),
             (other, _) => Err(Error::Corrupt {
                 what: format!("backup {id} of server '{}'", server.name()),
                 detail: format!("unknown backup format '{other}'"),

@@ -281,9 +281,7 @@ pub fn switch_wal(
             // and a recovery plans from the index. A stored segment whose line is not there yet
             // is not waited out only when the archive has no index at all.
             let indexed = archive.index_entry_of(&segment)?.is_some();
-            if indexed
-                || (archive.contains(&segment)? && archive.indexed_names(|_| false)?.is_none())
-            {
+            if indexed || (archive.contains(&segment)? && !archive.has_index()?) {
                 archived = Some(true);
                 break;
             }

@@ -667,7 +667,7 @@ pub(crate) fn find_archive(
     for m in store.list_dir(&data)?.objects {
         let name = &m.key[data.len()..];
         if name == stem || name.starts_with(&format!("{stem}.")) {
-            return Ok(StoredArchive::of(backup, m.key));
+            return Ok(StoredArchive::new(m.key, Some(backup)));
         }
     }
     Err(Error::Corrupt {

@@ -397,6 +397,11 @@ impl WalArchive {
         self.index().all()
     }
 
+    /// Whether the archive has an index at all (archives written before there was one may not).
+    pub fn has_index(&self) -> Result<bool> {
+        self.index().exists()
+    }
+
     /// Sorted names of indexed files accepted by `keep`, or `None` without an index.
     pub fn indexed_names(
         &self,

@@ -212,6 +212,13 @@ struct Layout {
     marker: bool,
 }
 
+impl Layout {
+    /// No index at all: no entry, no chunk, no legacy file, no marker.
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.chunks.is_empty() && !self.legacy && !self.marker
+    }
+}
+
 /// What a compaction did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactReport {
@@ -333,12 +340,16 @@ impl<'a> WalIndex<'a> {
         Ok(None)
     }
 
+    /// Whether there is an index at all (one listing; nothing is read).
+    pub fn exists(&self) -> Result<bool> {
+        Ok(!self.layout()?.is_empty())
+    }
+
     /// Every file of the index by name (the newest line of each), or `None` when there is no
     /// index at all.
     pub fn all(&self) -> Result<Option<BTreeMap<String, IndexEntry>>> {
         let layout = self.layout()?;
-        if layout.entries.is_empty() && layout.chunks.is_empty() && !layout.legacy && !layout.marker
-        {
+        if layout.is_empty() {
             return Ok(None);
         }
         Ok(Some(self.merged(&layout)?))
