@@ -14,6 +14,7 @@ use crate::{Error, Result};
 use pgbak_compress::pipeline::{Digests, WritePipeline};
 use pgbak_compress::{Codec, Compression, Compressor, Encryptor};
 use pgbak_storage::staging::DurableFile;
+use pgbak_storage::write_behind::write_behind;
 use pgbak_storage::{CommitMode, FailureWatch, ObjectWriter, StorageBackend};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -241,7 +242,9 @@ impl Writer {
                 let gpg = if encryptor.is_some() { ".gpg" } else { "" };
                 let file_name = format!("{name}{suffix}{gpg}");
                 let key = join_key(prefix, &file_name);
-                let object = storage.put(&key)?;
+                // Compressing (or, for what the server compressed, parsing) goes on while
+                // another thread writes.
+                let object = write_behind(storage.put(&key)?, &key)?;
                 uploads.add(&*object);
                 let (object, stats) = if let Some(c) = self.server_compression {
                     // Stored as received: the pipeline only counts the bytes.

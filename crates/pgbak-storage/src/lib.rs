@@ -36,6 +36,7 @@ mod options;
 pub mod check;
 pub mod local;
 pub mod staging;
+pub mod write_behind;
 
 #[cfg(feature = "cloud")]
 mod cloud;
