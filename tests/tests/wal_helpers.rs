@@ -217,6 +217,51 @@ fn wal_archive_and_wal_restore_over_ssh() {
     );
     assert_eq!(std::fs::read(&dest).unwrap(), direct(planted_name));
     assert_eq!(std::fs::read(shared.join(planted_name)).unwrap(), bogus);
+    // A segment damaged in the archive ends a bundle: the segment before it is spooled, the
+    // damaged one is not (its bytes were streamed but its checksum was left out), and asked for
+    // on its own it is an error that hands nothing over.
+    let after = |name: &str, k: u32| {
+        format!(
+            "{}{:08X}",
+            &name[..16],
+            u32::from_str_radix(&name[16..], 16).unwrap() + k
+        )
+    };
+    let bad = after(&first, 2);
+    let stored = env.server_dir().join("wals").join(&bad[..16]).join(&bad);
+    let good_bytes = std::fs::read(&stored).unwrap();
+    let mut damaged = good_bytes.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x40;
+    std::fs::write(&stored, &damaged).unwrap();
+    let spool3 = env.dir.path().join("spool3");
+    let fetch3 = |name: &str, dest: &Path| {
+        sh(&format!(
+            "{} {name} {}",
+            helper_command(
+                &env,
+                &sshd,
+                "wal-restore",
+                &format!("-p 4 --spool-dir {}", spool3.display())
+            ),
+            dest.display()
+        ))
+    };
+    let dest = work.join(format!("again-{first}"));
+    let out = fetch3(&first, &dest);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), direct(&first));
+    let in_spool: Vec<String> = spooled(&spool3).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(in_spool, vec![after(&first, 1)]);
+    let dest = work.join(format!("damaged-{bad}"));
+    let out = fetch3(&bad, &dest);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!dest.exists());
+    std::fs::write(&stored, &good_bytes).unwrap();
+    let out = fetch3(&bad, &dest);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(&dest).unwrap(), direct(&bad));
+
     // Not in the archive: exit 1 (PostgreSQL's end of the archive).
     let out = sh(&format!(
         "{} 0000000100000000000000FE {}",

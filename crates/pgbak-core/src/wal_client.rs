@@ -642,7 +642,7 @@ impl BundleWriter<'_> {
             if matches(p) && std::fs::rename(&p.tmp, &dest).is_ok() {
                 spooled += 1;
             } else {
-                tracing::warn!("{} not spooled: its checksum does not match", p.name);
+                tracing::warn!("{} not spooled: no matching checksum came with it", p.name);
                 let _ = std::fs::remove_file(&p.tmp);
             }
         }

@@ -487,6 +487,18 @@ impl WalArchive {
     /// the result on must treat it as void on error (as [`WalArchive::fetch`] does by writing
     /// to a temporary file). A missing file is [`Error::WalNotFound`].
     pub fn fetch_to(&self, name: &str, out: &mut dyn Write, out_label: &str) -> Result<u64> {
+        let expected = self.index_entry_of(name)?;
+        self.fetch_recorded_to(name, expected.as_ref(), out, out_label)
+    }
+
+    /// [`WalArchive::fetch_to`] with the index line of `name` already read (`None`: it has none).
+    pub(crate) fn fetch_recorded_to(
+        &self,
+        name: &str,
+        expected: Option<&IndexEntry>,
+        out: &mut dyn Write,
+        out_label: &str,
+    ) -> Result<u64> {
         let key = Self::key_of(name)?;
         let src_path = self.location(&key);
         let r = match self.storage.get(&key) {
@@ -499,14 +511,13 @@ impl WalArchive {
             }
             Err(e) => return Err(e.into()),
         };
-        let expected = self.index_entry_of(name)?;
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("archived WAL file {src_path}"),
             detail,
         };
         // With a recorded checksum the reader itself refuses other bytes (and stops as soon as
         // the recorded size is passed); without one the segment header is checked.
-        let recorded = match &expected {
+        let recorded = match expected {
             Some(IndexEntry {
                 crc32c: Some(c),
                 size: Some(s),

@@ -3,11 +3,12 @@
 //! each decompressed and checked before a byte of it is sent), so that `wal-restore --parallel`
 //! fills its spool with one SSH round trip instead of one per segment.
 
-use super::tar_stream::{sums_line, write_end, write_entry, SumKind};
+use super::tar_stream::{sums_line, write_end, write_entry, write_header, write_padding, SumKind};
 use super::WalArchive;
 use crate::{Error, Result};
 use pgbak_wal::WalFileName;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::mpsc::SyncSender;
 
 /// The next segment names to try after `name`: the following segment in the same "log", then the
 /// first of the next log (which of the two exists depends on the segment size, which get-wal does
@@ -53,56 +54,83 @@ impl WalArchive {
     }
 
     /// Writes a tar stream to `out` with `name` and up to `n - 1` following segments (see
-    /// [`WalArchive::peek`]), each checked against the index before it is written. A problem with
-    /// `name` itself is an error before anything is written; a problem with a following segment
-    /// ends the stream early (that segment will be fetched, and its error reported, on its own).
-    /// Returns the names sent.
+    /// [`WalArchive::peek`]), each checked against the index, and a last `CRC32CSUMS` entry with
+    /// the CRC-32C of each file that passed. `name` itself is read and checked whole before
+    /// anything is written: a problem with it is an error. The following segments are streamed
+    /// as they are decoded (memory stays at one segment plus a few buffers): one that fails its
+    /// check is padded to its announced size, left out of the sums (so the receiver drops it) and
+    /// ends the stream; it will be fetched, and its error reported, on its own. Returns the names
+    /// whose checksums were sent.
     pub fn write_bundle(&self, name: &str, n: usize, out: &mut dyn Write) -> Result<Vec<String>> {
         let names = self.peek(name, n.max(1))?;
-        if names.is_empty() {
+        let Some((first_name, following)) = names.split_first() else {
             // Let fetch_to produce the precise error (not found, bad name).
             WalArchive::key_of(name)?;
             return Err(Error::WalNotFound {
                 server: self.server_name().to_string(),
                 name: name.to_string(),
             });
-        }
+        };
         let label = "standard output";
-        let mut sent = Vec::new();
-        // The CRC-32C of each file sent, as a last `CRC32CSUMS` entry: the receiver hands a file
-        // over only once it matches.
-        let mut sums = String::new();
-        // Decompression of the next file overlaps with the writing (and the SSH encryption) of the
+        let write_err = |e| Error::io("write", label, e);
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut first = Vec::with_capacity(16 << 20);
+        self.fetch_to(first_name, &mut first, label)?;
+        let mut sent = vec![first_name.clone()];
+        let mut sums = sums_line(&format!("{:08x}", crc32c::crc32c(&first)), first_name);
+        // A following segment is as long as its index line says, or else as the first one.
+        let segment_size = first.len() as u64;
+        // Decoding the next segments overlaps with writing (and the SSH encryption of) the
         // current one.
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Result<Vec<u8>>)>(1);
-            let names_ref = &names;
-            scope.spawn(move || {
-                for n in names_ref {
-                    let mut buf = Vec::with_capacity(16 << 20);
-                    let r = self.fetch_to(n, &mut buf, label).map(|_| buf);
-                    let failed = r.is_err();
-                    if tx.send((n.clone(), r)).is_err() || failed {
-                        break;
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(PIECES_QUEUED);
+            scope.spawn(move || self.decode_pieces(following, segment_size, tx));
+            write_entry(out, first_name, &first, mtime).map_err(write_err)?;
+            drop(first);
+            let mut current: Option<Streamed> = None;
+            for piece in rx {
+                match piece {
+                    Piece::Begin { name, size } => {
+                        write_header(out, &name, size, mtime).map_err(write_err)?;
+                        current = Some(Streamed {
+                            name,
+                            size,
+                            written: 0,
+                            crc: 0,
+                        });
                     }
-                }
-            });
-            for (n, r) in rx {
-                match r {
-                    Ok(data) => {
-                        let mtime = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0);
-                        write_entry(out, &n, &data, mtime)
-                            .map_err(|e| Error::io("write", label, e))?;
-                        sums.push_str(&sums_line(&format!("{:08x}", crc32c::crc32c(&data)), &n));
-                        sent.push(n);
+                    Piece::Data(data) => {
+                        let Some(c) = current.as_mut() else { break };
+                        // Never more than the header announced.
+                        let room = (c.size - c.written).min(data.len() as u64) as usize;
+                        out.write_all(&data[..room]).map_err(write_err)?;
+                        c.crc = crc32c::crc32c_append(c.crc, &data[..room]);
+                        c.written += room as u64;
                     }
-                    Err(e) if sent.is_empty() => return Err(e),
-                    Err(e) => {
-                        tracing::warn!("get-wal bundle stops before {n}: {e}");
-                        break;
+                    Piece::End(result) => {
+                        let Some(c) = current.take() else { break };
+                        // What a failed segment lacks is sent as zeros.
+                        let short = c.size - c.written;
+                        std::io::copy(&mut std::io::repeat(0).take(short), out)
+                            .map_err(write_err)?;
+                        write_padding(out, c.size).map_err(write_err)?;
+                        let problem = match result {
+                            Ok(size) if size == c.size => None,
+                            Ok(size) => Some(format!(
+                                "it holds {size} bytes where {} were expected",
+                                c.size
+                            )),
+                            Err(e) => Some(e.to_string()),
+                        };
+                        if let Some(problem) = problem {
+                            tracing::warn!("get-wal bundle stops at {}: {problem}", c.name);
+                            break;
+                        }
+                        sums.push_str(&sums_line(&format!("{:08x}", c.crc), &c.name));
+                        sent.push(c.name);
                     }
                 }
             }
@@ -111,8 +139,114 @@ impl WalArchive {
         write_entry(out, SumKind::Crc32c.file_name(), sums.as_bytes(), 0)
             .and_then(|()| write_end(out))
             .and_then(|()| out.flush())
-            .map_err(|e| Error::io("write", label, e))?;
+            .map_err(write_err)?;
         Ok(sent)
+    }
+
+    /// The decoding side of a bundle: each of `names` as a `Begin`, its bytes in pieces, and an
+    /// `End` with its check's result; stops after the first that fails, or when the writing side
+    /// is gone.
+    fn decode_pieces(&self, names: &[String], segment_size: u64, tx: SyncSender<Piece>) {
+        for name in names {
+            let expected = match self.index_entry_of(name) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("get-wal bundle stops before {name}: {e}");
+                    return;
+                }
+            };
+            let size = expected
+                .as_ref()
+                .and_then(|e| e.size)
+                .unwrap_or(segment_size);
+            let begin = Piece::Begin {
+                name: name.clone(),
+                size,
+            };
+            if tx.send(begin).is_err() {
+                return;
+            }
+            let mut pieces = Pieces {
+                tx: &tx,
+                buf: Vec::with_capacity(PIECE),
+                gone: false,
+            };
+            let mut result =
+                self.fetch_recorded_to(name, expected.as_ref(), &mut pieces, "the bundle");
+            if let Err(e) = pieces.hand_over() {
+                result = result.and(Err(Error::io("write", "the bundle", e)));
+            }
+            let failed = result.is_err();
+            if pieces.gone || tx.send(Piece::End(result)).is_err() || failed {
+                return;
+            }
+        }
+    }
+}
+
+/// Size of the pieces a streamed segment is sent in.
+const PIECE: usize = 1 << 20;
+
+/// Pieces queued between decoding and writing, beyond the one being written.
+const PIECES_QUEUED: usize = 1;
+
+/// What the decoding side of a bundle sends the writing side.
+enum Piece {
+    /// A segment of `size` bytes begins.
+    Begin {
+        name: String,
+        size: u64,
+    },
+    Data(Vec<u8>),
+    /// The segment is complete: its decoded size, or why it failed its check.
+    End(Result<u64>),
+}
+
+/// The segment being written.
+struct Streamed {
+    name: String,
+    size: u64,
+    written: u64,
+    crc: u32,
+}
+
+/// Bytes of a segment gathered into pieces for the writing side.
+struct Pieces<'a> {
+    tx: &'a SyncSender<Piece>,
+    buf: Vec<u8>,
+    /// The writing side stopped listening.
+    gone: bool,
+}
+
+impl Pieces<'_> {
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        if self.tx.send(Piece::Data(full)).is_err() {
+            self.gone = true;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the bundle's writing side stopped",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Write for Pieces<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(PIECE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIECE {
+            self.hand_over()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -225,7 +359,9 @@ mod tests {
         assert_eq!(c.0[3].0, "CRC32CSUMS");
         assert_eq!(String::from_utf8(c.0[3].1.clone()).unwrap(), want_sums);
 
-        // Damage the second: the bundle holds only the first.
+        // Damage the second: the bundle ends after it, and only the first has a checksum (the
+        // second was streamed before its check failed: padded to its announced size, it is a
+        // whole entry the receiver drops).
         let stored = _d
             .path()
             .join("wals")
@@ -238,6 +374,15 @@ mod tests {
         assert_eq!(
             a.write_bundle(names[0], 8, &mut out).unwrap(),
             vec![names[0]]
+        );
+        let (entries, ended) = read_back(&out);
+        assert!(ended);
+        let listed: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(listed, [names[0], names[1], "CRC32CSUMS"]);
+        assert_eq!(entries[1].1.len(), segment(names[1], 3).len());
+        assert_eq!(
+            String::from_utf8(entries[2].1.clone()).unwrap(),
+            format!("{:08x} *{}\n", crc32c::crc32c(&entries[0].1), names[0])
         );
         // Asking for the damaged one first is an error, and nothing is written.
         let mut out = Vec::new();
