@@ -21,41 +21,18 @@
 # pgbak trusts it through SSL_CERT_FILE, pgBackRest through repo1-storage-ca-file, boto3
 # through AWS_CA_BUNDLE. A tool that cannot be installed is reported and skipped.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 SCALE=${1:-50}
 RANDOM_MB=${2:-300}
 ROUNDS=${3:-2}
 NSEG=${4:-32}
 PARTS=" ${PGBAK_BENCH_PARTS:-backups wal} "
-bash scripts/install-deps.sh >/dev/null 2>&1 || true
-export PATH="$HOME/.cargo/bin:$PATH"
-if [ -z "${PGBAK_BIN:-}" ]; then
-  cargo build --release -p pgbak-cli >/dev/null 2>&1
-  PGBAK_BIN=target/release/pgbak
-fi
+bench_setup pgbak-cloudbench
 cargo build --release -p pgbak-tests --bin pgbak-storage-load >/dev/null 2>&1
 LOAD_BIN=target/release/pgbak-storage-load
-command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 EMU=${PGBAK_EMULATORS_DIR:-/opt/pgbak-emulators}
-
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-work=$(mktemp -d /var/tmp/pgbak-cloudbench.XXXXXX)
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-PIDS=()
-cleanup() {
-  as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m immediate stop >/dev/null 2>&1 || true
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-chmod 755 "$work"
-mkdir -p "$work/bin" "$work/spool" "$work/sock" "$work/tls" "$work/azurite" "$work/gcs" "$work/raw"
-cp "$PGBAK_BIN" "$work/bin/pgbak"
-PGBAK="$work/bin/pgbak"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-el() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
+mkdir -p "$work/spool" "$work/tls" "$work/azurite" "$work/gcs" "$work/raw"
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 
 # --- TLS for the S3 emulator ---------------------------------------------------------------------
@@ -71,21 +48,17 @@ chmod 644 "$work/tls/"*
 # --- the emulators -------------------------------------------------------------------------------
 S3_PORT=$(free_port); AZ_PORT=$(free_port); GCS_PORT=$(free_port)
 MOTO_PORT=$(free_port)
-"$EMU/venv-moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$work/moto.log" 2>&1 &
-PIDS+=($!)
+run_in_background "$EMU/venv-moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$work/moto.log" 2>&1
 # moto's own TLS closes connections without a TLS close_notify, which pgBackRest reports as an
 # error; a small TLS terminator in front of it ends every connection properly. Every tool goes
 # through it.
-python3 benches/e2e/tls_proxy.py "$S3_PORT" "$MOTO_PORT" "$work/tls/s3.crt" "$work/tls/s3.key" \
-  > "$work/tls-proxy.log" 2>&1 &
-PIDS+=($!)
-"$EMU/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
-  --disableTelemetry --skipApiVersionCheck --silent --location "$work/azurite" > "$work/azurite.log" 2>&1 &
-PIDS+=($!)
-"$EMU/bin/fake-gcs-server" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
+run_in_background python3 benches/e2e/tls_proxy.py "$S3_PORT" "$MOTO_PORT" "$work/tls/s3.crt" "$work/tls/s3.key" \
+  > "$work/tls-proxy.log" 2>&1
+run_in_background "$EMU/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
+  --disableTelemetry --skipApiVersionCheck --silent --location "$work/azurite" > "$work/azurite.log" 2>&1
+run_in_background "$EMU/bin/fake-gcs-server" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
   -external-url "http://127.0.0.1:$GCS_PORT" -public-host "127.0.0.1:$GCS_PORT" -log-level error \
-  -backend filesystem -filesystem-root "$work/gcs" > "$work/gcs.log" 2>&1 &
-PIDS+=($!)
+  -backend filesystem -filesystem-root "$work/gcs" > "$work/gcs.log" 2>&1
 wait_port "$MOTO_PORT"; wait_port "$S3_PORT"; wait_port "$AZ_PORT"; wait_port "$GCS_PORT"
 
 S3_KEY=pgbak-bench
@@ -97,7 +70,8 @@ CLOUD_ENV=(
   "AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZ_KEY;BlobEndpoint=http://127.0.0.1:$AZ_PORT/devstoreaccount1;"
   STORAGE_EMULATOR_HOST=http://127.0.0.1:$GCS_PORT
 )
-with_cloud() { as_pg env "${CLOUD_ENV[@]}" "$@"; }
+# The tools run with it (as_pg_env, measure).
+PG_ENV=("${CLOUD_ENV[@]}")
 # The storage load helper: pgbak's own storage layer, for bucket creation and stored sizes.
 load() { # url op key
   if [ "${1%%:*}" = s3 ]; then
@@ -112,53 +86,20 @@ done
 
 # --- the database --------------------------------------------------------------------------------
 PORT=$(free_port)
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
-as_pg "$PGBIN/initdb" -D "$work/pgdata" -U postgres --auth=trust --no-sync >/dev/null
-cat >> "$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$work/sock'
-wal_level = replica
-archive_mode = on
-archive_command = 'cp %p $work/spool/%f'
-max_wal_size = 4GB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -l "$work/pg.log" -w start >/dev/null
-psql_() { as_pg "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c "$1"; }
+give_to_pg "$work"
+start_cluster "$PGBIN" "$work/pgdata" "$PORT" "cp %p $work/spool/%f"
 
 # --- the other tools -----------------------------------------------------------------------------
 HAVE_PGBR=0
-if command -v pgbackrest >/dev/null || (apt-get install -y -qq pgbackrest >/dev/null 2>&1); then
+if pgbackrest_installed; then
   HAVE_PGBR=1
   as_pg mkdir -p "$work/pgbr-lock" "$work/pgbr-log"
   for p in 1 2; do
-    as_pg tee "$work/pgbr-$p.conf" >/dev/null <<CONF
-[global]
-repo1-type=s3
-repo1-path=/pgbackrest-p$p
-repo1-s3-bucket=pgbak-bench
-repo1-s3-endpoint=localhost
-repo1-storage-port=$S3_PORT
-repo1-s3-region=us-east-1
-repo1-s3-key=$S3_KEY
-repo1-s3-key-secret=$S3_SECRET
-repo1-s3-uri-style=path
-repo1-storage-ca-file=$work/tls/ca.crt
-repo1-retention-full=9999
-compress-type=zst
-compress-level=1
-process-max=$p
-start-fast=y
-archive-check=n
-lock-path=$work/pgbr-lock
-log-path=$work/pgbr-log
-log-level-console=warn
-log-level-file=off
-[bench]
-pg1-path=$work/pgdata
-pg1-port=$PORT
-pg1-socket-path=$work/sock
-CONF
+    write_pgbackrest_conf "$work/pgbr-$p.conf" repo1-type=s3 "repo1-path=/pgbackrest-p$p" repo1-s3-bucket=pgbak-bench \
+      repo1-s3-endpoint=localhost "repo1-storage-port=$S3_PORT" repo1-s3-region=us-east-1 "repo1-s3-key=$S3_KEY" \
+      "repo1-s3-key-secret=$S3_SECRET" repo1-s3-uri-style=path "repo1-storage-ca-file=$work/tls/ca.crt" \
+      repo1-retention-full=9999 compress-type=zst compress-level=1 "process-max=$p" start-fast=y archive-check=n \
+      "lock-path=$work/pgbr-lock" "log-path=$work/pgbr-log"
     as_pg pgbackrest --config="$work/pgbr-$p.conf" --stanza=bench stanza-create >/dev/null
   done
   # The same repository settings, archiving asynchronously (a spool of acknowledgements). Its
@@ -175,27 +116,15 @@ else
   echo "pgBackRest: not installed (apt-get install pgbackrest failed); its rows are skipped"
 fi
 HAVE_BARMAN=0
-if /usr/bin/python3 -m venv "$work/venv" >/dev/null 2>&1 \
-  && "$work/venv/bin/pip" install -q --disable-pip-version-check "barman[cloud,zstandard,lz4]" >/dev/null 2>&1; then
+if venv_install "barman[cloud,zstandard,lz4]"; then
   HAVE_BARMAN=1
-  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/venv"
+  give_to_pg "$work/venv"
 else
   echo "Barman: not installed (pip install barman[cloud] failed); its rows are skipped"
 fi
 BARMAN_S3=(--cloud-provider aws-s3 --endpoint-url "https://127.0.0.1:$S3_PORT")
 
 # --- measuring -----------------------------------------------------------------------------------
-# Runs "$@" under /usr/bin/time as the cluster owner with the cloud environment; prints
-# "seconds peak_rss_kb"; a failure stops the benchmark with the tool's output.
-measure() {
-  local out
-  if ! out=$(with_cloud /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null); then
-    echo "FAILED: $*" >&2
-    echo "$out" | tail -n 20 >&2
-    exit 1
-  fi
-  echo "$out" | tail -n 1
-}
 report() { # tool target seconds rss_kb bytes
   awk -v t="$1" -v g="$2" -v s="$3" -v r="$4" -v b="$5" -v d="$datasize" \
     'BEGIN { printf "  %-26s %-6s %7.2f s %7.1f MB/s  peak RSS %6.1f MB  stored %8.1f MB\n", t, g, s, d/1e6/s, r/1024, b/1e6 }'
@@ -207,33 +136,17 @@ stored() { # url
 pgbak_conf() { # name basebackups wals [backup codec]
   local extra="" codec=${4:-zstd}
   [ "${2%%:*}" = s3 ] && extra="cloud_endpoint_url = https://127.0.0.1:$S3_PORT"
-  as_pg tee "$work/$1.conf" >/dev/null <<CONF
-[pgbak]
-home = $work/home-$1
-[bench]
-conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
-backup_compression = $codec
-backup_compression_level = 1
-compression = zstd
-immediate_checkpoint = true
-basebackups_directory = $2
-wals_directory = $3
-$extra
-CONF
+  write_pgbak_conf "$work/$1.conf" "$work/home-$1" bench "$PORT" "backup_compression = $codec" \
+    "backup_compression_level = 1" "compression = zstd" "immediate_checkpoint = true" \
+    "basebackups_directory = $2" "wals_directory = $3" "$extra"
 }
 
-# A new pgbak repository gets one archived segment first (outside the timings), as a server
-# that archives with pgbak has: pgbak refuses to back up a server whose WAL archive is empty and
-# stays so after a WAL switch (its archive_command here copies into a spool, for the WAL rows).
-seed_wal() { # config
-  local seg
-  seg=$(ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | tail -n 1)
-  with_cloud "$PGBAK" -q -c "$1" archive-wal bench "$work/spool/$seg"
-}
-
+# A new pgbak repository gets one archived segment first (seed_wal, outside the timings), as a
+# server that archives with pgbak has: pgbak refuses to back up a server whose WAL archive is empty
+# and stays so after a WAL switch (its archive_command here copies into a spool, for the WAL rows).
 backups() { # dataset label
   local round tag t
-  datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+  datasize=$(pgdata_bytes "$work/pgdata")
   echo "base backups, $2: PGDATA without pg_wal = $((datasize / 1000000)) MB, zstd level 1"
   for round in $(seq 1 "$ROUNDS"); do
     echo " round $round"
@@ -278,7 +191,7 @@ backups() { # dataset label
 }
 
 # --- dataset 1: pgbench ---------------------------------------------------------------------------
-as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
+pgbench_init "$SCALE"
 psql_ "CHECKPOINT" >/dev/null
 psql_ "SELECT pg_switch_wal()" >/dev/null
 sleep 1
@@ -288,13 +201,13 @@ sleep 1
 if [[ $PARTS == *" wal "* ]]; then
 psql_ "SELECT pg_switch_wal()" >/dev/null
 sleep 1
-mapfile -t segs < <(ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | sort | head -n "$NSEG")
+mapfile -t segs < <(spool_segs | head -n "$NSEG")
 n=${#segs[@]}
 # $work/raw is laid out as pg_wal: archive_status/<segment>.ready for each segment, turned into
 # .done after each successful call, as PostgreSQL does (parallel archivers look there).
 mkdir -p "$work/raw/archive_status"
 for s in "${segs[@]}"; do cp "$work/spool/$s" "$work/raw/$s"; done
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/raw"
+give_to_pg "$work/raw"
 rate() { # label seconds count rss_kb
   awk -v l="$1" -v s="$2" -v n="$3" -v r="$4" \
     'BEGIN { printf "  %-40s %7.2f s  %7.1f segments/s  %6.1f ms/segment  peak RSS %5.1f MB\n", l, s, n/s, s*1000/n, r/1024 }'
@@ -306,14 +219,14 @@ archive_all() { # command... (the segment path is appended)
   for s in "${segs[@]}"; do as_pg touch "$work/raw/archive_status/$s.ready"; done
   t0=$(now)
   for s in "${segs[@]}"; do
-    if ! out=$(with_cloud /usr/bin/time -f "%M" "$@" "${WALDIR:-$work/raw}/$s" 2>&1 >/dev/null); then
+    if ! out=$(as_pg_env /usr/bin/time -f "%M" "$@" "${WALDIR:-$work/raw}/$s" 2>&1 >/dev/null); then
       echo "FAILED: $* $s" >&2; echo "$out" | tail -n 20 >&2; exit 1
     fi
     mv "$work/raw/archive_status/$s.ready" "$work/raw/archive_status/$s.done"
     r=$(echo "$out" | tail -n 1); [ "$r" -gt "$max" ] && max=$r
   done
   t1=$(now)
-  echo "$(el "$t0" "$t1") $max"
+  echo "$(elapsed "$t0" "$t1") $max"
 }
 echo "WAL archiving to S3: $n segments of 16 MiB, one process per segment, zstd"
 for round in $(seq 1 "$ROUNDS"); do

@@ -29,27 +29,17 @@
 # others; MODES (default "zstd lz4 zstd-server none plain"), PARTS (default "pgbench wal random")
 # and TOOLS (default "pgbak pgbb pgbr barman") narrow the run.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 SCALE=${1:-100}
 ROUNDS=${2:-3}
 RANDOM_MB=${3:-300}
 NSEG=${4:-32}
 exec 3>&1 1>&2
-bash scripts/install-deps.sh >/dev/null 2>&1 || true
-export PATH="$HOME/.cargo/bin:$PATH"
-PGBAK_BIN=${PGBAK_BIN:-target/release/pgbak}
-[ -x "$PGBAK_BIN" ] || cargo build --release --locked -p pgbak-cli >/dev/null 2>&1
-command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
-
-PGBIN=/usr/lib/postgresql/15/bin
-work=$(mktemp -d /var/tmp/pgbak-compare.XXXXXX)
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() { as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-chmod 755 "$work"
-mkdir -p "$work/bin" "$work/spool" "$work/sock" "$work/walpg/pg_wal/archive_status" "$work/walpg/global" "$work/log" "$work/sshshim"
-cp "$PGBAK_BIN" "$work/bin/pgbak"
-PGBAK="$work/bin/pgbak"
+# Unless PGBAK_BIN is given: target/release/pgbak as it is, built only when missing.
+if [ -z "${PGBAK_BIN:-}" ] && [ -x target/release/pgbak ]; then PGBAK_BIN=target/release/pgbak; fi
+bench_setup pgbak-compare /usr/lib/postgresql/15/bin
+mkdir -p "$work/spool" "$work/walpg/pg_wal/archive_status" "$work/walpg/global" "$work/log" "$work/sshshim"
 PARTS=${PARTS:-pgbench wal random}
 TOOLS=${TOOLS:-pgbak pgbb pgbr barman}
 if [ -n "${PGBAK_BIN_B:-}" ]; then cp "$PGBAK_BIN_B" "$work/bin/pgbakb"; TOOLS+=" pgbakb"; fi
@@ -58,10 +48,8 @@ part_on() { [[ " $PARTS " == *" $1 "* ]]; }
 # The WAL rows read segments from a copy laid out as a data directory's pg_wal (pgbackrest's
 # asynchronous archive-push wants them under pg1-path: it gets that folder, with its pg_control).
 WAL="$work/walpg/pg_wal"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PG_USER=$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )
+PORT=$(free_port)
 CONNINFO="host=127.0.0.1 port=$PORT user=postgres dbname=postgres"
-psql_() { as_pg "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c "$1"; }
 gone() { as_pg rm -rf "$@"; }
 T_START=$(date +%s)
 
@@ -94,14 +82,11 @@ timed() {
 
 # --- tools ---------------------------------------------------------------------------------------
 HAVE_PGBR=0 PGBR_WHY="skipped: pgbackrest not installed" BARMAN_WHY="skipped: barman not installed"
-if command -v pgbackrest >/dev/null || apt-get install -y -qq pgbackrest >/dev/null 2>&1 \
-   || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq pgbackrest >/dev/null 2>&1; }; then
+if pgbackrest_installed; then
   HAVE_PGBR=1 PGBR_WHY=
 else echo "pgbackrest: apt-get install pgbackrest failed; its rows are skipped"; fi
 HAVE_BARMAN=0
-if /usr/bin/python3 -m venv "$work/venv" >/dev/null 2>&1 \
-  && "$work/venv/bin/pip" install -q --disable-pip-version-check psycopg2-binary python-dateutil argcomplete zstandard lz4 >/dev/null 2>&1 \
-  && "$work/venv/bin/pip" install -q --disable-pip-version-check --no-deps barman >/dev/null 2>&1; then
+if venv_install psycopg2-binary python-dateutil argcomplete zstandard lz4 && venv_install --no-deps barman; then
   HAVE_BARMAN=1 BARMAN_WHY= BARMAN="$work/venv/bin/barman"
 else echo "barman: pip install barman failed; its rows are skipped"; fi
 # barman-wal-archive runs "ssh [-p PORT] -q -T USER@HOST barman ... put-wal SERVER": this stand-in
@@ -123,8 +108,8 @@ chmod 755 "$work/sshshim/ssh" "$work/bin/"*.sh
 # --- configurations --------------------------------------------------------------------------------
 # One home for every pgbak row (emptied after each run); WAL zstd level 1 as for the others.
 pgbak_conf() { # name [extra lines]
-  printf '[pgbak]\nhome = %s\n[bench]\nconninfo = %s\nbackup_method = postgres\nimmediate_checkpoint = true
-compression = zstd\ncompression_level = 1\nbackup_compression_level = 1\n%s\n' "$work/pgbak-home" "$CONNINFO" "${2:-}" > "$work/$1.conf"
+  write_pgbak_conf "$work/$1.conf" "$work/pgbak-home" bench "$PORT" "backup_method = postgres" "immediate_checkpoint = true" \
+    "compression = zstd" "compression_level = 1" "backup_compression_level = 1" "${2:-}"
 }
 pgbak_conf pgbak-zstd 'backup_compression = zstd'
 pgbak_conf pgbak-zstd-server $'backup_compression = zstd\nbackup_compression_location = server\nbackup_compression_workers = 2'
@@ -136,18 +121,15 @@ pgbak_conf pgbak-p4 'cloud_wal_archive_parallel = 4'
 # pgBackRest: a repository on local disk (recreated for each run); archive-check=n, since the
 # cluster archives into its own spool (as for pgbak and Barman, whose archives get one segment).
 pgbr_conf() { # file process-max [extra global lines]
-  printf '[global]\nrepo1-path=%s\nrepo1-retention-full=99\nlog-path=%s\nlock-path=%s\nlog-level-console=warn
-log-level-file=off\ncompress-type=zst\ncompress-level=1\nprocess-max=%s\nstart-fast=y\narchive-check=n\n%s
-[bench]\npg1-path=%s\npg1-port=%s\npg1-socket-path=%s\n' "$work/pgbr/repo" "$work/log" "$work/pgbr/lock" "$2" "${3:-}" \
-    "$work/pgdata" "$PORT" "$work/sock" > "$1"
+  write_pgbackrest_conf "$1" "repo1-path=$work/pgbr/repo" "repo1-retention-full=99" "log-path=$work/log" \
+    "lock-path=$work/pgbr/lock" "compress-type=zst" "compress-level=1" "process-max=$2" "start-fast=y" \
+    "archive-check=n" "${3:-}"
 }
 pgbr_conf "$work/pgbr.conf" 2
 pgbr_conf "$work/pgbr-async.conf" 4 $'archive-async=y\nspool-path='"$work/pgbr/spool"
 barman_conf() { # mode [extra lines]
-  printf '[barman]\nbarman_home = %s\nbarman_user = %s\nlog_file = %s\nlog_level = WARNING\npath_prefix = %s
-[main]\ndescription = bench\nconninfo = %s\nstreaming_conninfo = %s\nbackup_method = postgres\narchiver = on
-immediate_checkpoint = true\ncompression = zstd\ncompression_level = 1\n%s\n' "$work/barman-home" "$PG_USER" \
-    "$work/log/barman.log" "$PGBIN" "$CONNINFO" "$CONNINFO" "${2:-}" > "$work/barman-$1.conf"
+  write_barman_conf "$work/barman-$1.conf" "$work/barman-home" "$work/log/barman.log" "path_prefix = $PGBIN" \
+    "streaming_conninfo = $CONNINFO" "immediate_checkpoint = true" "compression = zstd" "compression_level = 1" "${2:-}"
 }
 for m in zstd lz4; do
   barman_conf $m $'backup_compression = '"$m"$'\nbackup_compression_level = 1\nbackup_compression_format = tar'
@@ -156,20 +138,9 @@ barman_conf plain
 barman_conf wal
 
 # --- the cluster -----------------------------------------------------------------------------------
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
-as_pg "$PGBIN/initdb" -D "$work/pgdata" -U postgres --auth=trust --no-sync >/dev/null
-cat >> "$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$work/sock'
-wal_level = replica
-archive_mode = on
-archive_command = 'cp %p $work/spool/%f.part && mv $work/spool/%f.part $work/spool/%f'
-max_wal_size = 4GB
-shared_buffers = 256MB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -l "$work/log/pg.log" -w start >/dev/null
-spool_segs() { ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | sort; }
+give_to_pg "$work"
+start_cluster "$PGBIN" "$work/pgdata" "$PORT" "cp %p $work/spool/%f.part && mv $work/spool/%f.part $work/spool/%f" \
+  "shared_buffers = 256MB"
 # Switches WAL and waits until the segment it ends is in the spool.
 switch_archive() {
   local seg
@@ -216,8 +187,7 @@ run_backup() { # key
       # A new pgbak home gets one archived segment first (outside the timing): pgbak refuses to
       # back up a server whose archive is empty.
       local bin=$work/bin/$tool
-      seg=$(spool_segs | tail -n 1)
-      as_pg "$bin" -q -c "$work/pgbak-$m.conf" archive-wal bench "$work/spool/$seg"
+      seed_wal "$work/pgbak-$m.conf" "$bin"
       timed "$1" "$work/pgbak-home/bench/base" "$bin" -q -c "$work/pgbak-$m.conf" backup bench
       # Where the time went, from the backup's record (progress output only).
       python3 -c 'import json,sys; p=json.load(open(sys.argv[1])).get("phases") or {}; print("    phases: " + " ".join(f"{k} {v:.2f}" for k, v in p.items()))' \
@@ -257,7 +227,7 @@ rounds() { # runner: every key once per round, even rounds in reverse
 
 # --- dataset 1: pgbench ------------------------------------------------------------------------------
 t0=$(date +%s)
-as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
+pgbench_init "$SCALE"
 psql_ "CHECKPOINT"
 switch_archive
 # The WAL rows need SEGMENTS full segments: a small scale writes more WAL into a table dropped after.
@@ -274,9 +244,9 @@ fi
 spool_segs | head -n "$NSEG" > "$WAL/list"
 for s in $(cat "$WAL/list"); do cp "$work/spool/$s" "$WAL/$s"; done
 cp "$work/pgdata/global/pg_control" "$work/walpg/global/"; cp "$work/pgdata/PG_VERSION" "$work/walpg/"
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/walpg"
+give_to_pg "$work/walpg"
 NSEG=$(wc -l < "$WAL/list")
-datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+datasize=$(pgdata_bytes "$work/pgdata")
 echo "dataset 1: pgbench scale $SCALE, PGDATA without pg_wal = $((datasize / 1000000)) MB (loaded in $(( $(date +%s) - t0 )) s)"
 if part_on pgbench; then backup_keys pgbench "pgbench scale $SCALE"; rounds run_backup; fi
 
@@ -330,7 +300,7 @@ psql_ "INSERT INTO rnd SELECT id, md5(b), b FROM (SELECT g AS id, (SELECT decode
        FROM generate_series(1, 128) WHERE g > 0) AS b FROM generate_series(1, $(( RANDOM_MB * 1000000 / 2048 ))) g) s"
 psql_ "VACUUM ANALYZE rnd"; psql_ "CHECKPOINT"
 switch_archive
-datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+datasize=$(pgdata_bytes "$work/pgdata")
 echo "dataset 2: random bytes, $RANDOM_MB MB in 2 kB values, PGDATA without pg_wal = $((datasize / 1000000)) MB (loaded in $(( $(date +%s) - t0 )) s)"
 backup_keys random "incompressible ($RANDOM_MB MB random)"
 rounds run_backup

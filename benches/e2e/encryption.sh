@@ -9,92 +9,49 @@
 # The key is made here by gpg in a throwaway GnuPG home (ed25519/cv25519 with a passphrase that
 # encryption_passphrase_command prints).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 SCALE=${1:-50}
 ROUNDS=${2:-2}
 NSEG=${3:-32}
-bash scripts/install-deps.sh >/dev/null
-export PATH="$HOME/.cargo/bin:$PATH"
-if [ -z "${PGBAK_BIN:-}" ]; then
-  cargo build --release --locked -p pgbak-cli >/dev/null 2>&1
-  PGBAK_BIN=target/release/pgbak
-fi
-command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
-
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-work=$(mktemp -d /var/tmp/pgbak-encbench.XXXXXX)
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+bench_setup pgbak-encbench
 # Short: the agent's socket path must fit in 108 bytes.
 export GNUPGHOME=$(mktemp -d /tmp/pgbak-encbench-gpg.XXXXXX)
-cleanup() {
-  as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m immediate stop >/dev/null 2>&1 || true
-  as_pg env GNUPGHOME="$GNUPGHOME" gpgconf --kill gpg-agent >/dev/null 2>&1 || true
-  rm -rf "$work" "$GNUPGHOME"
-}
-trap cleanup EXIT
-mkdir -p "$work/bin" "$work/spool" "$work/sock" "$work/raw"
-cp "$PGBAK_BIN" "$work/bin/pgbak"
-PGBAK="$work/bin/pgbak"
+at_exit rm -rf "$GNUPGHOME"
+at_exit as_pg env GNUPGHOME="$GNUPGHOME" gpgconf --kill gpg-agent
+PG_ENV=(GNUPGHOME="$GNUPGHOME")
+mkdir -p "$work/spool" "$work/raw"
 echo "bench passphrase" > "$work/passphrase"
 chmod 600 "$work/passphrase"
-if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$work" "$GNUPGHOME"; fi
+give_to_pg "$work" "$GNUPGHOME"
 chmod 700 "$GNUPGHOME"
-as_pg env GNUPGHOME="$GNUPGHOME" gpg --batch --quiet --pinentry-mode loopback \
+as_pg_env gpg --batch --quiet --pinentry-mode loopback \
   --passphrase "bench passphrase" --quick-generate-key bench@pgbak.test future-default default never
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 
-as_pg "$PGBIN/initdb" -D "$work/pgdata" -U postgres --auth=trust --no-sync >/dev/null
-cat >> "$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$work/sock'
-wal_level = replica
-archive_mode = on
-archive_command = 'cp %p $work/spool/%f'
-max_wal_size = 4GB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -l "$work/pg.log" -w start >/dev/null
-as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
-psql_() { as_pg "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c "$1"; }
+start_cluster "$PGBIN" "$work/pgdata" "$PORT" "cp %p $work/spool/%f"
+pgbench_init "$SCALE"
 psql_ "CHECKPOINT" >/dev/null
 psql_ "SELECT pg_switch_wal()" >/dev/null
 sleep 1
-datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+datasize=$(pgdata_bytes "$work/pgdata")
 echo "database: pgbench scale $SCALE, PGDATA without pg_wal = $((datasize / 1000000)) MB; zstd level 1"
 
-measure() {
-  local out
-  if ! out=$(as_pg env GNUPGHOME="$GNUPGHOME" /usr/bin/time -f "%e %M" "$@" 2>&1 >/dev/null); then
-    echo "FAILED: $*" >&2; echo "$out" | tail -n 20 >&2; exit 1
-  fi
-  echo "$out" | tail -n 1
-}
 conf() { # name encryption
-  local extra=""
+  local extra=()
   if [ "$2" = gpg ]; then
-    extra=$'encryption = gpg\nencryption_key_id = bench@pgbak.test\n'"encryption_passphrase_command = cat $work/passphrase"
+    extra=("encryption = gpg" "encryption_key_id = bench@pgbak.test" "encryption_passphrase_command = cat $work/passphrase")
   fi
-  as_pg tee "$work/$1.conf" >/dev/null <<CONF
-[pgbak]
-home = $work/home-$1
-[bench]
-conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
-backup_compression = zstd
-backup_compression_level = 1
-compression = zstd
-immediate_checkpoint = true
-$extra
-CONF
+  write_pgbak_conf "$work/$1.conf" "$work/home-$1" bench "$PORT" "backup_compression = zstd" \
+    "backup_compression_level = 1" "compression = zstd" "immediate_checkpoint = true" "${extra[@]}"
 }
-seg_of_spool() { ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | sort | tail -n 1; }
 
 echo "backups"
 for round in $(seq 1 "$ROUNDS"); do
   for enc in none gpg; do
     name="b-$enc-$round"
     conf "$name" "$enc"
-    # pgbak backs up a server whose archive holds WAL: one segment first, outside the timing.
-    as_pg env GNUPGHOME="$GNUPGHOME" "$PGBAK" -q -c "$work/$name.conf" archive-wal bench "$work/spool/$(seg_of_spool)"
+    seed_wal "$work/$name.conf"
     read -r secs rss < <(measure "$PGBAK" -q -c "$work/$name.conf" backup bench)
     size=$(du -sb "$work/home-$name/bench/base" | cut -f1)
     awk -v e="$enc" -v s="$secs" -v r="$rss" -v b="$size" -v d="$datasize" -v n="$round" \
@@ -103,28 +60,28 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-mapfile -t segs < <(ls "$work/spool" | grep -E '^[0-9A-F]{24}$' | sort | head -n "$NSEG")
+mapfile -t segs < <(spool_segs | head -n "$NSEG")
 for s in "${segs[@]}"; do cp "$work/spool/$s" "$work/raw/$s"; done
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work/raw"
+give_to_pg "$work/raw"
 echo "archive-wal, ${#segs[@]} segments of 16 MiB, one process each"
 for round in $(seq 1 "$ROUNDS"); do
   for enc in none gpg; do
     name="w-$enc-$round"
     conf "$name" "$enc"
-    t0=$(date +%s.%N)
+    t0=$(now)
     for s in "${segs[@]}"; do
-      as_pg env GNUPGHOME="$GNUPGHOME" "$PGBAK" -q -c "$work/$name.conf" archive-wal bench "$work/raw/$s"
+      as_pg_env "$PGBAK" -q -c "$work/$name.conf" archive-wal bench "$work/raw/$s"
     done
-    t1=$(date +%s.%N)
+    t1=$(now)
     awk -v e="$enc" -v a="$t0" -v b="$t1" -v n="${#segs[@]}" -v r="$round" \
       'BEGIN { printf "  round %d  encryption %-4s %6.1f ms/segment %6.1f segments/s\n", r, e, (b-a)*1000/n, n/(b-a) }'
     # get-wal of one segment, ten times.
-    t0=$(date +%s.%N)
+    t0=$(now)
     for i in $(seq 1 10); do
-      as_pg env GNUPGHOME="$GNUPGHOME" "$PGBAK" -q -c "$work/$name.conf" get-wal bench "${segs[0]}" "$work/raw/got" >/dev/null
+      as_pg_env "$PGBAK" -q -c "$work/$name.conf" get-wal bench "${segs[0]}" "$work/raw/got" >/dev/null
       rm -f "$work/raw/got"
     done
-    t1=$(date +%s.%N)
+    t1=$(now)
     awk -v e="$enc" -v a="$t0" -v b="$t1" -v r="$round" \
       'BEGIN { printf "  round %d  encryption %-4s get-wal %6.1f ms/segment\n", r, e, (b-a)*1000/10 }'
     # get-wal --bundle 8, as wal-restore --parallel 8 asks.

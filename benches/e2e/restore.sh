@@ -25,39 +25,16 @@
 # pgBackRest (Debian package) and Barman (PyPI, in a virtualenv) are installed by this script
 # only; a tool that cannot be installed is reported as such and skipped.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/../.."
 SCALE=${1:-100}
 ROUNDS=${2:-3}
-bash scripts/install-deps.sh >/dev/null 2>&1 || true
-export PATH="$HOME/.cargo/bin:$PATH"
-# PGBAK_BIN: a pgbak binary to measure instead of building one.
-if [ -z "${PGBAK_BIN:-}" ]; then
-  cargo build --release --locked -p pgbak-cli >/dev/null 2>&1
-  PGBAK_BIN=target/release/pgbak
-fi
-command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
-
-PGBIN=/usr/lib/postgresql/15/bin
 PG17BIN=/opt/pgbak-postgres/17/bin
-work=$(mktemp -d /var/tmp/pgbak-bench-restore.XXXXXX)
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
-  as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m immediate stop >/dev/null 2>&1 || true
-  as_pg "$PG17BIN/pg_ctl" -D "$work/pg17data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-chmod 755 "$work"
-mkdir -p "$work/bin" "$work/sock" "$work/home" "$work/home17" "$work/r"
-cp "$PGBAK_BIN" "$work/bin/pgbak"
-PGBAK="$work/bin/pgbak"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bench_setup pgbak-bench-restore /usr/lib/postgresql/15/bin
+mkdir -p "$work/home" "$work/home17" "$work/r"
 PORT=$(free_port)
 PORT17=$(free_port)
-PG_USER=$( [ "$(id -u)" -eq 0 ] && echo postgres || id -un )
 json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
-psql15() { as_pg "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -c "$1"; }
-psql17() { as_pg "$PGBIN/psql" -X -q -A -t -h 127.0.0.1 -p "$PORT17" -U postgres -d postgres -c "$1"; }
 
 # --- results: rows in the order of the final table, and one line per timed run -----------------
 # row KEY<TAB>section<TAB>label<TAB>data bytes for MB/s (0: none)
@@ -89,7 +66,7 @@ check_restore() { # key dir expected_bytes
   if [ ! -f "$2/PG_VERSION" ] || [ ! -f "$2/global/pg_control" ]; then
     echo "  ($1: $2 holds no data directory)"; note "$1" "restored folder incomplete"; return 0
   fi
-  got=$(du -sb --exclude=pg_wal "$2" | cut -f1)
+  got=$(pgdata_bytes "$2")
   awk -v g="$got" -v e="$3" 'BEGIN { exit !(g < e * 0.95 || g > e * 1.05) }' \
     && { echo "  ($1: restored $got bytes, expected about $3)"; note "$1" "restored $((got / 1000000)) MB of $(($3 / 1000000)) MB"; }
   return 0
@@ -98,17 +75,14 @@ gone() { rm -rf "$@"; }
 
 # --- tools ---------------------------------------------------------------------------------------
 HAVE_PGBR=0
-if command -v pgbackrest >/dev/null || apt-get install -y -qq pgbackrest >/dev/null 2>&1 \
-   || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq pgbackrest >/dev/null 2>&1; }; then
+if pgbackrest_installed; then
   HAVE_PGBR=1
   PGBR_VERSION=$(pgbackrest version)
 else
   echo "pgbackrest: not installed (apt-get install pgbackrest failed); its rows are skipped"
 fi
 HAVE_BARMAN=0
-if /usr/bin/python3 -m venv "$work/venv" >/dev/null 2>&1 \
-  && "$work/venv/bin/pip" install -q psycopg2-binary python-dateutil argcomplete >/dev/null 2>&1 \
-  && "$work/venv/bin/pip" install -q --no-deps barman >/dev/null 2>&1; then
+if venv_install psycopg2-binary python-dateutil argcomplete && venv_install --no-deps barman; then
   HAVE_BARMAN=1
   BARMAN="$work/venv/bin/barman"
   BARMAN_VERSION=$("$BARMAN" --version 2>&1 | head -n 1)
@@ -121,19 +95,11 @@ fi
 # base backups are stored; each backup records its own format, and each is restored with its own.
 for v in plain lz4 zstd; do
   case $v in
-    plain) comp=$'backup_compression_format = plain' ;;
-    *) comp=$'backup_compression = '"$v"$'\nbackup_compression_format = tar' ;;
+    plain) comp=("backup_compression_format = plain") ;;
+    *) comp=("backup_compression = $v" "backup_compression_format = tar") ;;
   esac
-  cat > "$work/pgbak-$v.conf" <<CONF
-[pgbak]
-home = $work/home
-[main]
-conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
-backup_method = postgres
-immediate_checkpoint = true
-compression = zstd
-$comp
-CONF
+  write_pgbak_conf "$work/pgbak-$v.conf" "$work/home" main "$PORT" "backup_method = postgres" \
+    "immediate_checkpoint = true" "compression = zstd" "${comp[@]}"
 done
 # pgbackrest backup refuses an archive_command without the word pgbackrest in it: the name says it.
 ARCHIVE_SH="$work/bin/archive-to-pgbak-pgbackrest-barman.sh"
@@ -148,70 +114,32 @@ if [ $HAVE_BARMAN = 1 ]; then
 fi
 SH
 chmod 755 "$ARCHIVE_SH"
-cat > "$work/pgbr.conf" <<CONF
-[global]
-repo1-path=$work/pgbr/repo
-log-path=$work/pgbr/log
-lock-path=$work/pgbr/lock
-log-level-console=warn
-log-level-file=off
-compress-type=lz4
-process-max=2
-start-fast=y
-repo1-retention-full=99
-[bench]
-pg1-path=$work/pgdata
-pg1-port=$PORT
-pg1-socket-path=$work/sock
-CONF
+write_pgbackrest_conf "$work/pgbr.conf" "repo1-path=$work/pgbr/repo" "log-path=$work/pgbr/log" "lock-path=$work/pgbr/lock" \
+  "compress-type=lz4" "process-max=2" "start-fast=y" "repo1-retention-full=99"
 mkdir -p "$work/pgbr/repo" "$work/pgbr/log" "$work/pgbr/lock" "$work/barman-home/main/incoming" "$work/barman-log"
 # Barman: two configurations of one server (one WAL archive), plain and lz4 tar base backups.
 # Barman's postgres method takes gzip, lz4 or zstd (tar, compressed by pg_basebackup on the
 # client) or none (plain).
 for v in none lz4; do
-  cat > "$work/barman-$v.conf" <<CONF
-[barman]
-barman_home = $work/barman-home
-barman_user = $PG_USER
-log_file = $work/barman-log/barman.log
-log_level = WARNING
-path_prefix = $PGBIN
-[main]
-description = bench
-conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
-streaming_conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres
-backup_method = postgres
-archiver = on
-immediate_checkpoint = true
-$( [ "$v" = lz4 ] && echo "backup_compression = lz4" )
-CONF
+  write_barman_conf "$work/barman-$v.conf" "$work/barman-home" "$work/barman-log/barman.log" "path_prefix = $PGBIN" \
+    "streaming_conninfo = host=127.0.0.1 port=$PORT user=postgres dbname=postgres" "immediate_checkpoint = true" \
+    "$( [ "$v" = lz4 ] && echo "backup_compression = lz4" )"
 done
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$work"
+give_to_pg "$work"
 
-as_pg "$PGBIN/initdb" -D "$work/pgdata" -U postgres --auth=trust --no-sync >/dev/null
-cat >> "$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT
-unix_socket_directories = '$work/sock'
-wal_level = replica
-archive_mode = on
-archive_command = '$ARCHIVE_SH %p %f'
-max_wal_size = 4GB
-shared_buffers = 256MB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -l "$work/pg.log" -w start >/dev/null
+start_cluster "$PGBIN" "$work/pgdata" "$PORT" "$ARCHIVE_SH %p %f" "shared_buffers = 256MB"
 if [ $HAVE_PGBR = 1 ] && ! as_pg pgbackrest --config="$work/pgbr.conf" --stanza=bench stanza-create >/dev/null 2>"$work/pgbr-stanza.err"; then
   echo "pgbackrest: stanza-create failed, its rows are skipped: $(tail -n 2 "$work/pgbr-stanza.err")"
   HAVE_PGBR=0
   sed -i 's/^if \[ 1 = 1 \]; then pgbackrest/if [ 0 = 1 ]; then pgbackrest/' "$ARCHIVE_SH"
 fi
 t0=$(date +%s)
-as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
-psql15 "CHECKPOINT"
+pgbench_init "$SCALE"
+psql_ "CHECKPOINT"
 # pgbak backs up a server whose archive holds WAL: the load's WAL is archived by now, and one
 # more segment is switched and archived to be sure.
 as_pg "$PGBAK" -q -c "$work/pgbak-plain.conf" switch-wal main --force --archive --archive-timeout 600 >/dev/null
-datasize=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+datasize=$(pgdata_bytes "$work/pgdata")
 echo "PostgreSQL 15: pgbench scale $SCALE, PGDATA without pg_wal = $((datasize / 1000000)) MB (loaded in $(( $(date +%s) - t0 )) s)"
 echo "versions: $("$PGBAK" --version)${PGBR_VERSION:+, $PGBR_VERSION}${BARMAN_VERSION:+, barman $BARMAN_VERSION}"
 
@@ -308,9 +236,9 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # --- 2. delta restore after 1% of the rows changed -----------------------------------------------
-psql15 "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0"
-psql15 "CHECKPOINT"
-datasize2=$(du -sb --exclude=pg_wal "$work/pgdata" | cut -f1)
+psql_ "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0"
+psql_ "CHECKPOINT"
+datasize2=$(pgdata_bytes "$work/pgdata")
 NEW_ID=$(pgbak_backup zstd)
 echo "2. delta restore: 1% of pgbench_accounts updated, new pgbak zstd backup $NEW_ID$( [ -n "${PGBR_SET[zst]:-}" ] && echo ", new pgbackrest zst backup" )"
 NEW_PGBR=
@@ -359,35 +287,14 @@ gone "$work/home/main/base" "$work/pgbr/repo" "$work/barman-home/main/base" "$wo
 
 # --- 3. PostgreSQL 17: incremental backup and its restore ----------------------------------------
 if [ -x "$PG17BIN/postgres" ]; then
-  cat > "$work/pgbak17.conf" <<CONF
-[pgbak]
-home = $work/home17
-[pg17]
-conninfo = host=127.0.0.1 port=$PORT17 user=postgres dbname=postgres
-backup_method = postgres
-immediate_checkpoint = true
-compression = zstd
-backup_compression = zstd
-backup_compression_format = tar
-CONF
-  [ "$(id -u)" -eq 0 ] && chown postgres: "$work/pgbak17.conf"
-  as_pg "$PG17BIN/initdb" -D "$work/pg17data" -U postgres --auth=trust --no-sync >/dev/null
-  cat >> "$work/pg17data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PORT17
-unix_socket_directories = '$work/sock'
-wal_level = replica
-summarize_wal = on
-archive_mode = on
-archive_command = '$PGBAK -q -c $work/pgbak17.conf archive-wal pg17 %p'
-max_wal_size = 4GB
-shared_buffers = 256MB
-CONF
-  as_pg "$PG17BIN/pg_ctl" -D "$work/pg17data" -l "$work/pg17.log" -w start >/dev/null
-  as_pg "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT17" -U postgres -i -s "$SCALE" -q postgres >/dev/null 2>&1
-  psql17 "CHECKPOINT"
+  write_pgbak_conf "$work/pgbak17.conf" "$work/home17" pg17 "$PORT17" "backup_method = postgres" \
+    "immediate_checkpoint = true" "compression = zstd" "backup_compression = zstd" "backup_compression_format = tar"
+  start_cluster "$PG17BIN" "$work/pg17data" "$PORT17" "$PGBAK -q -c $work/pgbak17.conf archive-wal pg17 %p" \
+    "summarize_wal = on" "shared_buffers = 256MB"
+  pgbench_init "$SCALE" "$PORT17"
+  psql_port "$PORT17" "CHECKPOINT"
   as_pg "$PGBAK" -q -c "$work/pgbak17.conf" switch-wal pg17 --force --archive --archive-timeout 600 >/dev/null
-  datasize17=$(du -sb --exclude=pg_wal "$work/pg17data" | cut -f1)
+  datasize17=$(pgdata_bytes "$work/pg17data")
   echo "3. PostgreSQL 17 ($("$PG17BIN/postgres" --version)): pgbench scale $SCALE, PGDATA without pg_wal = $((datasize17 / 1000000)) MB"
   as_pg "$PGBAK" -q -c "$work/pgbak17.conf" backup pg17 --wait --wait-timeout 600 >/dev/null
   echo "  first full backup: $(as_pg "$PGBAK" -f json -c "$work/pgbak17.conf" show-backup pg17 latest | json 'd["backup_id"]')"
@@ -406,7 +313,7 @@ CONF
   INCR_ID= FULL_ID=
   for r in $(seq "$ROUNDS"); do
     echo " round $r"
-    psql17 "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0"
+    psql_port "$PORT17" "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0"
     if timed incr-backup /dev/null "$PGBAK" -q -c "$work/pgbak17.conf" backup pg17 --incremental latest --wait --wait-timeout 600; then
       INCR_ID=$(stored incr-backup)
     fi
