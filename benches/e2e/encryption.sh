@@ -82,8 +82,10 @@ for round in $(seq 1 "$ROUNDS"); do
       rm -f "$work/raw/got"
     done
     t1=$(now)
-    awk -v e="$enc" -v a="$t0" -v b="$t1" -v r="$round" \
-      'BEGIN { printf "  round %d  encryption %-4s get-wal %6.1f ms/segment\n", r, e, (b-a)*1000/10 }'
+    read -r _ rss < <(measure "$PGBAK" -q -c "$work/$name.conf" get-wal bench "${segs[0]}" "$work/raw/got")
+    rm -f "$work/raw/got"
+    awk -v e="$enc" -v a="$t0" -v b="$t1" -v m="$rss" -v r="$round" \
+      'BEGIN { printf "  round %d  encryption %-4s get-wal %6.1f ms/segment  peak RSS %5.1f MB\n", r, e, (b-a)*1000/10, m/1024 }'
     # get-wal --bundle 8, as wal-restore --parallel 8 asks.
     read -r secs rss < <(measure "$PGBAK" -q -c "$work/$name.conf" get-wal bench "${segs[0]}" --bundle 8)
     awk -v e="$enc" -v s="$secs" -v m="$rss" -v r="$round" \

@@ -55,12 +55,13 @@ impl WalArchive {
 
     /// Writes a tar stream to `out` with `name` and up to `n - 1` following segments (see
     /// [`WalArchive::peek`]), each checked against the index, and a last `CRC32CSUMS` entry with
-    /// the CRC-32C of each file that passed. `name` itself is read and checked whole before
-    /// anything is written: a problem with it is an error. The following segments are streamed
-    /// as they are decoded (memory stays at one segment plus a few buffers): one that fails its
-    /// check is padded to its announced size, left out of the sums (so the receiver drops it) and
-    /// ends the stream; it will be fetched, and its error reported, on its own. Returns the names
-    /// whose checksums were sent.
+    /// the CRC-32C of each file that passed. Segments are streamed as they are decoded, so memory
+    /// holds a few buffers, not segments (a first file whose index line has no size is decoded
+    /// whole first: its tar header needs the size). A problem with `name` itself is an error: the
+    /// stream then ends without its sums entry, so a receiver hands nothing over. A following
+    /// segment that fails its check is padded to its announced size, left out of the sums (so the
+    /// receiver drops it) and ends the stream; it will be fetched, and its error reported, on its
+    /// own. Returns the names whose checksums were sent.
     pub fn write_bundle(&self, name: &str, n: usize, out: &mut dyn Write) -> Result<Vec<String>> {
         let names = self.peek(name, n.max(1))?;
         let Some((first_name, following)) = names.split_first() else {
@@ -77,19 +78,28 @@ impl WalArchive {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut first = Vec::with_capacity(16 << 20);
-        self.fetch_to(first_name, &mut first, label)?;
-        let mut sent = vec![first_name.clone()];
-        let mut sums = sums_line(&format!("{:08x}", crc32c::crc32c(&first)), first_name);
-        // A following segment is as long as its index line says, or else as the first one.
-        let segment_size = first.len() as u64;
-        // Decoding the next segments overlaps with writing (and the SSH encryption of) the
-        // current one.
+        let mut sent = Vec::new();
+        let mut sums = String::new();
+        let first_entry = self.index_entry_of(first_name)?;
+        // The size of a streamed segment without an index line of its own.
+        let (streamed, segment_size) = match first_entry.as_ref().and_then(|e| e.size) {
+            Some(size) => (names.as_slice(), size),
+            None => {
+                let mut first = Vec::with_capacity(16 << 20);
+                self.fetch_recorded_to(first_name, first_entry.as_ref(), &mut first, label)?;
+                write_entry(out, first_name, &first, mtime).map_err(write_err)?;
+                sums.push_str(&sums_line(
+                    &format!("{:08x}", crc32c::crc32c(&first)),
+                    first_name,
+                ));
+                sent.push(first_name.clone());
+                (following, first.len() as u64)
+            }
+        };
+        // Decoding overlaps with writing (and the SSH encryption of) what was decoded before.
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(PIECES_QUEUED);
-            scope.spawn(move || self.decode_pieces(following, segment_size, tx));
-            write_entry(out, first_name, &first, mtime).map_err(write_err)?;
-            drop(first);
+            scope.spawn(move || self.decode_pieces(streamed, segment_size, tx));
             let mut current: Option<Streamed> = None;
             for piece in rx {
                 match piece {
@@ -111,31 +121,51 @@ impl WalArchive {
                         c.written += room as u64;
                     }
                     Piece::End(result) => {
-                        let Some(c) = current.take() else { break };
-                        // What a failed segment lacks is sent as zeros.
-                        let short = c.size - c.written;
-                        std::io::copy(&mut std::io::repeat(0).take(short), out)
-                            .map_err(write_err)?;
-                        write_padding(out, c.size).map_err(write_err)?;
-                        let problem = match result {
-                            Ok(size) if size == c.size => None,
-                            Ok(size) => Some(format!(
-                                "it holds {size} bytes where {} were expected",
-                                c.size
-                            )),
-                            Err(e) => Some(e.to_string()),
+                        let entry = current.take();
+                        let problem = match (result, &entry) {
+                            (Err(e), _) => Some(e),
+                            (Ok(size), Some(c)) if size != c.size => Some(Error::Corrupt {
+                                what: format!("archived WAL file {}", c.name),
+                                detail: format!(
+                                    "it holds {size} bytes where its index line says {}",
+                                    c.size
+                                ),
+                            }),
+                            _ => None,
                         };
-                        if let Some(problem) = problem {
-                            tracing::warn!("get-wal bundle stops at {}: {problem}", c.name);
-                            break;
+                        if let Some(c) = &entry {
+                            // What a failed segment lacks is sent as zeros.
+                            let short = c.size - c.written;
+                            std::io::copy(&mut std::io::repeat(0).take(short), out)
+                                .map_err(write_err)?;
+                            write_padding(out, c.size).map_err(write_err)?;
                         }
-                        sums.push_str(&sums_line(&format!("{:08x}", c.crc), &c.name));
-                        sent.push(c.name);
+                        match (problem, entry) {
+                            (Some(e), _) if sent.is_empty() => return Err(e),
+                            (Some(e), c) => {
+                                let what = c.map(|c| c.name).unwrap_or_default();
+                                tracing::warn!("get-wal bundle stops at {what}: {e}");
+                                break;
+                            }
+                            (None, Some(c)) => {
+                                sums.push_str(&sums_line(&format!("{:08x}", c.crc), &c.name));
+                                sent.push(c.name);
+                            }
+                            (None, None) => break,
+                        }
                     }
                 }
             }
             Ok(())
         })?;
+        if sent.is_empty() {
+            // The decoding side stopped before the first file's end without saying why.
+            return Err(Error::io(
+                "read",
+                first_name,
+                std::io::Error::other("the decoding thread stopped"),
+            ));
+        }
         write_entry(out, SumKind::Crc32c.file_name(), sums.as_bytes(), 0)
             .and_then(|()| write_end(out))
             .and_then(|()| out.flush())
@@ -151,7 +181,7 @@ impl WalArchive {
             let expected = match self.index_entry_of(name) {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::warn!("get-wal bundle stops before {name}: {e}");
+                    let _ = tx.send(Piece::End(Err(e)));
                     return;
                 }
             };
@@ -384,10 +414,36 @@ mod tests {
             String::from_utf8(entries[2].1.clone()).unwrap(),
             format!("{:08x} *{}\n", crc32c::crc32c(&entries[0].1), names[0])
         );
-        // Asking for the damaged one first is an error, and nothing is written.
+        // Asking for the damaged one first is an error, and what was written has no sums: a
+        // receiver hands nothing over.
         let mut out = Vec::new();
-        assert!(a.write_bundle(names[1], 8, &mut out).is_err());
-        assert!(out.is_empty());
+        let e = a.write_bundle(names[1], 8, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        let (entries, _) = read_back(&out);
+        assert!(entries.iter().all(|(n, _)| n != "CRC32CSUMS"), "sums sent");
+
+        // Without index lines (an archive written by another tool) the first segment is read
+        // whole for its size, and the following ones are announced at that size.
+        std::fs::remove_dir_all(_d.path().join("wals").join("index")).unwrap();
+        let names = ["000000010000000000000007", "000000010000000000000008"];
+        for n in names {
+            let p = _d.path().join(n);
+            std::fs::write(&p, segment(n, 3)).unwrap();
+            a.archive_file(&p).unwrap();
+        }
+        std::fs::remove_dir_all(_d.path().join("wals").join("index")).unwrap();
+        assert!(a.index_entry_of(names[0]).unwrap().is_none());
+        let mut out = Vec::new();
+        assert_eq!(
+            a.write_bundle(names[0], 8, &mut out).unwrap(),
+            names.to_vec()
+        );
+        let (entries, ended) = read_back(&out);
+        assert!(ended);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(entries[i].0, *n);
+            assert_eq!(entries[i].1, segment(n, 3));
+        }
         assert!(matches!(
             a.write_bundle("000000010000000000000009", 2, &mut Vec::new()),
             Err(Error::WalNotFound { .. })
