@@ -7,7 +7,8 @@
 #      pgbackrest archive-push (none, zst) and barman-wal-archive -> barman put-wal over SSH;
 #   2. get-wal latency per segment (pgbak get-wal from a zstd archive and an uncompressed one);
 #   3. replay speed of a recovery of about 1 GB of WAL with restore_command = pgbak get-wal,
-#      pgbak wal-restore over SSH, and wal-restore --parallel 4 and 8.
+#      pgbak wal-restore over SSH, and wal-restore --parallel 4 and 8, with the peak RSS of one
+#      restore_command call (each call runs under /usr/bin/time).
 #
 #   bash benches/e2e/wal_archive_restore.sh [SEGMENTS]     (default 64 = 1 GiB of WAL)
 #
@@ -164,12 +165,12 @@ fi
 echo "replay of the $n segments after the backup (restore_command variants; time to promotion):"
 as_pg "$PGBIN/pg_ctl" -D "$work/pgdata" -m fast -w stop >/dev/null
 replay() { # label restore_command
-  local dest="$work/restore-$RANDOM" p
+  local dest="$work/restore-$RANDOM" p rss="$work/rss-$RANDOM"
   as_pg "$PGBAK" -q -c "$work/pgbak.conf" recover main latest "$dest" --get-wal >/dev/null
   at_exit as_pg "$PGBIN/pg_ctl" -D "$dest" -m immediate stop
   p=$(free_port)
   t0=$(now)
-  if ! as_pg "$PGBIN/pg_ctl" -D "$dest" -l "$dest.log" -w -t 3600 -o "-c port=$p -c unix_socket_directories='$work/sock' -c archive_mode=off -c restore_command='$2'" start >/dev/null; then
+  if ! as_pg "$PGBIN/pg_ctl" -D "$dest" -l "$dest.log" -w -t 3600 -o "-c port=$p -c unix_socket_directories='$work/sock' -c archive_mode=off -c restore_command='/usr/bin/time -a -o $rss -f %M $2'" start >/dev/null; then
     echo "  $1: the restored server did not start: $(tail -n 2 "$dest.log")"
     return 0
   fi
@@ -178,6 +179,8 @@ replay() { # label restore_command
   got=$(as_pg "$PGBIN/psql" -X -A -t -h 127.0.0.1 -p "$p" -U postgres -d postgres -c 'SELECT count(*) FROM w')
   [ "$got" = "$(cat "$work/expected_count")" ] || echo "  ($1: wrong row count $got)"
   rate "$1" "$(elapsed "$t0" "$t1")" "$n" "$bytes"
+  # Each call's peak RSS (the caller's side: over SSH, get-wal runs under the remote sshd).
+  awk '/^[0-9]+$/ { if ($1 > m) m = $1 } END { printf "    peak RSS of one restore_command call %5.1f MB\n", m/1024 }' "$rss"
   as_pg "$PGBIN/pg_ctl" -D "$dest" -m immediate -w stop >/dev/null
   rm -rf "$dest"
 }
