@@ -242,9 +242,17 @@ impl Writer {
                 let gpg = if encryptor.is_some() { ".gpg" } else { "" };
                 let file_name = format!("{name}{suffix}{gpg}");
                 let key = join_key(prefix, &file_name);
-                // Compressing (or, for what the server compressed, parsing) goes on while
-                // another thread writes.
-                let object = write_behind(storage.put(&key)?, &key)?;
+                // Compressing or encrypting goes on while another thread writes. Bytes stored
+                // as they arrive are written here: a thread would only add a copy.
+                let transformed = encryptor.is_some()
+                    || (self.server_compression.is_none()
+                        && compressor.compression() != Compression::None);
+                let object = storage.put(&key)?;
+                let object = if transformed {
+                    write_behind(object, &key)?
+                } else {
+                    object
+                };
                 uploads.add(&*object);
                 let (object, stats) = if let Some(c) = self.server_compression {
                     // Stored as received: the pipeline only counts the bytes.
