@@ -10,7 +10,9 @@
 //! links, never followed.
 
 use crate::durable::SyncTracker;
-use crate::extract::{feed_tar, hostile, mtime_to_system, ExtractOptions, TarExtractor, MODE_MASK};
+use crate::extract::{
+    feed_stored_tar, hostile, mtime_to_system, ExtractOptions, TarExtractor, MODE_MASK,
+};
 use crate::tar::{EntryKind, TarEntry, TarVisitor};
 use crate::{Error, Result};
 use pgbak_compress::pipeline::{PipelineStats, ReadPipelineBuilder};
@@ -420,26 +422,15 @@ pub fn extract_stored_tar_delta<R: Read + Send>(
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<(RestoreStats, PipelineStats)> {
-    let mut reader = read
-        .open(source)
-        .map_err(|e| Error::stream("read", what, e))?;
     let mut extractor = DeltaExtractor::new(dest, opts.clone())?;
-    feed_tar(&mut reader, what, &mut extractor)?;
-    let stats = extractor.finish()?;
-    let piped = reader.stats().ok_or_else(|| {
-        Error::stream(
-            "read",
-            what,
-            io::Error::other("the stream was not read to its end"),
-        )
-    })?;
-    Ok((stats, piped))
+    let piped = feed_stored_tar(source, what, read, &mut extractor)?;
+    Ok((extractor.finish()?, piped))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::extract_tar;
+    use crate::extract::{extract_tar, feed_tar};
     use crate::tar::testutil::*;
     use crate::tree_restore::{restore_tree, TreeRestoreOptions};
     use crate::SyncMethod;

@@ -527,19 +527,67 @@ pub fn extract_stored_tar<R: Read + Send>(
     dest: &Path,
     opts: &ExtractOptions,
 ) -> Result<(ExtractStats, PipelineStats)> {
+    let mut extractor = TarExtractor::new(dest, opts.clone())?;
+    let piped = feed_stored_tar(source, what, read, &mut extractor)?;
+    Ok((extractor.finish()?, piped))
+}
+
+/// Decoded buffers queued between the decoding thread and the extracting one.
+const DECODED_QUEUED: usize = 2;
+
+/// Reads the stored tar stream `source` through the pipeline `read` on a thread of its own
+/// (decryption, decompression and the checks of the stored bytes) and feeds the plain bytes to
+/// `visitor` on this one, so that decoding overlaps with writing files: memory holds a few
+/// [`READ_BUFFER`]s. Returns the pipeline's figures, settled at the end of the stream.
+pub(crate) fn feed_stored_tar<R: Read + Send, V: TarVisitor>(
+    source: R,
+    what: &str,
+    read: ReadPipelineBuilder,
+    visitor: &mut V,
+) -> Result<PipelineStats> {
     let mut reader = read
         .open(source)
         .map_err(|e| Error::stream("read", what, e))?;
-    let stats = extract_named(&mut reader, what, dest, opts)?;
-    // The extraction read to the end of the stream, where the pipeline settles its figures.
-    let piped = reader.stats().ok_or_else(|| {
-        Error::stream(
-            "read",
-            what,
-            io::Error::other("the stream was not read to its end"),
-        )
-    })?;
-    Ok((stats, piped))
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(DECODED_QUEUED);
+        let (spare_tx, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(DECODED_QUEUED + 1);
+        let decoder = std::thread::Builder::new()
+            .name("pgbak-decode".into())
+            .spawn_scoped(scope, move || loop {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize(READ_BUFFER, 0);
+                match reader.read(&mut buf) {
+                    Ok(0) => return reader.stats(),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("start a decoding thread for", what, e))?;
+        let mut parser = TarStreamParser::new();
+        for decoded in rx {
+            let buf = decoded.map_err(|e| Error::stream("read", what, e))?;
+            parser.feed(&buf, visitor)?;
+            let _ = spare_tx.try_send(buf);
+        }
+        parser.finish()?;
+        // The decoder read to the end of the stream, where the pipeline settles its figures.
+        decoder.join().ok().flatten().ok_or_else(|| {
+            Error::stream(
+                "read",
+                what,
+                io::Error::other("the stream was not read to its end"),
+            )
+        })
+    })
 }
 
 fn extract_named<R: Read>(
