@@ -242,13 +242,15 @@ impl Writer {
                 let gpg = if encryptor.is_some() { ".gpg" } else { "" };
                 let file_name = format!("{name}{suffix}{gpg}");
                 let key = join_key(prefix, &file_name);
-                // Compressing or encrypting goes on while another thread writes. Bytes stored
-                // as they arrive are written here: a thread would only add a copy.
-                let transformed = encryptor.is_some()
-                    || (self.server_compression.is_none()
-                        && compressor.compression() != Compression::None);
+                // Compressing goes on while another thread writes. Bytes stored as they
+                // arrive are written here: a thread would only add a copy. An encrypted stream
+                // already leaves this thread for gpg's, and the queues of both would take a
+                // backup over its memory budget (34-35 MB of peak RSS against 31 MB).
+                let compressed_here = encryptor.is_none()
+                    && self.server_compression.is_none()
+                    && compressor.compression() != Compression::None;
                 let object = storage.put(&key)?;
-                let object = if transformed {
+                let object = if compressed_here {
                     write_behind(object, &key)?
                 } else {
                     object
