@@ -510,7 +510,9 @@ pub(crate) fn apply_deferred_modes(deferred: &mut Vec<(PathBuf, u32)>) -> Result
 /// one. A truncated or corrupt stream, or a hostile entry, is an error; what was extracted before
 /// it stays in `dest` for the caller to remove.
 pub fn extract_tar<R: Read>(reader: R, dest: &Path, opts: &ExtractOptions) -> Result<ExtractStats> {
-    extract_named(reader, "tar stream", dest, opts)
+    let mut extractor = TarExtractor::new(dest, opts.clone())?;
+    feed_tar(reader, "tar stream", &mut extractor)?;
+    extractor.finish()
 }
 
 /// Extracts a tar stream as it is stored (`base.tar.zst`, an encrypted `base.tar.gz.gpg`, a plain
@@ -588,17 +590,6 @@ pub(crate) fn feed_stored_tar<R: Read + Send, V: TarVisitor>(
             )
         })
     })
-}
-
-fn extract_named<R: Read>(
-    reader: R,
-    what: &str,
-    dest: &Path,
-    opts: &ExtractOptions,
-) -> Result<ExtractStats> {
-    let mut extractor = TarExtractor::new(dest, opts.clone())?;
-    feed_tar(reader, what, &mut extractor)?;
-    extractor.finish()
 }
 
 /// Reads a whole tar stream into `visitor`.

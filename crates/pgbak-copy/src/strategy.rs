@@ -183,7 +183,7 @@ pub struct CopyPhases {
 /// One output of a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputFile {
-    /// Relative name: "base.tar.zst", "16384.tar.zst", "backup_manifest", or "data" / "<oid>" for
+    /// Relative name: `base.tar.zst`, `16384.tar.zst`, `backup_manifest`, or `data` / `<oid>` for
     /// the trees of a plain backup.
     pub name: String,
     /// Bytes written (for a tree, the sum of its file sizes).

@@ -1,8 +1,8 @@
 //! The writing side of a streaming backup, on its own thread: it takes the archives received from
 //! the server through a bounded channel and compresses them into storage objects or extracts them
-//! into plain trees, so that receiving and compressing overlap on two cores. Archives the server
-//! already compressed are stored as they arrive and decoded only for parsing
-//! ([`crate::server_decode`]). Nothing is committed until the receiving side says the whole
+//! into plain trees, so that receiving and compressing overlap on two cores; what it compresses is
+//! written by a thread of its own ([`pgbak_storage::write_behind`]). Archives the server already
+//! compressed are stored as they arrive and decoded only for parsing ([`crate::server_decode`]). Nothing is committed until the receiving side says the whole
 //! backup succeeded.
 
 use crate::durable::SyncMethod;
