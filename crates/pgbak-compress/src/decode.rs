@@ -71,7 +71,7 @@ fn buffered<'a>(inner: Box<dyn Read + Send + 'a>) -> BufReader<Source<'a>> {
 }
 
 /// Reads until `buf` is full or the input ends; returns how many bytes were read.
-pub(crate) fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_up_to(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {

@@ -15,6 +15,7 @@ mod lz4_frames;
 pub mod pipeline;
 
 pub use codec::{Codec, Compression, Level};
+pub use decode::read_up_to;
 pub use detect::{auto_decoder, detect, MAGIC_PROBE_LEN};
 pub use encrypt::Encryptor;
 pub use error::CompressError;

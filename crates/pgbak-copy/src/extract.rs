@@ -556,9 +556,10 @@ pub(crate) fn feed_stored_tar<R: Read + Send, V: TarVisitor>(
         let decoder = std::thread::Builder::new()
             .name("pgbak-decode".into())
             .spawn_scoped(scope, move || loop {
+                // Whole buffers: a recycled one then needs no zeroing.
                 let mut buf = spare.try_recv().unwrap_or_default();
                 buf.resize(READ_BUFFER, 0);
-                match reader.read(&mut buf) {
+                match pgbak_compress::read_up_to(&mut reader, &mut buf) {
                     Ok(0) => return reader.stats(),
                     Ok(n) => {
                         buf.truncate(n);
@@ -566,7 +567,6 @@ pub(crate) fn feed_stored_tar<R: Read + Send, V: TarVisitor>(
                             return None;
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return None;

@@ -309,7 +309,7 @@ fn decompress_if_needed(path: &Path, name: &str) -> Result<Option<PathBuf>> {
         detail,
     };
     let mut head = [0u8; 40];
-    let got = crate::wal_archive::read_full(&mut dec, &mut head).map_err(|e| bad(e.to_string()))?;
+    let got = pgbak_compress::read_up_to(&mut dec, &mut head).map_err(|e| bad(e.to_string()))?;
     let limit = match WalFileName::parse(name) {
         Ok(WalFileName::Segment { .. }) => {
             let hdr = crate::wal_archive::check_segment_header(name, &head[..got]).map_err(&bad)?;

@@ -12,7 +12,7 @@
 use super::index::{IndexEntry, WalIndex};
 use crate::{Error, Result};
 use pgbak_compress::pipeline::{Digests, ReadPipeline, WritePipeline};
-use pgbak_compress::{Codec, Compression, Encryptor};
+use pgbak_compress::{read_up_to, Codec, Compression, Encryptor};
 use pgbak_storage::{CommitMode, StorageBackend};
 use pgbak_wal::{validate_segment_size, SegmentName, WalFileName};
 use std::collections::BTreeMap;
@@ -154,20 +154,6 @@ impl ReadBack {
     }
 }
 
-/// Reads as many bytes as are available up to `buf.len()`.
-pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 impl WalArchive {
     /// The archive of `server` in `storage`, writing new files with `codec`; clashing copies go
     /// to `errors`.
@@ -251,7 +237,7 @@ impl WalArchive {
             .map_err(|e| Error::io("stat", src, e))?
             .len();
         let mut buf = vec![0u8; CHUNK];
-        let mut n = read_full(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
+        let mut n = read_up_to(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
         if matches!(parsed, WalFileName::Segment { .. }) {
             check_segment(&name, &buf[..n], len).map_err(|d| Error::Corrupt {
                 what: format!("WAL file {}", src.display()),
@@ -274,7 +260,7 @@ impl WalArchive {
         while n > 0 {
             w.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", self.location(&key), e))?;
-            n = read_full(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
+            n = read_up_to(&mut file, &mut buf).map_err(|e| Error::io("read", src, e))?;
         }
         let (writer, stats) = w
             .finish()
@@ -360,7 +346,7 @@ impl WalArchive {
     pub(crate) fn read_back(&self, key: &str) -> Result<ReadBack> {
         let mut source = self.storage.get(key)?;
         let mut head = [0u8; 64];
-        let n = read_full(&mut source, &mut head)
+        let n = read_up_to(&mut source, &mut head)
             .map_err(|e| Error::io("read", self.location(key), e))?;
         let mut r = ReadPipeline::builder()
             .encryptor(self.encryptor.clone())
@@ -534,7 +520,7 @@ impl WalArchive {
         let mut size = 0u64;
         let mut first = Vec::new();
         loop {
-            let n = read_full(&mut dec, &mut buf).map_err(|e| {
+            let n = read_up_to(&mut dec, &mut buf).map_err(|e| {
                 corrupt(if recorded.is_some() && e.kind() == io::ErrorKind::InvalidData {
                     format!("content does not match the checksum recorded when it was archived: {e}")
                 } else {
@@ -562,8 +548,8 @@ impl WalArchive {
         let key = Self::key_of(name)?;
         let mut r = self.storage.get(&key)?;
         let mut probe = [0u8; pgbak_compress::MAGIC_PROBE_LEN];
-        let n =
-            read_full(&mut r, &mut probe).map_err(|e| Error::io("read", self.location(&key), e))?;
+        let n = read_up_to(&mut r, &mut probe)
+            .map_err(|e| Error::io("read", self.location(&key), e))?;
         Ok(pgbak_compress::detect(&probe[..n]))
     }
 

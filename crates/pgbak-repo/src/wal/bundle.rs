@@ -3,6 +3,7 @@
 //! each decompressed and checked before a byte of it is sent), so that `wal-restore --parallel`
 //! fills its spool with one SSH round trip instead of one per segment.
 
+use super::index::IndexEntry;
 use super::tar_stream::{sums_line, write_end, write_entry, write_header, write_padding, SumKind};
 use super::WalArchive;
 use crate::{Error, Result};
@@ -81,9 +82,10 @@ impl WalArchive {
         let mut sent = Vec::new();
         let mut sums = String::new();
         let first_entry = self.index_entry_of(first_name)?;
-        // The size of a streamed segment without an index line of its own.
-        let (streamed, segment_size) = match first_entry.as_ref().and_then(|e| e.size) {
-            Some(size) => (names.as_slice(), size),
+        // What is streamed, the index line of its first name when already read, and the size of
+        // a streamed segment without an index line of its own.
+        let (streamed, known, segment_size) = match first_entry.as_ref().and_then(|e| e.size) {
+            Some(size) => (names.as_slice(), first_entry, size),
             None => {
                 let mut first = Vec::with_capacity(16 << 20);
                 self.fetch_recorded_to(first_name, first_entry.as_ref(), &mut first, label)?;
@@ -93,13 +95,13 @@ impl WalArchive {
                     first_name,
                 ));
                 sent.push(first_name.clone());
-                (following, first.len() as u64)
+                (following, None, first.len() as u64)
             }
         };
         // Decoding overlaps with writing (and the SSH encryption of) what was decoded before.
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(PIECES_QUEUED);
-            scope.spawn(move || self.decode_pieces(streamed, segment_size, tx));
+            scope.spawn(move || self.decode_pieces(streamed, known, segment_size, tx));
             let mut current: Option<Streamed> = None;
             for piece in rx {
                 match piece {
@@ -175,10 +177,20 @@ impl WalArchive {
 
     /// The decoding side of a bundle: each of `names` as a `Begin`, its bytes in pieces, and an
     /// `End` with its check's result; stops after the first that fails, or when the writing side
-    /// is gone.
-    fn decode_pieces(&self, names: &[String], segment_size: u64, tx: SyncSender<Piece>) {
+    /// is gone. `known`: the index line of the first name, when the caller already read it.
+    fn decode_pieces(
+        &self,
+        names: &[String],
+        mut known: Option<IndexEntry>,
+        segment_size: u64,
+        tx: SyncSender<Piece>,
+    ) {
         for name in names {
-            let expected = match self.index_entry_of(name) {
+            let looked_up = match known.take() {
+                Some(entry) => Ok(Some(entry)),
+                None => self.index_entry_of(name),
+            };
+            let expected = match looked_up {
                 Ok(e) => e,
                 Err(e) => {
                     let _ = tx.send(Piece::End(Err(e)));
